@@ -1,0 +1,60 @@
+# stemmap: one entry point for set-up, tests and the main job.
+#   make setup   install R + R packages (Debian apt), a Python venv with the core, the R package
+#   make test    pytest (Python core) + testthat (R package)
+#   make demo    map the shared embryo data (or generated data) and write figures to out/demo
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= $(CURDIR)/.venv
+VPY := $(VENV)/bin/python
+TORCH_PIN ?= torch==2.13.0
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+R_APT := r-base-core r-base-dev r-cran-seurat r-cran-seuratobject r-cran-reticulate r-bioc-basilisk \
+	r-bioc-singlecellexperiment r-bioc-summarizedexperiment r-cran-testthat r-cran-knitr \
+	r-cran-rmarkdown r-bioc-biocstyle pandoc r-cran-cli r-cran-ggplot2 r-cran-matrix r-cran-withr
+export STEMMAP_PYTHON := $(VPY)
+
+.PHONY: setup apt venv r-install test py-test r-test lint demo benchmark check clean
+
+setup: apt venv r-install
+
+apt:
+	@missing=$$(for p in $(R_APT); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "apt: R and R packages already installed"; fi
+
+venv:
+	[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q "$(TORCH_PIN)"
+	$(VPY) -m pip install -q -e "python[dev]"
+	@$(VPY) -c "import stemmap, torch; print('venv: stemmap', stemmap.__version__, '| torch', torch.__version__)"
+
+r-install:
+	R CMD INSTALL --no-multiarch --with-keep.source . > /tmp/stemmap-r-install.log 2>&1 || (cat /tmp/stemmap-r-install.log; exit 1)
+	@echo "R package stemmap installed"
+
+test: py-test r-test
+
+py-test:
+	cd python && $(VPY) -m pytest -q -m "not slow"
+
+r-test:
+	Rscript -e 'res <- testthat::test_dir("tests/testthat", package = "stemmap", load_package = "installed", reporter = testthat::ProgressReporter$$new(show_praise = FALSE), stop_on_failure = TRUE)'
+
+lint:
+	$(VPY) -m ruff check python benchmarks
+	$(VPY) -m ruff format --check python benchmarks
+
+demo:
+	$(VENV)/bin/stemmap demo --out out/demo
+
+benchmark:
+	$(VPY) benchmarks/run_benchmark.py
+
+check:
+	R CMD build . && _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual stemmap_*.tar.gz
+
+clean:
+	rm -rf inst/python stemmap_*.tar.gz stemmap.Rcheck out

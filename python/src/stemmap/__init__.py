@@ -1,0 +1,12 @@
+"""stemmap: map single cells into spatial transcriptomics with STEM.
+
+STEM (Hao et al., Commun Biol 2024) trains one encoder on single-cell (SC) and spatial
+(ST) expression so that both embeddings are spatially aware, then reads off the SC→ST and
+ST→SC mappings, pseudo-coordinates, SC–SC adjacency and spot deconvolution.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
