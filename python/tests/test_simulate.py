@@ -1,0 +1,169 @@
+"""Tests of stemmap.simulate: pseudo spots and noise."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from stemmap import simulate
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = Path(os.environ.get("STEMMAP_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _toy() -> ad.AnnData:
+    """Cells on [0, 2]²; a 3 × 3 grid has step 1, window 0.5 → half-side 0.25."""
+    xy = np.array(
+        [
+            [0.0, 0.0],  # spot (0, 0)
+            [0.2, 0.1],  # spot (0, 0)
+            [1.0, 1.0],  # spot (1, 1)
+            [1.1, 0.9],  # spot (1, 1)
+            [0.8, 1.2],  # spot (1, 1)
+            [1.25, 1.0],  # on the border of (1, 1): inside
+            [1.4, 1.0],  # between windows: in no spot
+            [2.0, 2.0],  # spot (2, 2)
+        ]
+    )
+    counts = np.arange(8 * 3, dtype=np.int32).reshape(8, 3)
+    obs = pd.DataFrame(
+        {"celltype": ["a", "a", "a", "b", "b", "c", "a", "c"]},
+        index=[f"cell{i}" for i in range(8)],
+    )
+    adata = ad.AnnData(sp.csr_matrix(counts), obs=obs)
+    adata.var_names = ["g0", "g1", "g2"]
+    adata.obsm["spatial"] = xy
+    return adata
+
+
+def test_pseudo_spots_toy_case():
+    adata = _toy()
+    sc, st = simulate.pseudo_spots(adata, grid=(3, 3), window=0.5, min_cells=3)
+    assert st.n_obs == 1
+    assert list(st.obs_names) == ["spot_1_1"]
+    assert st.obs["n_cells"].tolist() == [4]
+    np.testing.assert_allclose(st.obsm["spatial"], [[1.0, 1.0]])
+    X = adata.X.toarray()
+    np.testing.assert_array_equal(st.X.toarray()[0], X[[2, 3, 4, 5]].sum(0))
+    props = st.obsm["proportions"]
+    assert list(props.columns) == ["a", "b", "c"]
+    np.testing.assert_allclose(props.to_numpy(), [[0.25, 0.5, 0.25]])
+    # sc: every cell kept, true coordinates moved, spot membership recorded
+    assert sc.n_obs == adata.n_obs and "spatial" not in sc.obsm
+    np.testing.assert_allclose(sc.obsm["spatial_true"], adata.obsm["spatial"])
+    spot = sc.obs["spot"]
+    assert spot.isna().tolist() == [True, True, False, False, False, False, True, True]
+    assert set(spot.dropna()) == {"spot_1_1"}
+    sim = st.uns["simulation"]
+    assert sim["step"] == pytest.approx(1.0) and sim["step_xy"] == [1.0, 1.0]
+    assert sim["grid"] == [3, 3] and sim["n_cells_in_spots"] == 4
+    # the input is untouched
+    assert "spatial" in adata.obsm and "spot" not in adata.obs
+
+
+def test_pseudo_spots_min_cells_and_no_labels():
+    sc, st = simulate.pseudo_spots(_toy(), grid=(3, 3), window=0.5, min_cells=1, label_key=None)
+    assert list(st.obs_names) == ["spot_0_0", "spot_1_1", "spot_2_2"]
+    assert st.obs["n_cells"].tolist() == [2, 4, 1]
+    assert "proportions" not in st.obsm
+    assert sc.obs["spot"].notna().sum() == 7
+
+
+def test_pseudo_spots_rectangular_steps_and_dense_float_input():
+    adata = _toy()
+    adata.obsm["spatial"] = adata.obsm["spatial"] * np.array([1.0, 2.0])  # y step 2
+    adata.X = adata.X.toarray().astype(np.float32)
+    _, st = simulate.pseudo_spots(adata, grid=(3, 3), window=0.5, min_cells=3)
+    assert st.uns["simulation"]["step_xy"] == [1.0, 2.0]
+    assert st.uns["simulation"]["step"] == pytest.approx(np.sqrt(2.0))
+    assert isinstance(st.X, np.ndarray) and st.n_obs == 1
+
+
+def test_pseudo_spots_uses_layer():
+    adata = _toy()
+    adata.layers["counts"] = adata.X * 2
+    sc, st = simulate.pseudo_spots(adata, grid=(3, 3), window=0.5, layer="counts")
+    np.testing.assert_array_equal(st.X.toarray()[0], adata.X.toarray()[[2, 3, 4, 5]].sum(0) * 2)
+    np.testing.assert_array_equal(sc.X.toarray(), adata.layers["counts"].toarray())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"grid": (1, 3)}, ValueError, "at least 2"),
+        ({"grid": 3}, TypeError, "pair of integers"),
+        ({"grid": (3.0, 3)}, TypeError, "integers"),
+        ({"window": 1.5}, ValueError, "window"),
+        ({"window": "big"}, TypeError, "window"),
+        ({"min_cells": -1}, ValueError, "min_cells"),
+        ({"min_cells": 2.5}, TypeError, "min_cells"),
+        ({"label_key": "nope"}, KeyError, "label_key"),
+        ({"spatial_key": "xy"}, KeyError, "xy"),
+        ({"layer": "nope"}, KeyError, "layer"),
+        ({"min_cells": 100}, ValueError, "No spot holds"),
+    ],
+)
+def test_pseudo_spots_errors(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        simulate.pseudo_spots(_toy(), **{"grid": (3, 3), **kwargs})
+
+
+def test_pseudo_spots_rejects_non_anndata_and_flat_coords():
+    with pytest.raises(TypeError, match="AnnData"):
+        simulate.pseudo_spots(np.zeros((3, 3)))
+    adata = _toy()
+    adata.obsm["spatial"][:, 1] = 0.0
+    with pytest.raises(ValueError, match="spans no area"):
+        simulate.pseudo_spots(adata)
+
+
+def test_add_noise():
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(5.0, size=(4000, 3)).astype(np.int32)
+    adata = ad.AnnData(sp.csr_matrix(counts))
+    same = simulate.add_noise(adata, 0.0)
+    np.testing.assert_array_equal(same.X, counts)
+    noisy = simulate.add_noise(adata, 0.5, seed=1)
+    again = simulate.add_noise(adata, 0.5, seed=1)
+    np.testing.assert_array_equal(noisy.X, again.X)
+    assert noisy.X.dtype == np.float32 and noisy.X.min() >= 0.0
+    assert sp.issparse(adata.X)  # input untouched
+    # before clipping the noise variance is R * var(gene); with mean 5 clipping is rare
+    diff = noisy.X - counts
+    np.testing.assert_allclose(diff.var(axis=0), 0.5 * counts.var(axis=0), rtol=0.1)
+    assert noisy.uns["noise"]["R"] == 0.5
+    rounded = simulate.add_noise(adata, 0.5, seed=1, round_counts=True)
+    np.testing.assert_array_equal(rounded.X, np.rint(rounded.X))
+
+
+@pytest.mark.parametrize(
+    ("R", "error"), [(-0.1, ValueError), (float("nan"), ValueError), ("0.2", TypeError)]
+)
+def test_add_noise_errors(R, error):
+    with pytest.raises(error, match="`R`"):
+        simulate.add_noise(_toy(), R)
+
+
+@pytest.mark.parametrize(
+    ("name", "n_spots"), [("embryo2_z2.h5ad", 495), ("osmfish_cortex.h5ad", 283)]
+)
+def test_pseudo_spots_real_data(name, n_spots):
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} not found; set STEMMAP_SHARED_DATA to the shared data folder")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        adata = ad.read_h5ad(path)
+    sc, st = simulate.pseudo_spots(adata, grid=(30, 40))
+    assert st.n_obs == n_spots
+    assert (st.obs["n_cells"] >= 3).all()
+    assert st.obs["n_cells"].sum() == sc.obs["spot"].notna().sum()
+    np.testing.assert_allclose(st.obsm["proportions"].sum(axis=1), 1.0)
+    assert st.X.sum() == adata.X[sc.obs["spot"].notna().to_numpy()].sum()
