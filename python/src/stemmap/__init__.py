@@ -9,4 +9,20 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from . import datasets, metrics, simulate  # noqa: E402
+from ._model import PRESETS, STEM  # noqa: E402
+from ._result import StemMapping  # noqa: E402
+from ._settings import settings  # noqa: E402
+from ._validate import StemInputWarning  # noqa: E402
+
+__all__ = [
+    "STEM",
+    "StemMapping",
+    "StemInputWarning",
+    "PRESETS",
+    "settings",
+    "datasets",
+    "metrics",
+    "simulate",
+    "__version__",
+]

@@ -1,0 +1,516 @@
+"""The user-facing STEM model: validates AnnData, picks the device, trains, saves, maps."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from ._data import PreparedData, SliceData, dropout_rate, mean_nn_distance, prepare
+from ._device import available_memory, fmt_bytes, full_batch_bytes, resolve_device
+from ._kernels import KERNELS, spatial_adjacency
+from ._module import STEMModule
+from ._progress import progress_bar
+from ._result import StemMapping
+from ._validate import check_choice, check_positive
+
+logger = logging.getLogger(__name__)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's / reference implementation's schedule.
+    "paper": {
+        "epochs": 400,
+        "lr": 0.002,
+        "lr_step": 200,
+        "lr_gamma": 0.5,
+        "warmup": 50,
+        "cell_batch_size": None,
+    },
+}
+
+
+class STEM:
+    """STEM: spatially aware embeddings mapping single cells (SC) into spatial data (ST).
+
+    Parameters
+    ----------
+    sc
+        Single-cell AnnData (cells × genes) with raw counts in ``X`` or ``layer``.
+    st
+        Spatial AnnData (spots × genes) with raw counts and coordinates in
+        ``obsm[spatial_key]``, or a list of them (slices trained jointly, each with its own
+        adjacency).
+    spatial_key
+        ``st.obsm`` key of the spot coordinates.
+    layer
+        Layer of ``sc`` and ``st`` holding counts (default ``X``).
+    genes
+        Genes to use (default: all genes shared by SC and ST, matched by name).
+    sigma
+        Gaussian-kernel σ of the ground-truth adjacency. Default: half the mean
+        nearest-neighbour spot distance of each slice (the paper's best setting). A list sets
+        one σ per slice.
+    alpha
+        Weight of the MMD loss (paper: 0.5).
+    hidden
+        Encoder layer sizes; the last is the embedding size.
+    device
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    seed
+        Random seed (weights, dropout, MMD batches, slice order). Same seed and device →
+        same mapping.
+    normalized
+        True when ``X`` is already normalised (total-count + log1p); skips normalisation.
+    dropout
+        ST input dropout rate during training. Default: the paper's formula
+        ``1 - median(genes per cell) / median(genes per spot)``.
+    kernel
+        Ground-truth adjacency kernel: ``"gaussian"`` (paper), ``"exponential"``, ``"knn"``.
+    scale
+        Length scale l of the exponential kernel (default: σ's default).
+    n_neighbors
+        K of the knn kernel (default 6).
+    mmd_batch
+        SC cells drawn for the MMD each step (paper: 1,000).
+    slice_names
+        Names of the ST slices.
+
+    Examples
+    --------
+    >>> import stemmap
+    >>> sc, st = stemmap.datasets.toy_data(seed=0)
+    >>> model = stemmap.STEM(sc, st, seed=0)
+    >>> model.train(epochs=20, progress=False)
+    >>> m = model.mapping()
+    >>> m.coords.shape
+    (300, 2)
+    """
+
+    def __init__(
+        self,
+        sc: Any,
+        st: Any,
+        spatial_key: str = "spatial",
+        layer: str | None = None,
+        genes: Sequence[str] | None = None,
+        sigma: float | Sequence[float] | None = None,
+        alpha: float = 0.5,
+        hidden: Sequence[int] = (512, 256, 128),
+        device: str | torch.device = "auto",
+        seed: int = 0,
+        normalized: bool = False,
+        dropout: float | None = None,
+        kernel: str = "gaussian",
+        scale: float | None = None,
+        n_neighbors: int = 6,
+        mmd_batch: int = 1000,
+        slice_names: Sequence[str] | None = None,
+    ) -> None:
+        check_choice(kernel, KERNELS, "kernel")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
+            raise ValueError(f"`alpha` must be a non-negative number; found {alpha!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"`seed` must be an integer; found {seed!r}.")
+        hidden = tuple(int(h) for h in hidden)
+        if not hidden or min(hidden) < 1:
+            raise ValueError(f"`hidden` must be positive layer sizes; found {hidden!r}.")
+        check_positive(mmd_batch, "mmd_batch", integer=True)
+        if dropout is not None and not (0 <= dropout < 1):
+            raise ValueError(f"`dropout` must be in [0, 1); found {dropout!r}.")
+        self.device = resolve_device(device)
+        self.data: PreparedData = prepare(
+            sc,
+            st,
+            spatial_key=spatial_key,
+            layer=layer,
+            genes=genes,
+            normalized=normalized,
+            slice_names=slice_names,
+        )
+        n_sl = len(self.data.slices)
+        sigmas = _per_slice(sigma, n_sl, "sigma")
+        for sl, s in zip(self.data.slices, sigmas):
+            sl.sigma = 0.5 * mean_nn_distance(sl.coords) if s is None else float(s)
+        if dropout is None:
+            dropout = dropout_rate(self.data.sc_x, [s.x for s in self.data.slices])
+        self.config: dict[str, Any] = {
+            "spatial_key": spatial_key,
+            "layer": layer,
+            "alpha": float(alpha),
+            "hidden": list(hidden),
+            "seed": int(seed),
+            "normalized": bool(normalized),
+            "dropout": float(dropout),
+            "kernel": kernel,
+            "scale": scale,
+            "n_neighbors": int(n_neighbors),
+            "mmd_batch": int(mmd_batch),
+        }
+        for sl in self.data.slices:
+            logger.info("slice %r: %d spots, sigma = %.4g", sl.name, sl.x.shape[0], sl.sigma)
+        logger.info(
+            "%d cells x %d genes; ST input dropout = %.3f; device = %s",
+            self.data.sc_x.shape[0],
+            len(self.data.genes),
+            dropout,
+            self.device,
+        )
+        torch.manual_seed(int(seed))
+        self.module = STEMModule(len(self.data.genes), hidden, dropout).to(self.device)
+        self.history = pd.DataFrame(
+            columns=["epoch", "loss", "extract", "trans", "mmd", "beta", "lr"]
+        )
+        self.train_settings: dict[str, Any] = {}
+        self.is_trained = False
+
+    # ----------------------------------------------------------------- train
+    def _adjacency(self, sl: SliceData) -> torch.Tensor:
+        c = self.config
+        scale = c["scale"] if c["scale"] is not None else sl.sigma
+        return spatial_adjacency(
+            sl.coords,
+            c["kernel"],
+            sigma=sl.sigma,
+            scale=scale,
+            k=min(c["n_neighbors"], sl.x.shape[0]),
+            device=self.device,
+        )
+
+    def train(
+        self,
+        epochs: int = 400,
+        lr: float = 0.002,
+        *,
+        weight_decay: float = 0.01,
+        lr_step: int = 200,
+        lr_gamma: float = 0.5,
+        warmup: int = 50,
+        cell_batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> STEM:
+        """Train the model (the paper's schedule by default).
+
+        Parameters
+        ----------
+        epochs
+            Training epochs (paper: 400). Each epoch takes one step per ST slice, the slices
+            in random order.
+        lr
+            AdamW learning rate (paper: 0.002).
+        weight_decay
+            AdamW weight decay.
+        lr_step, lr_gamma
+            The learning rate is multiplied by ``lr_gamma`` every ``lr_step`` epochs
+            (paper: halved every 200).
+        warmup
+            β (weight of the transfer loss) is 0 for ``warmup`` epochs, then rises linearly to
+            1 at the last epoch: ``β = max((epoch - warmup) / (epochs - warmup), 0)``. With
+            ``epochs <= warmup`` β rises from the first epoch.
+        cell_batch_size
+            None (default): all cells every step, as the paper. An integer: a random batch of
+            that many cells per step (bounded memory, faster steps; C and Ĉ of a step are
+            then over the batch).
+        progress
+            Show a progress bar with the loss terms (default: ``stemmap.settings.progress``).
+
+        Returns
+        -------
+        STEM
+            ``self``, trained; the loss history is in :attr:`history`.
+        """
+        check_positive(epochs, "epochs", integer=True)
+        check_positive(lr, "lr")
+        check_positive(lr_step, "lr_step", integer=True)
+        check_positive(cell_batch_size, "cell_batch_size", allow_none=True, integer=True)
+        if not isinstance(warmup, (int, np.integer)) or warmup < 0:
+            raise ValueError(f"`warmup` must be a non-negative integer; found {warmup!r}.")
+        m = self.data.sc_x.shape[0]
+        bs = m if cell_batch_size is None else min(int(cell_batch_size), m)
+        self._check_memory(bs)
+        dev = self.device
+        x_sc_all = torch.from_numpy(self.data.sc_x).to(dev)
+        x_st = [torch.from_numpy(s.x).to(dev) for s in self.data.slices]
+        S = [self._adjacency(s) for s in self.data.slices]
+        opt = torch.optim.AdamW(self.module.parameters(), lr=lr, weight_decay=weight_decay)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=lr_step, gamma=lr_gamma)
+        gen = torch.Generator().manual_seed(self.config["seed"] + len(self.history))
+        torch.manual_seed(self.config["seed"] + 7919 * len(self.history))
+        alpha, n_mmd = self.config["alpha"], self.config["mmd_batch"]
+        w = warmup if epochs > warmup else 0
+        start = len(self.history)
+        rows = []
+        t0 = time.perf_counter()
+        self.module.train()
+        with progress_bar(total=epochs, desc="STEM training", enable=progress, unit="epoch") as bar:
+            for ep in range(epochs):
+                beta = max((ep - w) / max(epochs - w, 1), 0.0) if w else (ep + 1) / epochs
+                sums = np.zeros(4)
+                for s in torch.randperm(len(x_st), generator=gen).tolist():
+                    if bs < m:
+                        idx = torch.randperm(m, generator=gen)[:bs].to(dev)
+                        x_sc = x_sc_all[idx]
+                    else:
+                        x_sc = x_sc_all
+                    mmd_idx = None
+                    if n_mmd < bs:
+                        mmd_idx = torch.randperm(bs, generator=gen)[:n_mmd].to(dev)
+                    losses = self.module(x_sc, x_st[s], S[s], mmd_idx)
+                    loss = losses["extract"] + alpha * losses["mmd"] + beta * losses["trans"]
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sums += [
+                        loss.item(),
+                        losses["extract"].item(),
+                        losses["trans"].item(),
+                        losses["mmd"].item(),
+                    ]
+                sums /= len(x_st)
+                if not np.isfinite(sums[0]):
+                    raise FloatingPointError(
+                        f"training diverged at epoch {ep + 1} (loss {sums[0]}); lower `lr` or "
+                        "check the input for extreme values."
+                    )
+                rows.append([start + ep + 1, *sums, beta, sched.get_last_lr()[0]])
+                sched.step()
+                bar.update(1)
+                if ep % 10 == 0 or ep == epochs - 1:
+                    bar.set_postfix(
+                        loss=f"{sums[0]:.3f}",
+                        extract=f"{sums[1]:.3f}",
+                        trans=f"{sums[2]:.3f}",
+                        mmd=f"{sums[3]:.3f}",
+                        refresh=False,
+                    )
+        elapsed = time.perf_counter() - t0
+        new = pd.DataFrame(rows, columns=self.history.columns)
+        self.history = (
+            new if self.history.empty else pd.concat([self.history, new], ignore_index=True)
+        )
+        self.train_settings = {
+            "epochs": int(epochs) + self.train_settings.get("epochs", 0),
+            "lr": float(lr),
+            "weight_decay": float(weight_decay),
+            "lr_step": int(lr_step),
+            "lr_gamma": float(lr_gamma),
+            "warmup": int(warmup),
+            "cell_batch_size": None if cell_batch_size is None else int(cell_batch_size),
+            "train_seconds": round(elapsed + self.train_settings.get("train_seconds", 0.0), 3),
+        }
+        logger.info(
+            "trained %d epochs in %.1f s (%.3f s/epoch); final loss %.4f",
+            epochs,
+            elapsed,
+            elapsed / epochs,
+            rows[-1][1],
+        )
+        self.is_trained = True
+        return self
+
+    def _check_memory(self, batch: int) -> None:
+        n = max(s.x.shape[0] for s in self.data.slices)
+        need = full_batch_bytes(batch, n, len(self.data.genes), tuple(self.config["hidden"]))
+        free = available_memory(self.device)
+        if need > 0.8 * free:
+            suggestion = max(256, int(batch * 0.8 * free / need))
+            raise MemoryError(
+                f"one training step with {batch} cells x {n} spots needs about {fmt_bytes(need)}, "
+                f"but only {fmt_bytes(free)} is free on {self.device}. Train on cell batches, e.g. "
+                f"`model.train(cell_batch_size={suggestion})`, or use a larger device."
+            )
+
+    # --------------------------------------------------------------- outputs
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Everything needed to report or reproduce this run."""
+        return {
+            **self.config,
+            **self.train_settings,
+            "genes_used": len(self.data.genes),
+            "n_cells": int(self.data.sc_x.shape[0]),
+            "n_spots": self.data.n_spots,
+            "slices": [s.name for s in self.data.slices],
+            "sigma": [float(s.sigma) for s in self.data.slices],
+            "device": str(self.device),
+            "stemmap_version": __version__,
+            "torch_version": str(torch.__version__),
+        }
+
+    @torch.no_grad()
+    def embed(self, x: np.ndarray, batch_size: int = 16384) -> np.ndarray:
+        """Embeddings of normalised expression rows (eval mode, no dropout)."""
+        self.module.eval()
+        out = []
+        for a in range(0, x.shape[0], batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[a : a + batch_size])).to(self.device)
+            out.append(self.module.embed(xb).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.config["hidden"][-1]), np.float32)
+
+    def mapping(self, slice: str | None = None) -> StemMapping:
+        """Read the mapping off the trained embeddings.
+
+        Parameters
+        ----------
+        slice
+            With several slices: restrict to this slice (C is then normalised over its spots
+            and pseudo-coordinates are in its frame). Default: all spots.
+
+        Returns
+        -------
+        StemMapping
+        """
+        if not self.is_trained:
+            logger.warning("the model has not been trained; the mapping reflects random weights")
+        slices = self.data.slices
+        if slice is not None:
+            names = [s.name for s in slices]
+            if slice not in names:
+                raise ValueError(f"`slice` must be one of {names}; found {slice!r}.")
+            slices = [s for s in slices if s.name == slice]
+        z_sc = self.embed(self.data.sc_x)
+        z_st = self.embed(np.concatenate([s.x for s in slices]))
+        return StemMapping(
+            z_sc,
+            z_st,
+            np.concatenate([s.coords for s in slices]),
+            self.data.sc_names,
+            [n for s in slices for n in s.spot_names],
+            [s.name for s in slices for _ in s.spot_names],
+            settings=self.settings,
+            dropped={
+                "sc": list(self.data.sc_dropped),
+                "st": [n for s in slices for n in s.dropped],
+            },
+        )
+
+    # ------------------------------------------------------------ save/load
+    def save(self, path: str | Path) -> None:
+        """Save weights, settings, history and the prepared inputs (reload without retraining)."""
+        d = self.data
+        torch.save(
+            {
+                "format": "stemmap-model/1",
+                "version": __version__,
+                "config": self.config,
+                "train_settings": self.train_settings,
+                "is_trained": self.is_trained,
+                "state_dict": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+                "history": self.history.to_dict(orient="list"),
+                "genes": d.genes,
+                "sc_x": d.sc_x,
+                "sc_names": d.sc_names,
+                "sc_dropped": d.sc_dropped,
+                "slices": [
+                    {
+                        "name": s.name,
+                        "x": s.x,
+                        "coords": s.coords,
+                        "spot_names": s.spot_names,
+                        "sigma": s.sigma,
+                        "dropped": s.dropped,
+                    }
+                    for s in d.slices
+                ],
+            },
+            Path(path),
+        )
+        logger.info("saved model to %s", path)
+
+    @classmethod
+    def load(
+        cls, path: str | Path, device: str | torch.device = "auto", sc: Any = None, st: Any = None
+    ) -> STEM:
+        """Load a saved model (on CPU or GPU) without retraining.
+
+        Parameters
+        ----------
+        path
+            File written by :meth:`save`.
+        device
+            Where to put the model.
+        sc, st
+            Optional new data to map with the trained encoder; their genes must include all
+            genes the model was trained on.
+        """
+        blob = torch.load(Path(path), map_location="cpu", weights_only=False)
+        if not isinstance(blob, dict) or blob.get("format") != "stemmap-model/1":
+            raise ValueError(f"{path} is not a stemmap model file (saved with STEM.save()).")
+        self = cls.__new__(cls)
+        self.device = resolve_device(device)
+        self.config = blob["config"]
+        self.train_settings = blob["train_settings"]
+        self.is_trained = blob["is_trained"]
+        self.history = pd.DataFrame(blob["history"])
+        genes = list(blob["genes"])
+        if sc is None and st is None:
+            slices = [
+                SliceData(s["name"], s["x"], s["coords"], s["spot_names"], s["sigma"], s["dropped"])
+                for s in blob["slices"]
+            ]
+            self.data = PreparedData(
+                genes, blob["sc_x"], blob["sc_names"], slices, blob["sc_dropped"]
+            )
+        else:
+            if sc is None or st is None:
+                raise ValueError("pass both `sc` and `st` to map new data, or neither.")
+            for obj, nm in (
+                (sc, "sc"),
+                *((s, "st") for s in (st if isinstance(st, list) else [st])),
+            ):
+                have = set(map(str, obj.var_names))
+                missing = [g for g in genes if g not in have]
+                if missing:
+                    raise ValueError(
+                        f"`{nm}` lacks {len(missing)} of the {len(genes)} genes the model was "
+                        f"trained on (e.g. {missing[:3]}); a trained model can only embed data "
+                        "with all of its genes."
+                    )
+            self.data = prepare(
+                sc,
+                st,
+                spatial_key=self.config["spatial_key"],
+                layer=self.config["layer"],
+                genes=genes,
+                normalized=self.config["normalized"],
+            )
+            order = {g: i for i, g in enumerate(self.data.genes)}
+            idx = [order[g] for g in genes]
+            self.data.sc_x = self.data.sc_x[:, idx]
+            for s in self.data.slices:
+                s.x = s.x[:, idx]
+                s.sigma = 0.5 * mean_nn_distance(s.coords)
+            self.data.genes = genes
+        self.module = STEMModule(len(genes), self.config["hidden"], self.config["dropout"])
+        self.module.load_state_dict(blob["state_dict"])
+        self.module.to(self.device)
+        return self
+
+    def __repr__(self) -> str:
+        d = self.data
+        state = "trained" if self.is_trained else "untrained"
+        return (
+            f"STEM({d.sc_x.shape[0]} cells, {d.n_spots} spots in {len(d.slices)} slice(s), "
+            f"{len(d.genes)} genes, {state}, device={self.device})"
+        )
+
+
+def _per_slice(value: Any, n: int, name: str) -> list[Any]:
+    if value is None or isinstance(value, (int, float)):
+        if value is not None:
+            check_positive(value, name)
+        return [value] * n
+    vals = list(value)
+    if len(vals) != n:
+        raise ValueError(
+            f"`{name}` must be a number or one value per slice ({n}); found {len(vals)}."
+        )
+    for v in vals:
+        check_positive(v, name)
+    return vals

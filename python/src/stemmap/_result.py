@@ -1,0 +1,450 @@
+"""The result of a trained STEM model: mappings, coordinates, deconvolution, adjacency."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from ._device import available_memory, fmt_bytes
+
+logger = logging.getLogger(__name__)
+
+
+class StemMapping:
+    """SC↔ST mapping read off trained STEM embeddings.
+
+    Everything is computed from the embeddings in chunks of cells, so that pseudo-coordinates,
+    best spots, deconvolution, transfers and the SC–SC graph never need the dense M × N matrix;
+    :attr:`sc_to_st` and :attr:`st_to_sc` build it on request.
+
+    Parameters
+    ----------
+    sc_embedding
+        (M × h) cell embeddings Z_SC.
+    st_embedding
+        (N × h) spot embeddings Z_ST.
+    spot_coords
+        (N × 2) spot coordinates.
+    sc_names, spot_names
+        Cell and spot names (AnnData ``obs_names``).
+    spot_slice
+        Slice name of each spot (one value for a single slice).
+    settings
+        Training settings, kept for reports (``to_anndata`` writes them to ``uns``).
+    dropped
+        Names of cells/spots dropped before training (all-zero on the shared genes).
+    chunk_size
+        Cells per chunk in chunked computations.
+    """
+
+    def __init__(
+        self,
+        sc_embedding: np.ndarray,
+        st_embedding: np.ndarray,
+        spot_coords: np.ndarray,
+        sc_names: Sequence[str],
+        spot_names: Sequence[str],
+        spot_slice: Sequence[str],
+        settings: dict[str, Any] | None = None,
+        dropped: dict[str, list[str]] | None = None,
+        chunk_size: int = 8192,
+    ) -> None:
+        self.sc_embedding = np.asarray(sc_embedding, dtype=np.float32)
+        self.st_embedding = np.asarray(st_embedding, dtype=np.float32)
+        self.spot_coords = np.asarray(spot_coords, dtype=np.float64)
+        self.sc_names = [str(s) for s in sc_names]
+        self.spot_names = [str(s) for s in spot_names]
+        self.spot_slice = np.asarray([str(s) for s in spot_slice], dtype=object)
+        self.settings = dict(settings or {})
+        self.dropped = dropped or {"sc": [], "st": []}
+        self.chunk_size = int(chunk_size)
+        self._zsc = torch.from_numpy(self.sc_embedding)
+        self._zst = torch.from_numpy(self.st_embedding)
+        self._lse_cells: torch.Tensor | None = None
+        self._cache: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def n_cells(self) -> int:
+        return self.sc_embedding.shape[0]
+
+    @property
+    def n_spots(self) -> int:
+        return self.st_embedding.shape[0]
+
+    @property
+    def slices(self) -> list[str]:
+        """Slice names in spot order."""
+        return list(dict.fromkeys(self.spot_slice.tolist()))
+
+    def __repr__(self) -> str:
+        sl = f", {len(self.slices)} slices" if len(self.slices) > 1 else ""
+        return f"StemMapping({self.n_cells} cells × {self.n_spots} spots{sl})"
+
+    def _chunks(self):
+        for a in range(0, self.n_cells, self.chunk_size):
+            yield a, min(a + self.chunk_size, self.n_cells)
+
+    def _logits(self, a: int, b: int) -> torch.Tensor:
+        return self._zsc[a:b] @ self._zst.T
+
+    def _check_dense(self, what: str, n_bytes: int) -> None:
+        free = available_memory(torch.device("cpu"))
+        if n_bytes > 0.5 * free:
+            raise MemoryError(
+                f"`{what}` would need {fmt_bytes(n_bytes)} as a dense matrix but only "
+                f"{fmt_bytes(free)} of memory is available. Use the chunked outputs instead: "
+                "`topk_mapping(k)`, `coords`, `deconvolve()`, `transfer()`."
+            )
+
+    def _single_slice(self, what: str) -> None:
+        if len(self.slices) > 1:
+            raise ValueError(
+                f"`{what}` needs one coordinate frame, but this mapping spans {len(self.slices)} "
+                f"slices {self.slices}; use `model.mapping(slice=...)` for one slice."
+            )
+
+    # ---------------------------------------------------------------- mappings
+    @property
+    def sc_to_st(self) -> np.ndarray:
+        """(M × N) SC→ST mapping C: each cell's distribution over spots (rows sum to 1)."""
+        if "C" not in self._cache:
+            self._check_dense("sc_to_st", 4 * self.n_cells * self.n_spots)
+            out = np.empty((self.n_cells, self.n_spots), dtype=np.float32)
+            for a, b in self._chunks():
+                out[a:b] = torch.softmax(self._logits(a, b), dim=1).numpy()
+            self._cache["C"] = out
+        return self._cache["C"]
+
+    def _cell_lse(self) -> torch.Tensor:
+        """log Σ_cells exp(B_ij) for every spot j (the normaliser of Ĉ), in chunks."""
+        if self._lse_cells is None:
+            parts = [torch.logsumexp(self._logits(a, b), dim=0) for a, b in self._chunks()]
+            self._lse_cells = torch.logsumexp(torch.stack(parts), dim=0)
+        return self._lse_cells
+
+    @property
+    def st_to_sc(self) -> np.ndarray:
+        """(N × M) ST→SC mapping Ĉ: each spot's distribution over cells (rows sum to 1)."""
+        if "C_hat" not in self._cache:
+            self._check_dense("st_to_sc", 4 * self.n_cells * self.n_spots)
+            lse = self._cell_lse()
+            out = np.empty((self.n_spots, self.n_cells), dtype=np.float32)
+            for a, b in self._chunks():
+                out[:, a:b] = torch.exp(self._logits(a, b) - lse).T.numpy()
+            self._cache["C_hat"] = out
+        return self._cache["C_hat"]
+
+    def topk_mapping(self, k: int = 10, renormalize: bool = False) -> sp.csr_matrix:
+        """Sparse (M × N) SC→ST mapping keeping each cell's ``k`` largest entries of C.
+
+        Parameters
+        ----------
+        k
+            Spots kept per cell.
+        renormalize
+            Rescale the kept entries of each row to sum to 1.
+        """
+        k = _check_k(k, self.n_spots, "k")
+        rows, cols, vals = [], [], []
+        for a, b in self._chunks():
+            C = torch.softmax(self._logits(a, b), dim=1)
+            v, i = torch.topk(C, k, dim=1)
+            if renormalize:
+                v = v / v.sum(dim=1, keepdim=True)
+            rows.append(np.repeat(np.arange(a, b), k))
+            cols.append(i.numpy().ravel())
+            vals.append(v.numpy().ravel())
+        return sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(self.n_cells, self.n_spots),
+        )
+
+    # ------------------------------------------------------------- per cell
+    def _per_cell(self) -> None:
+        best, conf, coords = [], [], []
+        Y = torch.from_numpy(self.spot_coords.astype(np.float32))
+        single = len(self.slices) == 1
+        for a, b in self._chunks():
+            C = torch.softmax(self._logits(a, b), dim=1)
+            v, i = C.max(dim=1)
+            best.append(i.numpy())
+            conf.append(v.numpy())
+            if single:
+                coords.append((C.double() @ Y.double()).numpy())
+        self._cache["best"] = np.concatenate(best).astype(np.int64)
+        self._cache["conf"] = np.concatenate(conf).astype(np.float32)
+        if single:
+            self._cache["coords"] = np.concatenate(coords)
+
+    @property
+    def coords(self) -> np.ndarray:
+        """(M × 2) pseudo-coordinates Ŷ = C · Y (each cell's expected position)."""
+        self._single_slice("coords")
+        if "coords" not in self._cache:
+            self._per_cell()
+        return self._cache["coords"]
+
+    @property
+    def best_spot(self) -> np.ndarray:
+        """(M,) index of each cell's most probable spot (argmax of its row of C)."""
+        if "best" not in self._cache:
+            self._per_cell()
+        return self._cache["best"]
+
+    @property
+    def best_spot_name(self) -> np.ndarray:
+        """(M,) name of each cell's most probable spot."""
+        return np.asarray(self.spot_names, dtype=object)[self.best_spot]
+
+    @property
+    def best_slice(self) -> np.ndarray:
+        """(M,) slice of each cell's most probable spot."""
+        return self.spot_slice[self.best_spot]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """(M,) mapping confidence: the largest entry of each cell's row of C."""
+        if "conf" not in self._cache:
+            self._per_cell()
+        return self._cache["conf"]
+
+    def topk_coords(self, k: int = 10, weighted: bool = False) -> np.ndarray:
+        """(M × 2) mean coordinates of each cell's ``k`` most probable spots.
+
+        Parameters
+        ----------
+        k
+            Spots averaged per cell (``k=1``: the best spot's coordinates).
+        weighted
+            Weight the spots by their mapping probability instead of equally.
+        """
+        self._single_slice("topk_coords")
+        k = _check_k(k, self.n_spots, "k")
+        Y = torch.from_numpy(self.spot_coords)
+        out = []
+        for a, b in self._chunks():
+            C = torch.softmax(self._logits(a, b), dim=1)
+            v, i = torch.topk(C, k, dim=1)
+            w = v.double() if weighted else torch.ones_like(v, dtype=torch.float64)
+            w = w / w.sum(dim=1, keepdim=True)
+            out.append((w[..., None] * Y[i]).sum(dim=1).numpy())
+        return np.concatenate(out)
+
+    # ------------------------------------------------------------- per spot
+    def deconvolve(self, labels: Sequence[Any] | pd.Series | np.ndarray) -> pd.DataFrame:
+        """Spot cell-type deconvolution T̂ = Ĉ · T (rows sum to 1).
+
+        Parameters
+        ----------
+        labels
+            One label per cell (length M, in the mapping's cell order; a pandas Series is
+            aligned by cell name).
+
+        Returns
+        -------
+        pandas.DataFrame
+            (N × types) estimated proportions, indexed by spot name.
+        """
+        lab = self._align_cells(labels, "labels")
+        lab = pd.Series(lab, dtype="object").astype(str)
+        codes, types = pd.factorize(lab, sort=True)
+        T = np.zeros((self.n_cells, len(types)), dtype=np.float64)
+        T[np.arange(self.n_cells), codes] = 1.0
+        return pd.DataFrame(self.spot_aggregate(T), index=self.spot_names, columns=list(types))
+
+    def spot_aggregate(self, values: np.ndarray) -> np.ndarray:
+        """Ĉ · V for a (M × k) array of per-cell values: each spot's expected value over cells."""
+        V = torch.from_numpy(np.asarray(values, dtype=np.float64))
+        if V.ndim == 1:
+            V = V[:, None]
+        lse = self._cell_lse()
+        acc = torch.zeros((self.n_spots, V.shape[1]), dtype=torch.float64)
+        for a, b in self._chunks():
+            acc += torch.exp(self._logits(a, b) - lse).double().T @ V[a:b]
+        return acc.numpy()
+
+    def transfer(self, spot_values: Any) -> np.ndarray | pd.DataFrame:
+        """Move a spot annotation to cells: ``C · v``.
+
+        Parameters
+        ----------
+        spot_values
+            (N,) or (N × k) values per spot (a pandas object is aligned by spot name;
+            categorical values are one-hot encoded and return per-category probabilities).
+
+        Returns
+        -------
+        numpy.ndarray or pandas.DataFrame
+            (M,) or (M × k) per-cell values.
+        """
+        columns = None
+        if isinstance(spot_values, pd.Series):
+            if spot_values.dtype == object or isinstance(spot_values.dtype, pd.CategoricalDtype):
+                spot_values = pd.get_dummies(spot_values.astype(str), dtype=float)
+            else:
+                spot_values = spot_values.to_frame()
+        if isinstance(spot_values, pd.DataFrame):
+            missing = set(self.spot_names) - set(map(str, spot_values.index))
+            if missing:
+                raise ValueError(
+                    f"`spot_values` lacks {len(missing)} of the mapping's spots (e.g. "
+                    f"{sorted(missing)[:3]}); index it by spot name."
+                )
+            spot_values.index = spot_values.index.map(str)
+            columns = list(spot_values.columns)
+            spot_values = spot_values.loc[self.spot_names].to_numpy(dtype=np.float64)
+        v = np.asarray(spot_values, dtype=np.float64)
+        if v.shape[0] != self.n_spots:
+            raise ValueError(
+                f"`spot_values` must have one row per spot ({self.n_spots}); found {v.shape[0]}."
+            )
+        V = torch.from_numpy(v if v.ndim > 1 else v[:, None])
+        out = np.concatenate(
+            [
+                (torch.softmax(self._logits(a, b), dim=1).double() @ V).numpy()
+                for a, b in self._chunks()
+            ]
+        )
+        if columns is not None:
+            return pd.DataFrame(out, index=self.sc_names, columns=columns)
+        return out if v.ndim > 1 else out[:, 0]
+
+    # -------------------------------------------------------------- SC–SC
+    def sc_adjacency(self, k: int = 15, weighted: bool = False) -> sp.csr_matrix:
+        """Sparse (M × M) SC–SC spatial kNN graph from inner products of cell embeddings.
+
+        Parameters
+        ----------
+        k
+            Neighbours per cell (the cell itself excluded).
+        weighted
+            Store the inner products instead of 1 for each edge.
+        """
+        k = _check_k(k, self.n_cells - 1, "k")
+        rows, cols, vals = [], [], []
+        for a, b in self._chunks():
+            sim = self._zsc[a:b] @ self._zsc.T
+            sim[torch.arange(b - a), torch.arange(a, b)] = -float("inf")
+            v, i = torch.topk(sim, k, dim=1)
+            rows.append(np.repeat(np.arange(a, b), k))
+            cols.append(i.numpy().ravel())
+            vals.append(v.numpy().ravel() if weighted else np.ones((b - a) * k, dtype=np.float32))
+        return sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(self.n_cells, self.n_cells),
+        )
+
+    # ----------------------------------------------------------- AnnData out
+    def _align_cells(self, values: Any, name: str) -> np.ndarray:
+        if isinstance(values, pd.Series):
+            idx = values.index.map(str)
+            missing = set(self.sc_names) - set(idx)
+            if missing:
+                raise ValueError(
+                    f"`{name}` lacks {len(missing)} mapped cells (e.g. {sorted(missing)[:3]})."
+                )
+            return values.set_axis(idx).loc[self.sc_names].to_numpy()
+        arr = np.asarray(values)
+        if arr.shape[0] != self.n_cells:
+            raise ValueError(
+                f"`{name}` must have one entry per mapped cell ({self.n_cells}); found "
+                f"{arr.shape[0]}. Pass a pandas Series indexed by cell name to align by name."
+            )
+        return arr
+
+    def to_anndata(
+        self, sc: Any, st: Any = None, *, copy: bool = True, label_key: str | None = None
+    ):
+        """Write the results into AnnData objects.
+
+        SC (``sc``): ``obsm["X_stem"]`` embedding, ``obsm["stem_spatial"]`` pseudo-coordinates
+        (single slice), ``obs["stem_best_spot"]``, ``obs["stem_best_slice"]`` (several slices),
+        ``obs["stem_confidence"]``, ``uns["stem"]`` settings. ST (``st``, single slice):
+        ``obsm["X_stem"]`` and, with ``label_key``, ``obsm["stem_deconvolution"]``
+        (a DataFrame of proportions of ``sc.obs[label_key]``). Cells dropped before training
+        get NaN.
+
+        Parameters
+        ----------
+        sc, st
+            The AnnData objects the model was trained on (``st`` optional).
+        copy
+            Return modified copies (default) instead of writing in place.
+        label_key
+            ``sc.obs`` column to deconvolve spots by.
+
+        Returns
+        -------
+        AnnData or tuple of AnnData
+            ``sc`` (and ``st`` when given).
+        """
+        sc = sc.copy() if copy else sc
+        pos = pd.Index(self.sc_names).get_indexer(sc.obs_names.map(str))
+        ok = pos >= 0
+        h = self.sc_embedding.shape[1]
+        emb = np.full((sc.n_obs, h), np.nan, dtype=np.float32)
+        emb[ok] = self.sc_embedding[pos[ok]]
+        sc.obsm["X_stem"] = emb
+        best = np.full(sc.n_obs, None, dtype=object)
+        best[ok] = self.best_spot_name[pos[ok]]
+        sc.obs["stem_best_spot"] = pd.Categorical(best)
+        conf = np.full(sc.n_obs, np.nan, dtype=np.float32)
+        conf[ok] = self.confidence[pos[ok]]
+        sc.obs["stem_confidence"] = conf
+        if len(self.slices) == 1:
+            xy = np.full((sc.n_obs, 2), np.nan)
+            xy[ok] = self.coords[pos[ok]]
+            sc.obsm["stem_spatial"] = xy
+        else:
+            bs = np.full(sc.n_obs, None, dtype=object)
+            bs[ok] = self.best_slice[pos[ok]]
+            sc.obs["stem_best_slice"] = pd.Categorical(bs)
+        sc.uns["stem"] = _uns_safe(self.settings)
+        if st is None:
+            return sc
+        st = st.copy() if copy else st
+        if len(self.slices) == 1:
+            spos = pd.Index(self.spot_names).get_indexer(st.obs_names.map(str))
+            sok = spos >= 0
+            semb = np.full((st.n_obs, h), np.nan, dtype=np.float32)
+            semb[sok] = self.st_embedding[spos[sok]]
+            st.obsm["X_stem"] = semb
+            if label_key is not None:
+                if label_key not in sc.obs:
+                    raise KeyError(f"`label_key={label_key!r}` is not a column of `sc.obs`.")
+                labels = sc.obs[label_key].iloc[np.flatnonzero(ok)]
+                labels.index = np.asarray(self.sc_names)[pos[ok]]
+                dec = self.deconvolve(labels)
+                st.obsm["stem_deconvolution"] = dec.reindex(st.obs_names.map(str)).set_axis(
+                    st.obs_names
+                )
+            st.uns["stem"] = _uns_safe(self.settings)
+        return sc, st
+
+
+def _check_k(k: Any, upper: int, name: str) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= upper:
+        raise ValueError(f"`{name}` must be an integer in [1, {upper}]; found {k!r}.")
+    return int(k)
+
+
+def _uns_safe(d: dict[str, Any]) -> dict[str, Any]:
+    """Settings in a form h5ad can store (no None, tuples as lists)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if v is None:
+            out[k] = "None"
+        elif isinstance(v, dict):
+            out[k] = _uns_safe(v)
+        elif isinstance(v, (list, tuple)):
+            out[k] = np.asarray([("None" if x is None else x) for x in v])
+        else:
+            out[k] = v
+    return out

@@ -1,0 +1,327 @@
+"""The STEM model: outputs against hand-checkable identities, determinism, save/load, slices."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+import stemmap
+from stemmap._kernels import spatial_adjacency
+from stemmap._module import STEMModule, gaussian_mmd
+
+
+def test_one_epoch_smoke(toy):
+    sc, st = toy
+    model = stemmap.STEM(sc, st, seed=1, hidden=(32, 16, 8))
+    model.train(epochs=1)
+    assert len(model.history) == 1
+    assert np.isfinite(model.history["loss"]).all()
+
+
+def test_mapping_rows_sum_to_one(trained):
+    m = trained.mapping()
+    C, Ch = m.sc_to_st, m.st_to_sc
+    assert C.shape == (m.n_cells, m.n_spots) and Ch.shape == (m.n_spots, m.n_cells)
+    np.testing.assert_allclose(C.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(Ch.sum(1), 1.0, atol=1e-5)
+    assert (C >= 0).all() and (Ch >= 0).all()
+
+
+def test_mapping_is_softmax_of_inner_products(trained):
+    m = trained.mapping()
+    B = m.sc_embedding.astype(np.float64) @ m.st_embedding.T.astype(np.float64)
+    C = np.exp(B - B.max(1, keepdims=True))
+    C /= C.sum(1, keepdims=True)
+    np.testing.assert_allclose(m.sc_to_st, C, atol=1e-5)
+    Ch = np.exp(B.T - B.T.max(1, keepdims=True))
+    Ch /= Ch.sum(1, keepdims=True)
+    np.testing.assert_allclose(m.st_to_sc, Ch, atol=1e-5)
+
+
+def test_coords_equal_C_times_Y(trained):
+    m = trained.mapping()
+    np.testing.assert_allclose(m.coords, m.sc_to_st.astype(np.float64) @ m.spot_coords, atol=1e-4)
+    np.testing.assert_array_equal(m.best_spot, m.sc_to_st.argmax(1))
+    np.testing.assert_allclose(m.confidence, m.sc_to_st.max(1), atol=1e-6)
+
+
+def test_deconvolution_equals_Chat_times_T(trained, toy):
+    sc, _ = toy
+    m = trained.mapping()
+    labels = sc.obs["celltype"].astype(str).to_numpy()
+    dec = m.deconvolve(labels)
+    types = sorted(set(labels))
+    T = np.stack([(labels == t).astype(float) for t in types], axis=1)
+    np.testing.assert_allclose(dec.to_numpy(), m.st_to_sc.astype(np.float64) @ T, atol=1e-5)
+    assert list(dec.columns) == types and list(dec.index) == m.spot_names
+    np.testing.assert_allclose(dec.sum(1), 1.0, atol=1e-5)
+
+
+def test_deconvolve_aligns_series_by_name(trained, toy):
+    sc, _ = toy
+    m = trained.mapping()
+    s = sc.obs["celltype"].astype(str)
+    shuffled = s.iloc[::-1]
+    pd.testing.assert_frame_equal(m.deconvolve(s), m.deconvolve(shuffled))
+
+
+def test_transfer_equals_C_times_v(trained):
+    m = trained.mapping()
+    v = np.arange(m.n_spots, dtype=float)
+    np.testing.assert_allclose(m.transfer(v), m.sc_to_st.astype(np.float64) @ v, rtol=1e-5)
+    cat = pd.Series(np.where(v % 2 == 0, "even", "odd"), index=m.spot_names)
+    probs = m.transfer(cat)
+    assert list(probs.columns) == ["even", "odd"]
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-6)
+
+
+def test_topk(trained):
+    m = trained.mapping()
+    top1 = m.topk_coords(1)
+    np.testing.assert_allclose(top1, m.spot_coords[m.best_spot])
+    C = m.sc_to_st
+    k = 3
+    idx = np.argsort(-C, axis=1)[:, :k]
+    np.testing.assert_allclose(m.topk_coords(k), m.spot_coords[idx].mean(1), atol=1e-10)
+    T = m.topk_mapping(k)
+    assert sp.issparse(T) and (T.getnnz(axis=1) == k).all()
+    np.testing.assert_allclose(
+        T.toarray()[np.arange(m.n_cells)[:, None], idx], np.take_along_axis(C, idx, 1), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="`k` must be an integer"):
+        m.topk_coords(0)
+
+
+def test_sc_adjacency(trained):
+    m = trained.mapping()
+    A = m.sc_adjacency(5)
+    assert A.shape == (m.n_cells, m.n_cells)
+    assert (A.getnnz(axis=1) == 5).all()
+    assert A.diagonal().sum() == 0
+    Z = m.sc_embedding.astype(np.float64)
+    sim = Z @ Z.T
+    np.fill_diagonal(sim, -np.inf)
+    expect = np.sort(np.argsort(-sim, axis=1)[:, :5], axis=1)
+    got = np.sort(A.indices.reshape(-1, 5), axis=1)
+    assert (expect == got).mean() > 0.99  # ties in float32 may swap a rare pair
+
+
+def test_chunked_equals_unchunked(trained):
+    m = trained.mapping()
+    m2 = trained.mapping()
+    m2.chunk_size = 7
+    np.testing.assert_allclose(m.coords, m2.coords, atol=1e-6)
+    np.testing.assert_allclose(m.st_to_sc, m2.st_to_sc, atol=1e-6)
+    np.testing.assert_allclose(
+        m.deconvolve(np.arange(m.n_cells) % 3).to_numpy(),
+        m2.deconvolve(np.arange(m.n_cells) % 3).to_numpy(),
+        atol=1e-6,
+    )
+
+
+def test_same_seed_same_mapping(toy):
+    sc, st = toy
+    runs = []
+    for _ in range(2):
+        model = stemmap.STEM(sc, st, seed=3, hidden=(32, 16, 8))
+        model.train(epochs=8)
+        runs.append(model.mapping().coords)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    other = stemmap.STEM(sc, st, seed=4, hidden=(32, 16, 8)).train(epochs=8).mapping().coords
+    assert not np.allclose(runs[0], other)
+
+
+def test_training_reduces_loss_and_learns_space(toy):
+    sc, st = toy
+    model = stemmap.STEM(sc, st, seed=0)
+    model.train(epochs=150)
+    h = model.history
+    assert h["extract"].iloc[-10:].mean() < h["extract"].iloc[:10].mean()
+    m = model.mapping()
+    true = sc.obsm["spatial_true"]
+    mae = np.linalg.norm(m.coords - true, axis=1).mean()
+    # a random placement in the 2 × 1 tissue has a mean error of ~0.75
+    shuffled = np.linalg.norm(
+        m.coords[np.random.default_rng(0).permutation(len(true))] - true, axis=1
+    ).mean()
+    assert mae < 0.5 * shuffled
+
+
+def test_beta_schedule_and_lr(toy):
+    sc, st = toy
+    model = stemmap.STEM(sc, st, seed=0, hidden=(16, 8))
+    model.train(epochs=8, warmup=4, lr_step=4, lr_gamma=0.5)
+    h = model.history
+    np.testing.assert_allclose(h["beta"], [0, 0, 0, 0, 0, 0.25, 0.5, 0.75])
+    np.testing.assert_allclose(h["lr"], [0.002] * 4 + [0.001] * 4)
+
+
+def test_cell_batches_train(toy):
+    sc, st = toy
+    model = stemmap.STEM(sc, st, seed=0, hidden=(32, 16))
+    model.train(epochs=5, cell_batch_size=64)
+    assert model.train_settings["cell_batch_size"] == 64
+    assert model.mapping().coords.shape == (sc.n_obs, 2)
+
+
+def test_save_load_roundtrip(trained, tmp_path, toy):
+    path = tmp_path / "model.pt"
+    trained.save(path)
+    loaded = stemmap.STEM.load(path, device="cpu")
+    a, b = trained.mapping(), loaded.mapping()
+    np.testing.assert_allclose(a.coords, b.coords, atol=1e-6)
+    np.testing.assert_allclose(a.sc_embedding, b.sc_embedding, atol=1e-6)
+    pd.testing.assert_frame_equal(trained.history, loaded.history, check_dtype=False)
+    # new data with the same genes (in another order) maps with the trained encoder
+    sc, st = toy
+    again = stemmap.STEM.load(path, sc=sc[:, ::-1].copy(), st=st)
+    np.testing.assert_allclose(again.mapping().coords, a.coords, atol=1e-5)
+
+
+def test_load_rejects_wrong_genes(trained, tmp_path, toy):
+    path = tmp_path / "model.pt"
+    trained.save(path)
+    sc, st = toy
+    with pytest.raises(ValueError, match="lacks 5 of the 40 genes"):
+        stemmap.STEM.load(path, sc=sc[:, 5:].copy(), st=st)
+    bad = tmp_path / "junk.pt"
+    torch.save({"x": 1}, bad)
+    with pytest.raises(ValueError, match="not a stemmap model file"):
+        stemmap.STEM.load(bad)
+
+
+def test_multi_slice(toy):
+    sc, st = toy
+    st2 = st.copy()
+    st2.obs_names = [f"b_{n}" for n in st2.obs_names]
+    st2.obsm["spatial"] = st2.obsm["spatial"] * 2.0 + 10.0
+    model = stemmap.STEM(sc, [st, st2], seed=0, hidden=(32, 16), slice_names=["A", "B"])
+    assert [round(s.sigma / model.data.slices[0].sigma, 6) for s in model.data.slices] == [1.0, 2.0]
+    model.train(epochs=6)
+    m = model.mapping()
+    assert m.n_spots == 2 * st.n_obs and m.slices == ["A", "B"]
+    np.testing.assert_allclose(m.sc_to_st.sum(1), 1.0, atol=1e-5)
+    assert set(m.best_slice) <= {"A", "B"}
+    with pytest.raises(ValueError, match="spans 2 slices"):
+        _ = m.coords
+    mb = model.mapping(slice="B")
+    assert mb.n_spots == st.n_obs
+    assert (mb.coords >= 10.0 - 1e-9).all()
+    out = m.to_anndata(sc)
+    assert "stem_best_slice" in out.obs and "stem_spatial" not in out.obsm
+
+
+def test_to_anndata(trained, toy):
+    sc, st = toy
+    m = trained.mapping()
+    sc2, st2 = m.to_anndata(sc, st, label_key="celltype")
+    assert "X_stem" not in sc.obsm  # caller's object untouched
+    np.testing.assert_allclose(sc2.obsm["stem_spatial"], m.coords)
+    assert sc2.obsm["X_stem"].shape == (sc.n_obs, trained.config["hidden"][-1])
+    assert (sc2.obs["stem_best_spot"].astype(str).to_numpy() == m.best_spot_name).all()
+    dec = st2.obsm["stem_deconvolution"]
+    assert dec.shape == (st.n_obs, sc.obs["celltype"].nunique())
+    assert sc2.uns["stem"]["seed"] == 0
+
+
+def test_to_anndata_h5ad_roundtrip(trained, toy, tmp_path):
+    import anndata as ad
+
+    sc, st = toy
+    sc2, st2 = trained.mapping().to_anndata(sc, st, label_key="celltype")
+    sc2.write_h5ad(tmp_path / "sc.h5ad")
+    st2.write_h5ad(tmp_path / "st.h5ad")
+    back = ad.read_h5ad(tmp_path / "sc.h5ad")
+    np.testing.assert_allclose(back.obsm["stem_spatial"], sc2.obsm["stem_spatial"])
+
+
+def test_kernels_rows_sum_to_one():
+    Y = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0]])
+    for kern, kw in [
+        ("gaussian", {"sigma": 1.0}),
+        ("exponential", {"scale": 1.0}),
+        ("knn", {"k": 2}),
+    ]:
+        S = spatial_adjacency(Y, kern, **kw).numpy()
+        np.testing.assert_allclose(S.sum(1), 1.0, atol=1e-6)
+    S = spatial_adjacency(Y, "gaussian", sigma=1.0).numpy()
+    w = np.exp(-np.array([0.0, 1.0, 9.0]) / 2)
+    np.testing.assert_allclose(S[0], w / w.sum(), atol=1e-6)
+    K = spatial_adjacency(Y, "knn", k=2).numpy()
+    np.testing.assert_allclose(K[0], [0.5, 0.5, 0.0])
+    # tiny σ does not underflow to NaN
+    assert np.isfinite(spatial_adjacency(Y, "gaussian", sigma=1e-4).numpy()).all()
+
+
+def test_kernel_choice_in_training(toy):
+    sc, st = toy
+    for kern in ("exponential", "knn"):
+        model = stemmap.STEM(sc, st, kernel=kern, seed=0, hidden=(16, 8))
+        model.train(epochs=2)
+        assert model.settings["kernel"] == kern
+
+
+def test_mmd_matches_naive():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 3, generator=g)
+    y = torch.randn(5, 3, generator=g) + 1.0
+    z = torch.cat([x, y])
+    d2 = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    n = z.shape[0]
+    bw = d2.sum() / (n * n - n) / 4.0
+    k = sum(torch.exp(-d2 / (bw * 2.0**i)) for i in range(5))
+    naive = k[:7, :7].mean() + k[7:, 7:].mean() - 2 * k[:7, 7:].mean()
+    torch.testing.assert_close(gaussian_mmd(x, y), naive, atol=1e-5, rtol=1e-5)
+    assert gaussian_mmd(x, x).abs() < 1e-5
+
+
+def test_module_losses_match_formulas():
+    torch.manual_seed(0)
+    mod = STEMModule(6, (8, 4), st_dropout=0.0).eval()
+    x_sc, x_st = torch.rand(9, 6), torch.rand(5, 6)
+    S = torch.softmax(torch.randn(5, 5), dim=1)
+    out = mod(x_sc, x_st, S)
+    z_sc, z_st = mod.embed(x_sc), mod.embed(x_st)
+    St = torch.softmax(z_st @ z_st.T, dim=1)
+    torch.testing.assert_close(out["extract"], -(S * St.log()).sum(1).mean())
+    B = z_sc @ z_st.T
+    S_hat = torch.softmax(B.T, dim=1) @ torch.softmax(B, dim=1)
+    torch.testing.assert_close(out["trans"], -(S * torch.log(S_hat + 1e-7)).sum(1).mean())
+
+
+def test_default_sigma_and_dropout(toy):
+    sc, st = toy
+    from scipy.spatial import cKDTree
+
+    model = stemmap.STEM(sc, st)
+    Y = st.obsm["spatial"]
+    d = cKDTree(Y).query(Y, 2)[0][:, 1]
+    assert model.data.slices[0].sigma == pytest.approx(0.5 * d.mean())
+    x_sc, x_st = model.data.sc_x, model.data.slices[0].x
+    d_exp = 1 - np.median((x_sc > 0).sum(1)) / np.median((x_st > 0).sum(1))
+    assert model.config["dropout"] == pytest.approx(np.clip(d_exp, 0, 0.95))
+    assert stemmap.STEM(sc, st, sigma=0.3, dropout=0.1).data.slices[0].sigma == 0.3
+
+
+def test_gene_matching_order_independent(toy):
+    sc, st = toy
+    sub = st[:, ::-1][:, 5:].copy()
+    model = stemmap.STEM(sc, sub, hidden=(16, 8))
+    assert model.data.genes == [g for g in sc.var_names if g in set(sub.var_names)]
+    j = list(sub.var_names).index(model.data.genes[0])
+    x = sub.X[:, j]
+    tot = np.asarray(sub.X.sum(1)).ravel()
+    np.testing.assert_allclose(model.data.slices[0].x[:, 0], np.log1p(x / tot * 1e4), rtol=1e-5)
+
+
+def test_normalized_input_skips_normalisation(toy):
+    sc, st = toy
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = stemmap.STEM(sc, st, normalized=True, hidden=(8,))
+    np.testing.assert_allclose(model.data.sc_x, np.asarray(sc.X, dtype=np.float32))
