@@ -1,0 +1,298 @@
+"""The ``stemmap`` command line: ``map``, ``demo``, ``benchmark``, ``info``.
+
+Exit codes: 0 success, 2 bad usage or bad input (missing file, wrong content), 1 other
+errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+class CLIError(Exception):
+    """A user-facing error: printed without a traceback, exit code 2."""
+
+
+def _read_h5ad(path: str, what: str):
+    import anndata as ad
+
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"--{what}: file not found: {p}")
+    try:
+        return ad.read_h5ad(p)
+    except Exception as e:  # h5py/anndata raise many types for a bad file
+        raise CLIError(
+            f"--{what}: {p} is not a readable .h5ad file ({type(e).__name__}: {e})"
+        ) from e
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int, default=400, help="training epochs (paper: 400)")
+    p.add_argument("--lr", type=float, default=0.002, help="learning rate (paper: 0.002)")
+    p.add_argument("--alpha", type=float, default=0.5, help="MMD weight (paper: 0.5)")
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="Gaussian kernel σ (default: half the mean nearest-neighbour spot distance)",
+    )
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+
+
+def _model_kwargs(a: argparse.Namespace) -> dict[str, Any]:
+    return {"alpha": a.alpha, "sigma": a.sigma, "device": a.device, "seed": a.seed}
+
+
+def cmd_map(a: argparse.Namespace) -> int:
+    """Map SC cells onto ST spots and write the results as .h5ad."""
+    import stemmap
+
+    sc = _read_h5ad(a.sc, "sc")
+    st = _read_h5ad(a.st, "st")
+    model = stemmap.STEM(
+        sc,
+        st,
+        spatial_key=a.spatial_key,
+        layer=a.layer,
+        normalized=a.normalized,
+        **_model_kwargs(a),
+    )
+    model.train(epochs=a.epochs, lr=a.lr, progress=not a.quiet)
+    m = model.mapping()
+    label = a.label_key
+    if label is not None and label not in sc.obs:
+        raise CLIError(
+            f"--label-key: {label!r} is not a column of the SC file's obs "
+            f"(available: {list(sc.obs.columns)})"
+        )
+    sc_out, st_out = m.to_anndata(sc, st, label_key=label)
+    sc_out.uns["stem_history"] = model.history
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sc_out.write_h5ad(out)
+    st_path = out.with_name(out.stem + "_st.h5ad")
+    st_out.write_h5ad(st_path)
+    if a.save_model:
+        model.save(a.save_model)
+    logger.info(
+        "wrote %s (cells: X_stem, stem_spatial, stem_best_spot, stem_confidence) and %s "
+        "(spots: X_stem%s)",
+        out,
+        st_path,
+        ", stem_deconvolution" if label else "",
+    )
+    return 0
+
+
+def _evaluate(model, m, sc, st, seconds: float) -> dict[str, Any]:
+    from . import metrics
+    from .baselines import best_correlated_spot
+
+    true = np.asarray(sc.obsm["spatial_true"])
+    keep = sc.obs_names.isin(m.sc_names)
+    true = true[keep]
+    step = float(st.uns["simulation"]["step"])
+    ks = (10, 25, 50, 200)
+    ks = tuple(k for k in ks if k < len(true))
+    res: dict[str, Any] = {"train_seconds": round(seconds, 1)}
+    res["stemmap"] = {
+        "MAE (grid steps)": metrics.mae(true, m.coords, unit=step),
+        **{f"hit@{k}": v for k, v in metrics.hit_number(true, m.coords, ks=ks).items()},
+        **{
+            f"hit@{k} (embedding)": v
+            for k, v in metrics.hit_number(true, embedding=m.sc_embedding, ks=ks).items()
+        },
+    }
+    best = best_correlated_spot(model.data.sc_x, model.data.slices[0].x)
+    base = m.spot_coords[best]
+    res["baseline (most correlated spot)"] = {
+        "MAE (grid steps)": metrics.mae(true, base, unit=step),
+        **{f"hit@{k}": v for k, v in metrics.hit_number(true, base, ks=ks).items()},
+    }
+    if "proportions" in st.obsm and "celltype" in sc.obs:
+        labels = sc.obs["celltype"][keep].astype(str).to_numpy()
+        props = st.obsm["proportions"].loc[m.spot_names]
+        pcc = metrics.celltype_pcc(m.sc_to_st, labels, props)
+        res["stemmap"]["cell-type PCC (mean)"] = float(np.nanmean(pcc))
+        res["stemmap"]["cell-type PCC (sd)"] = float(np.nanstd(pcc))
+    return res
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    """Semi-simulate Visium-like spots from real (or generated) single-cell spatial data, map, evaluate, plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import stemmap
+
+    from . import plotting
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        tissue = stemmap.datasets.load_shared(a.dataset)
+        source = f"shared data set {a.dataset}"
+        grid = (30, 40)
+    except FileNotFoundError as e:
+        logger.info("%s; using a generated tissue instead", e)
+        tissue = stemmap.datasets.synthetic_tissue(n_cells=3000, n_genes=80, seed=a.seed)
+        source = "generated tissue (stemmap.datasets.synthetic_tissue)"
+        grid = (20, 12)
+    sc, st = stemmap.simulate.pseudo_spots(tissue, grid=grid)
+    model = stemmap.STEM(sc, st, **_model_kwargs(a))
+    t0 = time.perf_counter()
+    model.train(epochs=a.epochs, lr=a.lr, progress=not a.quiet)
+    seconds = time.perf_counter() - t0
+    m = model.mapping()
+    res = _evaluate(model, m, sc, st, seconds)
+    keep = sc.obs_names.isin(m.sc_names)
+    labels = sc.obs["celltype"][keep].astype(str).to_numpy()
+    figs = {
+        "positions.png": plotting.positions(
+            m.coords,
+            labels,
+            true_coords=sc.obsm["spatial_true"][keep],
+            title=f"STEM ({a.epochs} epochs)",
+        ),
+        "loss.png": plotting.loss_curve(model.history, alpha=a.alpha),
+        "deconvolution.png": plotting.deconvolution(
+            m.spot_coords, m.deconvolve(labels), true=st.obsm["proportions"].loc[m.spot_names]
+        ),
+    }
+    for name, fig in figs.items():
+        fig.savefig(out / name, dpi=110)
+    sc_out, st_out = m.to_anndata(sc, st, label_key="celltype")
+    sc_out.write_h5ad(out / "sc_mapped.h5ad")
+    (out / "metrics.json").write_text(json.dumps(res, indent=2))
+    lines = [
+        "# stemmap demo",
+        "",
+        f"Data: {source}; {sc.n_obs} cells × {sc.n_vars} genes; {st.n_obs} pseudo spots "
+        f"({grid[0]} × {grid[1]} grid, windows of 55% of the step, ≥ 3 cells).",
+        f"Model: STEM, {a.epochs} epochs, seed {a.seed}, device {model.device}; training "
+        f"took {seconds:.1f} s.",
+        "",
+        "| metric | stemmap | baseline (most correlated spot) |",
+        "|---|---|---|",
+    ]
+    base = res["baseline (most correlated spot)"]
+    for k, v in res["stemmap"].items():
+        b = base.get(k)
+        lines.append(f"| {k} | {v:.3f} | {'' if b is None else f'{b:.3f}'} |")
+    lines += [
+        "",
+        "Figures: positions.png (true vs reconstructed positions by cell type), "
+        "loss.png (loss terms and β per epoch), deconvolution.png (estimated vs true "
+        "proportions per spot).",
+        "",
+    ]
+    (out / "report.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(
+        f"wrote {out}/: report.md metrics.json positions.png loss.png deconvolution.png sc_mapped.h5ad"
+    )
+    return 0
+
+
+def cmd_benchmark(a: argparse.Namespace) -> int:
+    """The full peer benchmark lives in the repository's benchmarks/ folder."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        script = parent / "benchmarks" / "run_benchmark.py"
+        if script.exists():
+            import runpy
+
+            sys.argv = [str(script), *a.args]
+            runpy.run_path(str(script), run_name="__main__")
+            return 0
+    raise CLIError(
+        "benchmarks/run_benchmark.py not found: run `stemmap benchmark` from a "
+        "source checkout of stemmap (the peer benchmark is not installed with the package)"
+    )
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    import torch
+
+    import stemmap
+
+    info = {
+        "stemmap": stemmap.__version__,
+        "python": sys.version.split()[0],
+        "torch": str(torch.__version__),
+        "cuda": torch.cuda.is_available(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "shared_data": str(stemmap.datasets.shared_data_dir()),
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="stemmap", description="Map single cells into spatial transcriptomics with STEM."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    pm = sub.add_parser("map", help="map SC cells (.h5ad) onto ST spots (.h5ad)")
+    pm.add_argument("--sc", required=True, help="single-cell .h5ad (raw counts)")
+    pm.add_argument("--st", required=True, help="spatial .h5ad (raw counts, coordinates in obsm)")
+    pm.add_argument(
+        "--out", required=True, help="output .h5ad for cells (spots go to <out>_st.h5ad)"
+    )
+    pm.add_argument("--spatial-key", default="spatial", help="obsm key of spot coordinates")
+    pm.add_argument("--layer", default=None, help="layer with counts (default X)")
+    pm.add_argument("--label-key", default=None, help="SC obs column to deconvolve spots by")
+    pm.add_argument("--normalized", action="store_true", help="data already normalised (log1p)")
+    pm.add_argument("--save-model", default=None, help="also save the trained model here")
+    _add_common(pm)
+    pm.set_defaults(func=cmd_map)
+    pd_ = sub.add_parser("demo", help="semi-simulate, map, evaluate and plot (the main job)")
+    pd_.add_argument("--out", default="out/demo", help="output folder")
+    pd_.add_argument("--dataset", default="embryo2_z2", help="shared data set name")
+    _add_common(pd_)
+    pd_.set_defaults(func=cmd_demo)
+    pb = sub.add_parser("benchmark", help="run benchmarks/run_benchmark.py (source checkout)")
+    pb.add_argument("args", nargs=argparse.REMAINDER, help="arguments for run_benchmark.py")
+    pb.set_defaults(func=cmd_benchmark)
+    pi = sub.add_parser("info", help="versions, device and data location")
+    pi.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import stemmap
+
+    if getattr(args, "quiet", False):
+        stemmap.settings.progress = False
+        stemmap.settings.verbosity = logging.WARNING
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as e:
+        print(f"stemmap {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, KeyError, FileNotFoundError, MemoryError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"stemmap {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    with warnings.catch_warnings():
+        sys.exit(main())

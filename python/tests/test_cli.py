@@ -1,0 +1,116 @@
+"""The command line: map, demo, info, and exit codes for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import numpy as np
+import pytest
+
+from stemmap.cli import main
+
+
+@pytest.fixture()
+def files(toy, tmp_path):
+    sc, st = toy
+    sc.write_h5ad(tmp_path / "sc.h5ad")
+    st.write_h5ad(tmp_path / "st.h5ad")
+    return tmp_path
+
+
+def test_map_writes_results(files):
+    out = files / "res" / "out.h5ad"
+    rc = main(
+        [
+            "map",
+            "--sc",
+            str(files / "sc.h5ad"),
+            "--st",
+            str(files / "st.h5ad"),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--label-key",
+            "celltype",
+            "--quiet",
+            "--save-model",
+            str(files / "m.pt"),
+        ]
+    )
+    assert rc == 0
+    sc = ad.read_h5ad(out)
+    st = ad.read_h5ad(files / "res" / "out_st.h5ad")
+    assert sc.obsm["stem_spatial"].shape == (sc.n_obs, 2)
+    assert "stem_best_spot" in sc.obs and "stem_history" in sc.uns
+    np.testing.assert_allclose(st.obsm["stem_deconvolution"].sum(1), 1.0, atol=1e-5)
+    assert (files / "m.pt").exists()
+
+
+def test_bad_files_exit_2(files, capsys):
+    rc = main(
+        [
+            "map",
+            "--sc",
+            str(files / "missing.h5ad"),
+            "--st",
+            str(files / "st.h5ad"),
+            "--out",
+            str(files / "o.h5ad"),
+            "--quiet",
+        ]
+    )
+    assert rc == 2
+    assert "--sc: file not found" in capsys.readouterr().err
+    (files / "junk.h5ad").write_text("not hdf5")
+    rc = main(
+        [
+            "map",
+            "--sc",
+            str(files / "sc.h5ad"),
+            "--st",
+            str(files / "junk.h5ad"),
+            "--out",
+            str(files / "o.h5ad"),
+            "--quiet",
+        ]
+    )
+    assert rc == 2
+    assert "not a readable .h5ad" in capsys.readouterr().err
+
+
+def test_bad_content_exit_2(files, capsys):
+    rc = main(
+        [
+            "map",
+            "--sc",
+            str(files / "sc.h5ad"),
+            "--st",
+            str(files / "st.h5ad"),
+            "--out",
+            str(files / "o.h5ad"),
+            "--spatial-key",
+            "nope",
+            "--quiet",
+            "--epochs",
+            "1",
+        ]
+    )
+    assert rc == 2
+    assert "obsm['nope']" in capsys.readouterr().err
+
+
+def test_demo_on_generated_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEMMAP_SHARED_DATA", str(tmp_path / "nothing-here"))
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--epochs", "3", "--quiet"]) == 0
+    for f in ("positions.png", "loss.png", "deconvolution.png", "report.md", "metrics.json"):
+        assert (out / f).stat().st_size > 0
+    res = json.loads((out / "metrics.json").read_text())
+    assert res["stemmap"]["MAE (grid steps)"] > 0
+
+
+def test_info(capsys):
+    assert main(["info"]) == 0
+    assert '"torch"' in capsys.readouterr().out
