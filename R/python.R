@@ -1,0 +1,200 @@
+# Where Python runs. One worker function does the Python work with plain R objects
+# in and out; the launcher only decides where it runs:
+#   * an existing Python (option `stemmap.python` or env var STEMMAP_PYTHON, e.g. a
+#     virtualenv's python): through reticulate in this R session;
+#   * otherwise the basilisk environment `stemmapEnv` (basiliskStart/basiliskRun).
+# basilisk 1.10's basiliskStart() cannot run a plain virtualenv (it activates conda),
+# which is why the existing-Python mode goes through reticulate directly.
+#
+# Numeric data cross the boundary as "packed arrays" (see python/src/stemmap/_r_bridge.py):
+# raw little-endian bytes + dtype + shape, so no numpy object is ever converted by
+# reticulate (reticulate < 1.38 cannot convert NumPy 2 arrays).
+
+.stem_existing_python <- function() {
+    py <- getOption("stemmap.python", NULL)
+    origin <- "option {.code stemmap.python}"
+    if (is.null(py) || !nzchar(py)) {
+        py <- Sys.getenv("STEMMAP_PYTHON", "")
+        origin <- "environment variable {.envvar STEMMAP_PYTHON}"
+    }
+    if (!nzchar(py)) {
+        return(NULL)
+    }
+    py <- path.expand(py)
+    if (!file.exists(py) || dir.exists(py)) {
+        .stem_abort(c(
+            paste0(origin, " must name an existing Python executable."),
+            x = "Found {.path {py}}, which is not a file.",
+            i = "Point it to e.g. {.path /path/to/venv/bin/python}, or unset it to use basilisk."
+        ))
+    }
+    py
+}
+
+.stem_python_mode <- function() {
+    if (is.null(.stem_existing_python())) "basilisk" else "existing python"
+}
+
+# Binds reticulate to `py` (once per R session).
+.stem_use_python <- function(py) {
+    if (reticulate::py_available(initialize = FALSE)) {
+        cfg <- reticulate::py_config()
+        same <- identical(cfg$python, py) ||
+            identical(normalizePath(cfg$python, mustWork = FALSE), normalizePath(py, mustWork = FALSE))
+        if (!same) {
+            .stem_abort(c(
+                "reticulate is already bound to another Python in this R session.",
+                x = "Bound: {.path {cfg$python}}; requested: {.path {py}}.",
+                i = "Restart R and run stemmap before anything else initialises reticulate."
+            ))
+        }
+        return(invisible(py))
+    }
+    reticulate::use_python(py, required = TRUE)
+    invisible(py)
+}
+
+# Imports the R bridge of the core inside whichever Python runs the worker. When
+# `import stemmap` fails (an existing Python without the core), the copy shipped in
+# the R package is put on sys.path.
+.stem_bridge <- function() {
+    ok <- tryCatch({
+        reticulate::import("stemmap", convert = FALSE)
+        TRUE
+    }, error = function(e) FALSE)
+    if (!ok) {
+        src <- system.file("python", "src", package = "stemmap")
+        if (!nzchar(src)) {
+            stop("the stemmap Python core is neither importable nor shipped in the R package")
+        }
+        sys <- reticulate::import("sys", convert = FALSE)
+        sys$path$insert(0L, src)
+    }
+    reticulate::import("stemmap._r_bridge", convert = FALSE)
+}
+
+# Runs `FUN(...)` where Python lives. FUN must only take and return plain R objects.
+# Argument names of `...` must not clash with basiliskRun()'s (proc, fun, env,
+# persist, testload).
+.run_python <- function(FUN, ...) {
+    py <- .stem_existing_python()
+    if (!is.null(py)) {
+        .stem_use_python(py)
+        return(FUN(...))
+    }
+    proc <- basilisk::basiliskStart(stemmapEnv)
+    on.exit(basilisk::basiliskStop(proc), add = TRUE)
+    basilisk::basiliskRun(proc, FUN, ...)
+}
+
+# ---- packed arrays: R side of _r_bridge.pack()/unpack() ---------------------------
+
+.pack <- function(x) {
+    if (methods::is(x, "sparseMatrix")) {
+        if (!methods::is(x, "dgCMatrix")) {
+            x <- methods::as(methods::as(methods::as(x, "CsparseMatrix"), "generalMatrix"), "dMatrix")
+        }
+        return(list(
+            format = "csc", shape = as.integer(dim(x)),
+            i = .pack(as.integer(x@i)), p = .pack(as.integer(x@p)), x = .pack(as.double(x@x))
+        ))
+    }
+    shape <- if (is.null(dim(x))) length(x) else dim(x)
+    if (is.integer(x) || is.logical(x)) {
+        list(dtype = "int32", shape = as.integer(shape),
+             data = writeBin(as.integer(x), raw(), size = 4L, endian = "little"))
+    } else {
+        list(dtype = "float64", shape = as.integer(shape),
+             data = writeBin(as.double(x), raw(), size = 8L, endian = "little"))
+    }
+}
+
+.unpack <- function(p) {
+    if (is.null(p)) {
+        return(NULL)
+    }
+    if (!is.null(p$format) && identical(p$format, "csc")) {
+        shape <- as.integer(unlist(p$shape))
+        return(Matrix::sparseMatrix(
+            i = .unpack(p$i), p = .unpack(p$p), x = .unpack(p$x),
+            dims = shape, index1 = FALSE
+        ))
+    }
+    shape <- as.integer(unlist(p$shape))
+    n <- prod(shape)
+    vals <- if (identical(p$dtype, "int32")) {
+        readBin(p$data, "integer", n = n, size = 4L, endian = "little")
+    } else {
+        readBin(p$data, "double", n = n, size = 8L, endian = "little")
+    }
+    if (length(shape) >= 2L) dim(vals) <- shape
+    vals
+}
+
+.chr <- function(x) {
+    if (is.null(x)) NULL else as.character(unlist(x))
+}
+
+# ---- workers (run inside the Python process; plain R in, plain R out) -------------
+
+.worker_info <- function() {
+    bridge <- .stem_bridge()
+    reticulate::py_to_r(bridge$info())
+}
+
+.worker_roundtrip <- function(x, rownames, colnames) {
+    bridge <- .stem_bridge()
+    res <- reticulate::py_to_r(bridge$roundtrip(x, rownames, colnames))
+    res
+}
+
+# ---- exported -----------------------------------------------------------------------
+
+#' Python behind stemmap
+#'
+#' Reports which Python runs the stemmap core and what it finds there.
+#'
+#' @details
+#' stemmap runs its Python core in one of two places:
+#' * **an existing Python**, named by `options(stemmap.python = "/path/to/bin/python")`
+#'   or the environment variable `STEMMAP_PYTHON` (e.g. the repository's
+#'   `.venv/bin/python`, which needs torch, anndata and scipy). It is bound through
+#'   reticulate in the current R session; if it cannot `import stemmap`, the copy of
+#'   the core shipped in the R package is put on `sys.path`.
+#' * otherwise the **basilisk environment** `stemmap_env` with the exact pins of
+#'   [stemmapDependencies()], built on first use and run in a separate process.
+#'
+#' @return A one-row data.frame with columns `mode` (`"existing python"` or
+#' `"basilisk"`), `python` (path), `python_version`, `torch_version`, `device`
+#' (`"cpu"`, `"cuda"` or `"mps"`), `device_name`, `stemmap_version` (of the Python
+#' core), `numpy_version` and `anndata_version`.
+#' @examples
+#' \dontrun{
+#' options(stemmap.python = "/path/to/venv/bin/python")
+#' stemPythonInfo()
+#' }
+#' @seealso [stemmapDependencies()]
+#' @export
+stemPythonInfo <- function() {
+    mode <- .stem_python_mode()
+    res <- .run_python(.worker_info)
+    cols <- c("python", "python_version", "torch_version", "device", "device_name",
+              "stemmap_version", "numpy_version", "anndata_version")
+    vals <- lapply(cols, function(k) {
+        v <- res[[k]]
+        if (is.null(v)) NA_character_ else as.character(v)
+    })
+    names(vals) <- cols
+    data.frame(mode = mode, vals, stringsAsFactors = FALSE, check.names = FALSE)
+}
+
+# Internal bridge test used by the test suite: sends a matrix with dimnames through
+# numpy/pandas and back.
+.stem_roundtrip <- function(x) {
+    dn <- dimnames(x)
+    res <- .run_python(.worker_roundtrip, x = .pack(x), rownames = dn[[1]], colnames = dn[[2]])
+    out <- .unpack(res$x)
+    dimnames(out) <- list(.chr(res$rownames), .chr(res$colnames))
+    attr(out, "python") <- list(type = res$type, sum = res$sum, shape = unlist(res$shape))
+    out
+}

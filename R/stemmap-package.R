@@ -1,0 +1,12 @@
+#' stemmap: map single cells into spatial transcriptomics with STEM
+#'
+#' R front end of the stemmap Python core. See [runSTEM()] for the one user verb,
+#' [stemPythonInfo()] for where Python runs and [stemmapDependencies()] for its pins.
+#'
+#' Options: `stemmap.verbose` (default `TRUE`) switches progress messages;
+#' `stemmap.python` (or the environment variable `STEMMAP_PYTHON`) names an
+#' existing Python to use instead of the basilisk environment.
+#'
+#' @keywords internal
+#' @importFrom methods is as new callNextMethod setGeneric setMethod
+"_PACKAGE"

@@ -1,0 +1,416 @@
+"""Bridge between the R package and the Python core.
+
+Everything that crosses into R is a Python builtin: ``dict``, ``list``, ``str``,
+``int``, ``float``, ``bool`` and ``bytearray``. Numeric arrays travel as *packed
+arrays*, ``{"dtype": "float64" | "int32", "shape": [..], "data": bytearray}`` with the
+values in column-major (Fortran, i.e. R) order and little-endian. R packs and unpacks
+them with ``writeBin``/``readBin``; no numpy object is ever converted by reticulate
+(older reticulate releases cannot convert NumPy 2 arrays, and a packed array is as fast
+as a native conversion).
+
+Sparse matrices travel as ``{"format": "csc", "shape": [..], "i": packed, "p": packed,
+"x": packed}``, the layout of R's ``dgCMatrix``.
+
+Orientation: R objects keep genes in rows and cells/spots in columns; AnnData keeps
+observations in rows. :func:`run_stem` transposes on the way in.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Any
+
+import numpy as np
+
+__all__ = ["pack", "unpack", "info", "roundtrip", "run_stem", "write_h5ad", "read_h5ad"]
+
+_DTYPES = {"float64": "<f8", "int32": "<i4"}
+
+
+# --------------------------------------------------------------------------- packing
+def pack(arr: Any) -> dict:
+    """Pack an array (numpy, or scipy sparse) into R-friendly builtins.
+
+    Parameters
+    ----------
+    arr
+        Dense array of any shape (integers become ``int32``, everything else
+        ``float64``) or a scipy sparse matrix (becomes CSC).
+
+    Returns
+    -------
+    dict
+        A packed array, see the module docstring.
+    """
+    try:
+        import scipy.sparse as sp
+
+        if sp.issparse(arr):
+            csc = sp.csc_matrix(arr)
+            csc.sort_indices()
+            return {
+                "format": "csc",
+                "shape": [int(s) for s in csc.shape],
+                "i": pack(csc.indices.astype(np.int32)),
+                "p": pack(csc.indptr.astype(np.int32)),
+                "x": pack(csc.data.astype(np.float64)),
+            }
+    except ImportError:  # pragma: no cover - scipy is a core dependency
+        pass
+    a = np.asarray(arr)
+    if a.dtype.kind in "biu":
+        dtype = "int32"
+        a = a.astype(np.int32)
+    else:
+        dtype = "float64"
+        a = a.astype(np.float64)
+    data = bytearray(np.asarray(a, dtype=_DTYPES[dtype]).tobytes(order="F"))
+    return {"dtype": dtype, "shape": [int(s) for s in a.shape], "data": data}
+
+
+def unpack(obj: Any):
+    """Inverse of :func:`pack`; also accepts plain lists/numbers (returned as arrays).
+
+    Returns
+    -------
+    numpy.ndarray or scipy.sparse.csc_matrix
+    """
+    if isinstance(obj, dict) and obj.get("format") == "csc":
+        import scipy.sparse as sp
+
+        shape = _shape(obj["shape"])
+        return sp.csc_matrix(
+            (unpack(obj["x"]).ravel(), unpack(obj["i"]).ravel(), unpack(obj["p"]).ravel()),
+            shape=shape,
+        )
+    if isinstance(obj, dict) and "data" in obj and "dtype" in obj:
+        shape = _shape(obj["shape"])
+        arr = np.frombuffer(bytes(obj["data"]), dtype=_DTYPES[str(obj["dtype"])])
+        return arr.reshape(shape, order="F").copy()
+    return np.asarray(obj)
+
+
+def _shape(s: Any) -> tuple:
+    """Shape from R: an int (length-1 vector) or a list of ints."""
+    if isinstance(s, (int, float, np.integer)):
+        return (int(s),)
+    return tuple(int(v) for v in s)
+
+
+def _strs(x: Any) -> list[str]:
+    """Character vector from R (str, list or None) as a list of str."""
+    if x is None:
+        return []
+    if isinstance(x, str):
+        return [x]
+    return [str(v) for v in x]
+
+
+# --------------------------------------------------------------------------- info
+def info() -> dict:
+    """Versions and device of this Python, as builtins.
+
+    Returns
+    -------
+    dict
+        ``python`` (executable), ``python_version``, ``torch_version``, ``device``
+        (``"cuda"``, ``"mps"`` or ``"cpu"``), ``device_name``, ``stemmap_version``,
+        ``stemmap_path``, ``numpy_version``, ``anndata_version``.
+    """
+    out: dict[str, Any] = {
+        "python": sys.executable,
+        "python_version": platform.python_version(),
+        "numpy_version": np.__version__,
+    }
+    try:
+        import torch
+
+        out["torch_version"] = str(torch.__version__)
+        if torch.cuda.is_available():
+            out["device"] = "cuda"
+            out["device_name"] = str(torch.cuda.get_device_name(0))
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            out["device"] = "mps"
+            out["device_name"] = "Apple MPS"
+        else:
+            out["device"] = "cpu"
+            out["device_name"] = platform.processor() or platform.machine() or "cpu"
+    except ImportError:
+        out.update(torch_version="not installed", device="none", device_name="none")
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        out["anndata_version"] = version("anndata")
+    except PackageNotFoundError:
+        out["anndata_version"] = "not installed"
+    import stemmap
+
+    out["stemmap_version"] = str(getattr(stemmap, "__version__", "unknown"))
+    out["stemmap_path"] = str(getattr(stemmap, "__file__", ""))
+    return out
+
+
+def roundtrip(x: dict, rownames: Any = None, colnames: Any = None) -> dict:
+    """Unpack a matrix from R into numpy/pandas and pack it back (a bridge test).
+
+    Parameters
+    ----------
+    x
+        Packed array (or packed CSC matrix) from R.
+    rownames, colnames
+        Dimension names (may be ``None``).
+
+    Returns
+    -------
+    dict
+        ``x`` (packed), ``rownames``, ``colnames``, ``shape``, ``sum`` (computed in numpy)
+        and ``type`` (class name on the Python side).
+    """
+    import pandas as pd
+
+    arr = unpack(x)
+    kind = type(arr).__name__
+    dense = arr.toarray() if hasattr(arr, "toarray") else arr
+    rn, cn = _strs(rownames), _strs(colnames)
+    df = pd.DataFrame(dense, index=rn or None, columns=cn or None)
+    return {
+        "x": pack(arr) if kind != "ndarray" else pack(df.to_numpy()),
+        "rownames": [str(v) for v in df.index] if rn else None,
+        "colnames": [str(v) for v in df.columns] if cn else None,
+        "shape": [int(s) for s in arr.shape],
+        "sum": float(dense.sum()),
+        "type": kind,
+    }
+
+
+# --------------------------------------------------------------------------- STEM
+def _anndata(x: dict, genes: Any, obs_names: Any, coords: Any = None, spatial_key: str = "spatial"):
+    """AnnData (observations × genes) from an R genes × observations matrix."""
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    mat = unpack(x)
+    mat = mat.T.tocsr() if sp.issparse(mat) else np.ascontiguousarray(np.asarray(mat).T)
+    obs = pd.DataFrame(index=pd.Index(_strs(obs_names), name=None))
+    var = pd.DataFrame(index=pd.Index(_strs(genes), name=None))
+    adata = ad.AnnData(X=mat, obs=obs, var=var)
+    if coords is not None:
+        adata.obsm[spatial_key] = np.asarray(unpack(coords), dtype=np.float64)
+    return adata
+
+
+def _builtin(v: Any) -> Any:
+    """Settings values to builtins (numpy scalars, tuples, arrays...)."""
+    if isinstance(v, dict):
+        return {str(k): _builtin(w) for k, w in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_builtin(w) for w in v]
+    if isinstance(v, np.ndarray):
+        return [_builtin(w) for w in v.tolist()]
+    if isinstance(v, np.generic):
+        return v.item()
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    return str(v)
+
+
+def _history(hist: Any) -> dict:
+    """Loss history (pandas DataFrame) as {column: packed float vector}."""
+    import pandas as pd
+
+    if hist is None:
+        return {}
+    df = pd.DataFrame(hist)
+    out = {}
+    for col in df.columns:
+        try:
+            out[str(col)] = pack(df[col].to_numpy(dtype=np.float64))
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def _topk(mat: np.ndarray, k: int) -> dict:
+    """Keep the k largest entries per row; packed CSC of the same shape."""
+    import scipy.sparse as sp
+
+    n_rows, n_cols = mat.shape
+    k = int(max(1, min(k, n_cols)))
+    idx = np.argpartition(-mat, kth=k - 1, axis=1)[:, :k]
+    rows = np.repeat(np.arange(n_rows), k)
+    cols = idx.ravel()
+    vals = mat[rows, cols]
+    return pack(sp.csc_matrix((vals, (rows, cols)), shape=(n_rows, n_cols)))
+
+
+def run_stem(
+    sc: dict,
+    st: list,
+    params: dict,
+    labels: Any = None,
+    transfer: Any = None,
+    mapping: str = "topk",
+    mapping_k: int = 10,
+) -> dict:
+    """Train STEM on matrices sent by R and return every result as builtins.
+
+    Parameters
+    ----------
+    sc
+        ``{"x": packed genes × cells, "genes": [...], "cells": [...]}``.
+    st
+        List of slices, each ``{"x": packed genes × spots, "genes", "spots",
+        "coords": packed spots × 2}``, in slice order.
+    params
+        Keyword arguments for :class:`stemmap.STEM` (``genes``, ``sigma``, ``alpha``,
+        ``hidden``, ``device``, ``seed``, ``normalized``, ``layer``) plus ``epochs``,
+        ``lr`` and ``progress`` for :meth:`stemmap.STEM.train`.
+    labels
+        ``{name: [label per cell]}``; each is deconvolved into spots × types.
+    transfer
+        ``{name: packed spots × features}``; each is transferred from spots to cells.
+    mapping
+        ``"topk"`` (sparse, ``mapping_k`` largest entries per cell), ``"dense"`` or
+        ``"none"``.
+
+    Returns
+    -------
+    dict
+        ``sc_embedding`` (M×d), ``st_embedding`` (N×d), ``coords`` (M×2),
+        ``best_spot`` (M, 0-based), ``confidence`` (M), ``sc_to_st`` (M×N dense or
+        sparse, or absent), ``deconvolution`` ({name: {"x": packed N×T, "types": [...]}}),
+        ``transfer`` ({name: packed M×F}), ``history`` ({term: packed}), ``settings``.
+    """
+    import stemmap
+
+    params = dict(params or {})
+    epochs = int(params.pop("epochs", 400))
+    lr = float(params.pop("lr", 0.002))
+    progress = bool(params.pop("progress", False))
+    if "hidden" in params and params["hidden"] is not None:
+        params["hidden"] = tuple(int(h) for h in _strs_or_nums(params["hidden"]))
+    if params.get("genes") is not None:
+        params["genes"] = _strs(params["genes"])
+    for key in [k for k, v in params.items() if v is None and k in ("sigma", "layer", "genes")]:
+        params.pop(key)
+
+    sc_ad = _anndata(sc["x"], sc["genes"], sc["cells"])
+    slices = [_anndata(s["x"], s["genes"], s["spots"], s["coords"]) for s in st]
+    st_arg = slices[0] if len(slices) == 1 else slices
+
+    model = stemmap.STEM(sc_ad, st_arg, spatial_key="spatial", **params)
+    model.train(epochs=epochs, lr=lr, progress=progress)
+    m = model.mapping()
+
+    out: dict[str, Any] = {
+        "sc_embedding": pack(np.asarray(m.sc_embedding)),
+        "st_embedding": pack(np.asarray(m.st_embedding)),
+        "coords": pack(np.asarray(m.coords)),
+        "best_spot": pack(np.asarray(m.best_spot).astype(np.int32)),
+        "confidence": pack(np.asarray(m.confidence, dtype=np.float64)),
+        "history": _history(getattr(model, "history", None)),
+        "settings": _builtin(getattr(model, "settings", {})),
+    }
+    if mapping == "dense":
+        out["sc_to_st"] = pack(np.asarray(m.sc_to_st))
+    elif mapping == "topk":
+        out["sc_to_st"] = _topk(np.asarray(m.sc_to_st), mapping_k)
+
+    out["deconvolution"] = {}
+    for name, lab in (labels or {}).items():
+        df = m.deconvolve(np.asarray(_strs(lab), dtype=object))
+        out["deconvolution"][str(name)] = {
+            "x": pack(df.to_numpy(dtype=np.float64)),
+            "types": [str(c) for c in df.columns],
+        }
+    out["transfer"] = {}
+    for name, vals in (transfer or {}).items():
+        out["transfer"][str(name)] = pack(np.asarray(m.transfer(unpack(vals)), dtype=np.float64))
+    return out
+
+
+def _strs_or_nums(x: Any) -> list:
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    return [x]
+
+
+# --------------------------------------------------------------------------- h5ad
+def write_h5ad(path: str, result: dict, cells: Any, spots: Any, uns: Any = None) -> str:
+    """Write a mapping result (as produced by :func:`run_stem`) to an ``.h5ad`` file.
+
+    The AnnData has cells as observations and spots as variables; ``X`` is the
+    SC→ST mapping (dense or sparse; zeros when absent), ``obsm["STEM"]`` the cell
+    embedding, ``obsm["STEM_spatial"]`` the pseudo-coordinates, ``obs`` the best spot
+    and confidence, ``varm["STEM"]`` the spot embedding, ``uns["stem"]`` the settings.
+    """
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    cells, spots = _strs(cells), _strs(spots)
+    x = result.get("sc_to_st")
+    mat = unpack(x) if x is not None else sp.csr_matrix((len(cells), len(spots)))
+    if sp.issparse(mat):
+        mat = sp.csr_matrix(mat)
+    best = unpack(result["best_spot"]).ravel()
+    obs = pd.DataFrame(
+        {
+            "stem_best_spot": [spots[i] if 0 <= i < len(spots) else "" for i in best],
+            "stem_confidence": unpack(result["confidence"]).ravel(),
+        },
+        index=pd.Index(cells),
+    )
+    adata = ad.AnnData(X=mat, obs=obs, var=pd.DataFrame(index=pd.Index(spots)))
+    adata.obsm["STEM"] = unpack(result["sc_embedding"])
+    adata.obsm["STEM_spatial"] = unpack(result["coords"])
+    adata.varm["STEM"] = unpack(result["st_embedding"])
+    stem_uns: dict[str, Any] = {"settings": _json_safe(result.get("settings") or {})}
+    hist = result.get("history") or {}
+    if hist:
+        stem_uns["history"] = pd.DataFrame({k: unpack(v).ravel() for k, v in hist.items()})
+    if uns:
+        stem_uns["extra"] = _json_safe(uns)
+    adata.uns["stem"] = stem_uns
+    adata.write_h5ad(path)
+    return path
+
+
+def _json_safe(v: Any) -> Any:
+    """Settings as strings inside h5ad (nested dicts of scalars/str; None → "None")."""
+    import json
+
+    return json.dumps(_builtin(v))
+
+
+def read_h5ad(path: str) -> dict:
+    """Read a file written by :func:`write_h5ad` back into the :func:`run_stem` layout."""
+    import json
+
+    import anndata as ad
+    import scipy.sparse as sp
+
+    adata = ad.read_h5ad(path)
+    spots = [str(s) for s in adata.var_names]
+    pos = {s: i for i, s in enumerate(spots)}
+    x = adata.X
+    out: dict[str, Any] = {
+        "cells": [str(c) for c in adata.obs_names],
+        "spots": spots,
+        "sc_to_st": pack(sp.csc_matrix(x) if sp.issparse(x) else np.asarray(x)),
+        "sc_embedding": pack(np.asarray(adata.obsm["STEM"])),
+        "st_embedding": pack(np.asarray(adata.varm["STEM"])),
+        "coords": pack(np.asarray(adata.obsm["STEM_spatial"])),
+        "best_spot": pack(
+            np.asarray([pos.get(str(s), -1) for s in adata.obs["stem_best_spot"]], dtype=np.int32)
+        ),
+        "confidence": pack(adata.obs["stem_confidence"].to_numpy(dtype=np.float64)),
+    }
+    stem_uns = adata.uns.get("stem", {})
+    settings = stem_uns.get("settings", "{}")
+    out["settings"] = json.loads(settings) if isinstance(settings, str) else _builtin(settings)
+    hist = stem_uns.get("history")
+    out["history"] = _history(hist) if hist is not None else {}
+    return out

@@ -1,0 +1,4 @@
+library(testthat)
+library(stemmap)
+
+test_check("stemmap")

@@ -1,0 +1,43 @@
+# Skip helpers and small fixtures shared by the tests.
+
+# An existing Python (option stemmap.python / STEMMAP_PYTHON) that can run the core.
+skip_if_no_python <- function() {
+    py <- getOption("stemmap.python", Sys.getenv("STEMMAP_PYTHON", ""))
+    if (!nzchar(py)) {
+        testthat::skip("no existing Python named (set STEMMAP_PYTHON or options(stemmap.python=))")
+    }
+    if (!file.exists(py)) {
+        testthat::skip(paste0("STEMMAP_PYTHON names a missing file: ", py))
+    }
+    invisible(py)
+}
+
+# conda, which basilisk 1.10-1.20 need to build the stemmap environment.
+.conda_available <- function() {
+    ext <- Sys.getenv("BASILISK_EXTERNAL_CONDA", "")
+    dir <- if (nzchar(ext)) ext else basilisk.utils::getCondaDir()
+    file.exists(basilisk.utils::getCondaBinary(dir))
+}
+
+skip_if_no_conda <- function() {
+    if (utils::packageVersion("basilisk") < "1.21.0" && !.conda_available()) {
+        testthat::skip(paste(
+            "conda is absent (no BASILISK_EXTERNAL_CONDA and nothing at",
+            basilisk.utils::getCondaDir(), "), so basilisk cannot build its environment"
+        ))
+    }
+}
+
+# The STEM model class of the core (being written alongside the R package).
+skip_if_no_core_model <- function() {
+    skip_if_no_python()
+    ok <- tryCatch(
+        isTRUE(stemmap:::.run_python(function() {
+            b <- stemmap:::.stem_bridge()
+            st <- reticulate::import("stemmap", convert = FALSE)
+            reticulate::py_has_attr(st, "STEM")
+        })),
+        error = function(e) FALSE
+    )
+    if (!ok) testthat::skip("the Python core has no stemmap.STEM yet")
+}
