@@ -9,4 +9,5 @@
 #'
 #' @keywords internal
 #' @importFrom methods is as new callNextMethod setGeneric setMethod
+#' @importFrom ggplot2 .data
 "_PACKAGE"

@@ -262,72 +262,101 @@ def run_stem(
         ``{"x": packed genes × cells, "genes": [...], "cells": [...]}``.
     st
         List of slices, each ``{"x": packed genes × spots, "genes", "spots",
-        "coords": packed spots × 2}``, in slice order.
+        "coords": packed spots × 2, "name": slice name}``, in slice order.
     params
         Keyword arguments for :class:`stemmap.STEM` (``genes``, ``sigma``, ``alpha``,
-        ``hidden``, ``device``, ``seed``, ``normalized``, ``layer``) plus ``epochs``,
-        ``lr`` and ``progress`` for :meth:`stemmap.STEM.train`.
+        ``hidden``, ``device``, ``seed``, ``normalized``...) plus ``epochs``, ``lr`` and
+        ``progress`` for :meth:`stemmap.STEM.train`.
     labels
-        ``{name: [label per cell]}``; each is deconvolved into spots × types.
+        ``{name: [label per input cell]}``; each is deconvolved into spots × types.
     transfer
-        ``{name: packed spots × features}``; each is transferred from spots to cells.
+        ``{name: packed (input spots × features)}``; each is transferred to cells.
     mapping
-        ``"topk"`` (sparse, ``mapping_k`` largest entries per cell), ``"dense"`` or
-        ``"none"``.
+        ``"topk"`` (sparse, ``mapping_k`` largest entries per cell), ``"dense"`` or ``"none"``.
 
     Returns
     -------
     dict
-        ``sc_embedding`` (M×d), ``st_embedding`` (N×d), ``coords`` (M×2),
-        ``best_spot`` (M, 0-based), ``confidence`` (M), ``sc_to_st`` (M×N dense or
-        sparse, or absent), ``deconvolution`` ({name: {"x": packed N×T, "types": [...]}}),
-        ``transfer`` ({name: packed M×F}), ``history`` ({term: packed}), ``settings``.
+        ``cells``/``spots`` (names kept by the core: cells or spots that are all-zero on
+        the shared genes are dropped), ``sc_embedding`` (M×d), ``st_embedding`` (N×d),
+        ``coords`` (M×2; with several slices, in the frame of each cell's best slice),
+        ``best_spot`` (names), ``best_slice``, ``confidence``, ``sc_to_st``,
+        ``deconvolution`` ({name: {"x": packed N×T, "types"}}), ``transfer``
+        ({name: packed M×F}), ``history`` ({term: packed}), ``settings``.
     """
+    import pandas as pd
+
     import stemmap
 
     params = dict(params or {})
     epochs = int(params.pop("epochs", 400))
     lr = float(params.pop("lr", 0.002))
     progress = bool(params.pop("progress", False))
-    if "hidden" in params and params["hidden"] is not None:
+    if params.get("hidden") is not None:
         params["hidden"] = tuple(int(h) for h in _strs_or_nums(params["hidden"]))
     if params.get("genes") is not None:
         params["genes"] = _strs(params["genes"])
-    for key in [k for k, v in params.items() if v is None and k in ("sigma", "layer", "genes")]:
-        params.pop(key)
+    if isinstance(params.get("sigma"), list) and len(params["sigma"]) == 1:
+        params["sigma"] = params["sigma"][0]
+    for key in ("seed",):
+        if key in params and params[key] is not None:
+            params[key] = int(params[key])
+    params = {k: v for k, v in params.items() if v is not None}
 
     sc_ad = _anndata(sc["x"], sc["genes"], sc["cells"])
     slices = [_anndata(s["x"], s["genes"], s["spots"], s["coords"]) for s in st]
-    st_arg = slices[0] if len(slices) == 1 else slices
-
-    model = stemmap.STEM(sc_ad, st_arg, spatial_key="spatial", **params)
+    names = [str(s.get("name", f"slice{i}")) for i, s in enumerate(st)]
+    if len(slices) == 1:
+        model = stemmap.STEM(sc_ad, slices[0], spatial_key="spatial", **params)
+    else:
+        model = stemmap.STEM(sc_ad, slices, spatial_key="spatial", slice_names=names, **params)
     model.train(epochs=epochs, lr=lr, progress=progress)
     m = model.mapping()
 
+    best_slice = np.asarray(m.best_slice, dtype=object)
+    if len(m.slices) == 1:
+        coords = np.asarray(m.coords, dtype=np.float64)
+    else:
+        coords = np.full((m.n_cells, 2), np.nan)
+        for name in m.slices:
+            sel = best_slice == name
+            if sel.any():
+                coords[sel] = np.asarray(model.mapping(slice=name).coords)[sel]
+
     out: dict[str, Any] = {
+        "cells": list(m.sc_names),
+        "spots": list(m.spot_names),
+        "spot_slice": [str(v) for v in m.spot_slice],
         "sc_embedding": pack(np.asarray(m.sc_embedding)),
         "st_embedding": pack(np.asarray(m.st_embedding)),
-        "coords": pack(np.asarray(m.coords)),
-        "best_spot": pack(np.asarray(m.best_spot).astype(np.int32)),
+        "coords": pack(coords),
+        "best_spot": [str(v) for v in m.best_spot_name],
+        "best_slice": [str(v) for v in best_slice],
         "confidence": pack(np.asarray(m.confidence, dtype=np.float64)),
         "history": _history(getattr(model, "history", None)),
         "settings": _builtin(getattr(model, "settings", {})),
     }
     if mapping == "dense":
-        out["sc_to_st"] = pack(np.asarray(m.sc_to_st))
+        out["sc_to_st"] = pack(np.asarray(m.sc_to_st, dtype=np.float64))
     elif mapping == "topk":
-        out["sc_to_st"] = _topk(np.asarray(m.sc_to_st), mapping_k)
+        out["sc_to_st"] = pack(m.topk_mapping(int(min(mapping_k, m.n_spots))))
 
     out["deconvolution"] = {}
     for name, lab in (labels or {}).items():
-        df = m.deconvolve(np.asarray(_strs(lab), dtype=object))
+        series = pd.Series(_strs(lab), index=_strs(sc["cells"]), dtype=object)
+        df = m.deconvolve(series)
         out["deconvolution"][str(name)] = {
             "x": pack(df.to_numpy(dtype=np.float64)),
             "types": [str(c) for c in df.columns],
         }
+    all_spots = [n for s in st for n in _strs(s["spots"])]
     out["transfer"] = {}
     for name, vals in (transfer or {}).items():
-        out["transfer"][str(name)] = pack(np.asarray(m.transfer(unpack(vals)), dtype=np.float64))
+        v = np.asarray(unpack(vals), dtype=np.float64)
+        v = v if v.ndim > 1 else v[:, None]
+        df = pd.DataFrame(v, index=all_spots)
+        res = m.transfer(df)
+        out["transfer"][str(name)] = pack(np.asarray(res, dtype=np.float64))
     return out
 
 

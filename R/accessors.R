@@ -1,0 +1,150 @@
+# Reading STEM results back from the objects runSTEM() returned.
+
+.stem_store <- function(sc) {
+    st <- if (inherits(sc, "Seurat")) {
+        .stem_require("SeuratObject")
+        SeuratObject::Misc(sc, "STEM")
+    } else if (methods::is(sc, "SummarizedExperiment")) {
+        S4Vectors::metadata(sc)$STEM
+    } else if (is.list(sc) && !is.null(sc$settings)) {
+        sc
+    } else {
+        NULL
+    }
+    if (is.null(st)) {
+        .stem_abort(c(
+            "{.arg sc} holds no STEM results.",
+            x = "Found a {.cls {class(sc)[1]}} without them.",
+            i = "Run {.fn runSTEM} first."
+        ))
+    }
+    st
+}
+
+#' Results stored by runSTEM()
+#'
+#' `stemMapping()` returns the cell x spot mapping (sparse top-k or dense, as
+#' asked in [runSTEM()]); `stemSettings()` the training settings reported by the
+#' Python core; `stemHistory()` the loss per epoch; `stemDeconvolution()` the spot
+#' x cell-type proportions for one label.
+#'
+#' @param sc The object returned by [runSTEM()] (SingleCellExperiment, Seurat, or
+#'   the list returned for a matrix).
+#' @param label Which deconvolution (a `labels` name given to [runSTEM()]);
+#'   default the first.
+#' @return A matrix (`stemMapping()`, `stemDeconvolution()`), a list
+#'   (`stemSettings()`) or a data.frame (`stemHistory()`).
+#' @export
+stemMapping <- function(sc) {
+    m <- .stem_store(sc)$mapping
+    if (is.null(m)) {
+        .stem_abort("No mapping was stored; run {.fn runSTEM} with {.code mapping = \"topk\"} or {.code \"dense\"}.")
+    }
+    m
+}
+
+#' @rdname stemMapping
+#' @export
+stemSettings <- function(sc) .stem_store(sc)$settings
+
+#' @rdname stemMapping
+#' @export
+stemHistory <- function(sc) .stem_store(sc)$history
+
+#' @rdname stemMapping
+#' @export
+stemDeconvolution <- function(sc, label = NULL) {
+    d <- .stem_store(sc)$deconvolution
+    if (!length(d)) {
+        .stem_abort("No deconvolution was stored; run {.fn runSTEM} with {.arg labels}.")
+    }
+    if (is.null(label)) label <- names(d)[1]
+    if (!label %in% names(d)) {
+        .stem_abort("{.arg label} must be one of {.val {names(d)}}; found {.val {label}}.")
+    }
+    d[[label]]
+}
+
+#' Put spot-side STEM results on the spatial object
+#'
+#' Adds the spot deconvolution of every label given to [runSTEM()] as columns
+#' `STEM_<label>_<type>` of `colData(st)` (Seurat: `meta.data`), and the spot
+#' embedding as `reducedDim(st, "STEM")` (Seurat: DimReduc `"stem"`).
+#'
+#' @param st The spatial object given to [runSTEM()].
+#' @param sc The object returned by [runSTEM()].
+#' @return `st` with the results added.
+#' @export
+stemAnnotateSpots <- function(st, sc) {
+    res <- .stem_store(sc)
+    spots <- rownames(res$spot_embedding)
+    n <- if (inherits(st, "Seurat") || methods::is(st, "SummarizedExperiment") || .is_matrixish(st)) ncol(st) else NA
+    if (!identical(as.integer(n), length(spots)) ||
+        (!is.null(colnames(st)) && !identical(colnames(st), spots))) {
+        .stem_abort(c(
+            "{.arg st} does not match the spots {.arg sc} was mapped onto.",
+            x = "Mapped {length(spots)} spots; {.arg st} has {n}."
+        ))
+    }
+    cols <- list()
+    for (lab in names(res$deconvolution)) {
+        d <- res$deconvolution[[lab]]
+        for (ty in colnames(d)) cols[[paste0("STEM_", lab, "_", ty)]] <- unname(d[, ty])
+    }
+    if (inherits(st, "Seurat")) {
+        emb <- res$spot_embedding
+        colnames(emb) <- paste0("STEM_", seq_len(ncol(emb)))
+        st[["stem"]] <- SeuratObject::CreateDimReducObject(embeddings = emb, key = "STEM_",
+                                                           assay = SeuratObject::DefaultAssay(st))
+        if (length(cols)) st <- SeuratObject::AddMetaData(st, as.data.frame(cols, row.names = colnames(st), check.names = FALSE))
+        return(st)
+    }
+    if (!methods::is(st, "SummarizedExperiment")) {
+        .stem_abort("{.arg st} must be a SummarizedExperiment or Seurat object; found {.cls {class(st)}}.")
+    }
+    cd <- SummarizedExperiment::colData(st)
+    for (nm in names(cols)) cd[[nm]] <- cols[[nm]]
+    SummarizedExperiment::colData(st) <- cd
+    if (methods::is(st, "SingleCellExperiment")) {
+        SingleCellExperiment::reducedDim(st, "STEM") <- res$spot_embedding
+    }
+    st
+}
+
+.stem_coords <- function(sc) {
+    if (inherits(sc, "Seurat")) {
+        xy <- SeuratObject::Embeddings(sc, "STEM_spatial")
+    } else if (methods::is(sc, "SingleCellExperiment") &&
+               "STEM_spatial" %in% SingleCellExperiment::reducedDimNames(sc)) {
+        xy <- SingleCellExperiment::reducedDim(sc, "STEM_spatial")
+    } else {
+        xy <- .stem_store(sc)$coords
+    }
+    colnames(xy) <- c("x", "y")
+    xy
+}
+
+#' Cells at their STEM pseudo-coordinates, as a SpatialExperiment
+#'
+#' @param sc A SingleCellExperiment returned by [runSTEM()].
+#' @return A `SpatialExperiment` with the assays and colData of `sc` whose
+#'   `spatialCoords()` are the STEM pseudo-coordinates (cells dropped by the core,
+#'   with no coordinates, are left out). Needs the SpatialExperiment package.
+#' @export
+stemPseudoSpatial <- function(sc) {
+    .stem_require("SpatialExperiment", "to build a SpatialExperiment")
+    if (!methods::is(sc, "SingleCellExperiment")) {
+        .stem_abort("{.arg sc} must be a SingleCellExperiment returned by {.fn runSTEM}; found {.cls {class(sc)}}.")
+    }
+    xy <- .stem_coords(sc)
+    keep <- stats::complete.cases(xy)
+    sc <- sc[, keep]
+    SpatialExperiment::SpatialExperiment(
+        assays = SummarizedExperiment::assays(sc),
+        colData = SummarizedExperiment::colData(sc),
+        rowData = SummarizedExperiment::rowData(sc),
+        reducedDims = SingleCellExperiment::reducedDims(sc),
+        spatialCoords = xy[keep, , drop = FALSE],
+        metadata = S4Vectors::metadata(sc)
+    )
+}

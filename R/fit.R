@@ -1,0 +1,160 @@
+# The one place where R data become a STEM run: plain matrices in, plain lists out.
+
+# Worker: runs in the Python process (reticulate or basilisk).
+.worker_stem <- function(sc, st, params, labels, transfer, mapping, mapping_k) {
+    bridge <- .stem_bridge()
+    reticulate::py_to_r(bridge$run_stem(
+        sc = sc, st = st, params = params, labels = labels, transfer = transfer,
+        mapping = mapping, mapping_k = as.integer(mapping_k)
+    ))
+}
+
+.stem_params <- function(epochs = 400L, lr = 0.002, alpha = 0.5, sigma = NULL,
+                         hidden = c(512L, 256L, 128L), device = "auto", seed = 0L,
+                         genes = NULL, normalized = FALSE, verbose = NULL) {
+    .check_number(epochs, "epochs", integer = TRUE, min = 1)
+    .check_number(lr, "lr", min = 0)
+    .check_number(alpha, "alpha", min = 0)
+    .check_number(seed, "seed", integer = TRUE, min = 0)
+    if (!is.null(sigma)) {
+        if (!is.numeric(sigma) || anyNA(sigma) || any(sigma <= 0)) {
+            .stem_abort("{.arg sigma} must be NULL or positive numbers; found {.val {sigma}}.")
+        }
+    }
+    if (!is.numeric(hidden) || length(hidden) < 1 || anyNA(hidden) || any(hidden < 1)) {
+        .stem_abort("{.arg hidden} must be positive layer sizes; found {.val {hidden}}.")
+    }
+    if (!is.character(device) || length(device) != 1L) {
+        .stem_abort("{.arg device} must be a string such as {.val auto}, {.val cpu} or {.val cuda}.")
+    }
+    if (!is.null(genes) && (!is.character(genes) || !length(genes))) {
+        .stem_abort("{.arg genes} must be NULL or a character vector of gene names.")
+    }
+    list(
+        epochs = as.integer(epochs), lr = as.double(lr), alpha = as.double(alpha),
+        sigma = if (is.null(sigma)) NULL else as.list(as.double(sigma)),
+        hidden = as.list(as.integer(hidden)), device = device, seed = as.integer(seed),
+        genes = if (is.null(genes)) NULL else as.list(genes),
+        normalized = isTRUE(normalized), progress = .stem_verbose(verbose)
+    )
+}
+
+.check_number <- function(x, arg, integer = FALSE, min = -Inf) {
+    ok <- is.numeric(x) && length(x) == 1L && !is.na(x) && x >= min &&
+        (!integer || x == round(x))
+    if (!ok) {
+        what <- if (integer) "a whole number" else "a number"
+        .stem_abort("{.arg {arg}} must be {what} >= {min}; found {.val {format(x)}}.")
+    }
+}
+
+# sc_mat: genes x cells (dense or sparse) with gene rownames.
+# st: list(slices = list(list(x, coords, name, index)), n = n spots, names = spot names).
+# labels: named list of per-cell labels; transfer: named list of spots x F matrices
+# (object order). Returns results aligned to the input order of cells and spots.
+.stem_fit <- function(sc_mat, st, params, labels = list(), transfer = list(),
+                      mapping = "topk", k = 10L, verbose = NULL) {
+    n_cells <- ncol(sc_mat)
+    cell_names <- colnames(sc_mat)
+    cell_ids <- paste0("c", seq_len(n_cells))
+    spot_ids <- paste0("s", seq_len(st$n))
+    shared <- intersect(rownames(sc_mat), unlist(lapply(st$slices, function(s) rownames(s$x))))
+    if (!is.null(params$genes)) shared <- intersect(shared, unlist(params$genes))
+    if (!length(shared)) {
+        .stem_abort(c(
+            "{.arg sc} and {.arg st} share no genes{if (is.null(params$genes)) '' else ' among {.arg genes}'}.",
+            x = "{.arg sc} genes: {.val {utils::head(rownames(sc_mat), 3)}}...; {.arg st} genes: {.val {utils::head(rownames(st$slices[[1]]$x), 3)}}...",
+            i = "Both must use the same gene identifiers as row names."
+        ))
+    }
+    .stem_inform(
+        "Mapping {n_cells} cells onto {st$n} spots ({length(st$slices)} slice{?s}) on {length(shared)} shared genes; {params$epochs} epochs.",
+        verbose = verbose
+    )
+    sc_in <- list(x = .pack(sc_mat), genes = as.list(rownames(sc_mat)), cells = as.list(cell_ids))
+    st_in <- lapply(st$slices, function(s) {
+        list(x = .pack(s$x), genes = as.list(rownames(s$x)), spots = as.list(spot_ids[s$index]),
+             coords = .pack(unname(as.matrix(s$coords))), name = s$name)
+    })
+    lab_in <- lapply(labels, function(l) as.list(as.character(l)))
+    tr_in <- lapply(transfer, function(v) .pack(as.matrix(v)))
+    t0 <- Sys.time()
+    res <- .run_python(.worker_stem, sc = sc_in, st = st_in, params = params,
+                       labels = lab_in, transfer = tr_in, mapping = mapping, mapping_k = k)
+    .stem_inform("Trained in {format(round(difftime(Sys.time(), t0, units = 'secs'), 1))}.",
+                 verbose = verbose)
+    .stem_collect(res, cell_ids, cell_names, spot_ids, st, labels, transfer)
+}
+
+# Python results -> input order (NA for cells/spots the core dropped).
+.stem_collect <- function(res, cell_ids, cell_names, spot_ids, st, labels, transfer) {
+    cpos <- match(cell_ids, .chr(res$cells))
+    spos <- match(spot_ids, .chr(res$spots))
+    rows <- function(m, pos) {
+        m <- as.matrix(m)
+        out <- m[pos, , drop = FALSE]
+        out
+    }
+    emb <- rows(.unpack(res$sc_embedding), cpos)
+    colnames(emb) <- paste0("STEM_", seq_len(ncol(emb)))
+    rownames(emb) <- cell_names
+    xy <- rows(.unpack(res$coords), cpos)
+    colnames(xy) <- c("x", "y")
+    rownames(xy) <- cell_names
+    spot_names <- st$names
+    best_id <- .chr(res$best_spot)[cpos]
+    best <- spot_names[match(best_id, spot_ids)]
+    semb <- rows(.unpack(res$st_embedding), spos)
+    colnames(semb) <- colnames(emb)
+    rownames(semb) <- spot_names
+    mapping <- NULL
+    if (!is.null(res$sc_to_st)) {
+        mm <- .unpack(res$sc_to_st)
+        mapping <- .expand_mapping(mm, cpos, spos)
+        dimnames(mapping) <- list(cell_names, spot_names)
+    }
+    decon <- lapply(res$deconvolution, function(d) {
+        m <- rows(.unpack(d$x), spos)
+        dimnames(m) <- list(spot_names, .chr(d$types))
+        m
+    })
+    trans <- lapply(names(transfer), function(nm) {
+        m <- rows(.unpack(res$transfer[[nm]]), cpos)
+        rownames(m) <- cell_names
+        colnames(m) <- colnames(transfer[[nm]])
+        m
+    })
+    names(trans) <- names(transfer)
+    hist <- as.data.frame(lapply(res$history, .unpack))
+    settings <- res$settings
+    list(
+        embedding = emb, coords = xy, best_spot = best,
+        best_slice = .chr(res$best_slice)[cpos], confidence = .unpack(res$confidence)[cpos],
+        spot_embedding = semb, spot_slice = .spot_slices(st), mapping = mapping,
+        deconvolution = decon, transfer = trans, history = hist, settings = settings
+    )
+}
+
+# Mapping of kept cells x kept spots -> all cells x all spots (zeros elsewhere).
+.expand_mapping <- function(mm, cpos, spos) {
+    if (methods::is(mm, "sparseMatrix")) {
+        mm <- methods::as(mm, "TsparseMatrix")
+        ci <- match(mm@i + 1L, cpos)
+        si <- match(mm@j + 1L, spos)
+        ok <- !is.na(ci) & !is.na(si)
+        Matrix::sparseMatrix(i = ci[ok], j = si[ok], x = mm@x[ok],
+                             dims = c(length(cpos), length(spos)))
+    } else {
+        out <- matrix(0, length(cpos), length(spos))
+        okc <- !is.na(cpos)
+        oks <- !is.na(spos)
+        out[okc, oks] <- mm[cpos[okc], spos[oks], drop = FALSE]
+        out
+    }
+}
+
+.spot_slices <- function(st) {
+    out <- character(st$n)
+    for (s in st$slices) out[s$index] <- s$name
+    out
+}

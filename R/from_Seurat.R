@@ -1,0 +1,125 @@
+# Seurat -> plain inputs (SC and ST). SeuratObject is optional (Suggests).
+# v4 `Assay`: GetAssayData(slot = layer); v5 `Assay5`: LayerData(layer = layer).
+
+.seurat_matrix <- function(obj, assay = NULL, layer = "counts", arg = "sc") {
+    .stem_require("SeuratObject", "to read Seurat objects")
+    if (is.null(assay)) assay <- SeuratObject::DefaultAssay(obj)
+    if (!assay %in% SeuratObject::Assays(obj)) {
+        .stem_abort(c(
+            "{.arg {arg}} has no assay {.val {assay}}.",
+            x = "Its assays: {.val {SeuratObject::Assays(obj)}}."
+        ))
+    }
+    a <- obj[[assay]]
+    if (methods::is(a, "Assay5")) {
+        layers <- SeuratObject::Layers(a)
+        if (!layer %in% layers) {
+            hint <- if (any(startsWith(layers, paste0(layer, ".")))) {
+                "Its layers are split; join them first with {.code SeuratObject::JoinLayers()}."
+            } else {
+                "Choose one with {.arg {if (arg == 'sc') 'layer' else 'st.layer'}}."
+            }
+            .stem_abort(c(
+                "{.arg {arg}} (Seurat v5 assay {.val {assay}}) has no layer {.val {layer}}.",
+                x = "Its layers: {.val {layers}}.", i = hint
+            ))
+        }
+        m <- SeuratObject::LayerData(obj, assay = assay, layer = layer)
+    } else {
+        m <- tryCatch(
+            SeuratObject::GetAssayData(obj, assay = assay, slot = layer),
+            error = function(e) {
+                .stem_abort(c(
+                    "{.arg {arg}} (Seurat assay {.val {assay}}) has no slot {.val {layer}}.",
+                    x = conditionMessage(e)
+                ))
+            }
+        )
+    }
+    if (!length(m) || nrow(m) == 0L || ncol(m) == 0L) {
+        .stem_abort(c(
+            "{.arg {arg}} (Seurat assay {.val {assay}}) has no {.val {layer}}: found an empty {layer} {if (methods::is(a, 'Assay5')) 'layer' else 'slot'}.",
+            i = "STEM needs raw counts; or give a normalised layer with {.code layer = \"data\", normalized = TRUE}."
+        ))
+    }
+    if (is.null(rownames(m))) rownames(m) <- rownames(a)
+    if (is.null(colnames(m))) colnames(m) <- colnames(obj)
+    m
+}
+
+# Coordinates of a Seurat spatial image: VisiumV1 (imagerow/imagecol), SlideSeq
+# (x/y), FOV (centroids x/y with a cell column).
+.seurat_image_coords <- function(img, cells) {
+    tc <- SeuratObject::GetTissueCoordinates(img)
+    tc <- as.data.frame(tc)
+    if (!is.null(tc$cell)) rownames(tc) <- tc$cell
+    xy <- if (all(c("x", "y") %in% colnames(tc))) {
+        tc[, c("x", "y")]
+    } else if (all(c("imagecol", "imagerow") %in% colnames(tc))) {
+        tc[, c("imagecol", "imagerow")]
+    } else {
+        num <- vapply(tc, is.numeric, logical(1))
+        tc[, num, drop = FALSE][, 1:2]
+    }
+    xy <- as.matrix(xy)
+    xy[match(cells, rownames(tc)), , drop = FALSE]
+}
+
+.st_from_seurat <- function(st, assay = NULL, layer = "counts", image = NULL, sample_id = NULL) {
+    .stem_require("SeuratObject", "to read Seurat objects")
+    x <- .seurat_matrix(st, assay = assay, layer = layer, arg = "st")
+    imgs <- SeuratObject::Images(st)
+    if (!is.null(image)) {
+        miss <- setdiff(image, imgs)
+        if (length(miss)) {
+            .stem_abort("{.arg image} {.val {miss}} not found in {.arg st}; its images: {.val {imgs}}.")
+        }
+        imgs <- image
+    }
+    if (!length(imgs)) {
+        .stem_abort(c(
+            "{.arg st} must have spatial coordinates; found no image in this {.cls Seurat} object.",
+            i = "Use a Seurat object with a spatial image (VisiumV1, SlideSeq, FOV), or pass a matrix with {.arg coords}."
+        ))
+    }
+    cells <- colnames(x)
+    xy <- matrix(NA_real_, length(cells), 2L)
+    sid <- rep(NA_character_, length(cells))
+    for (im in imgs) {
+        img <- st[[im]]
+        c_im <- intersect(cells, SeuratObject::Cells(img))
+        pos <- match(c_im, cells)
+        xy[pos, ] <- .seurat_image_coords(img, c_im)
+        sid[pos] <- im
+    }
+    keep <- !is.na(sid) & stats::complete.cases(xy)
+    if (!all(keep)) {
+        .stem_abort(c(
+            "Every spot of {.arg st} needs spatial coordinates.",
+            x = "{sum(!keep)} of {length(keep)} spots have none in image{?s} {.val {imgs}}."
+        ))
+    }
+    if (is.null(sample_id)) sample_id <- if (length(imgs) > 1L) sid else NULL
+    if (is.character(sample_id) && length(sample_id) == 1L) {
+        md <- st[[]]
+        if (!sample_id %in% colnames(md)) {
+            .stem_abort("{.arg sample_id} = {.val {sample_id}} is not a meta.data column of {.arg st}.")
+        }
+        sample_id <- md[[sample_id]]
+    }
+    out <- .slices(x, xy, sample_id)
+    out$coldata <- st[[]]
+    out
+}
+
+# runSTEM() for a Seurat sc: convert, run the matrix method, write back (R/to_Seurat.R).
+.run_stem_seurat <- function(sc, st, ..., assay = NULL, layer = "counts", labels = NULL) {
+    .stem_require("SeuratObject", "to read Seurat objects")
+    if (is.null(assay)) assay <- SeuratObject::DefaultAssay(sc)
+    x <- .seurat_matrix(sc, assay = assay, layer = layer, arg = "sc")
+    lab <- .resolve_labels(labels, sc[[]], ncol(x))
+    res <- runSTEM(x, st, ..., labels = lab)
+    res$params$assay <- assay
+    res$params$layer <- layer
+    .store_seurat(sc, res, assay)
+}

@@ -1,0 +1,237 @@
+# Turning the caller's SC and ST objects into plain matrices (genes x observations),
+# coordinates and slices. Seurat objects go through R/from_Seurat.R.
+
+.is_matrixish <- function(x) {
+    is.matrix(x) || methods::is(x, "Matrix")
+}
+
+.check_expr_matrix <- function(x, arg) {
+    ok <- (is.matrix(x) && is.numeric(x)) || methods::is(x, "dMatrix") ||
+        methods::is(x, "lMatrix") || methods::is(x, "nMatrix")
+    if (!ok) {
+        .stem_abort(c(
+            "{.arg {arg}} must be a numeric genes x cells matrix, a SingleCellExperiment or a Seurat object.",
+            x = "Found {.cls {class(x)}}."
+        ))
+    }
+    if (is.null(rownames(x))) {
+        .stem_abort("{.arg {arg}} must have gene names as row names; found none.")
+    }
+    if (anyDuplicated(rownames(x))) {
+        .stem_abort("{.arg {arg}} has duplicated gene names, e.g. {.val {rownames(x)[anyDuplicated(rownames(x))]}}.")
+    }
+    if (ncol(x) < 2L) {
+        .stem_abort("{.arg {arg}} must have at least 2 columns; found {ncol(x)}.")
+    }
+    invisible(x)
+}
+
+.with_colnames <- function(x, prefix) {
+    if (is.null(colnames(x))) colnames(x) <- paste0(prefix, seq_len(ncol(x)))
+    x
+}
+
+# Numeric n x 2 coordinate matrix from a matrix/data.frame.
+.as_coords <- function(coords, n, where) {
+    if (is.data.frame(coords)) {
+        num <- vapply(coords, is.numeric, logical(1))
+        coords <- as.matrix(coords[, num, drop = FALSE])
+    }
+    if (!is.matrix(coords) || !is.numeric(coords) || ncol(coords) < 2L) {
+        .stem_abort(c(
+            "Spatial coordinates of {.arg st} must be a numeric matrix with 2 columns.",
+            x = "Found {.cls {class(coords)}} with {NCOL(coords)} numeric column{?s} ({where})."
+        ))
+    }
+    if (nrow(coords) != n) {
+        .stem_abort(c(
+            "Spatial coordinates must have one row per spot of {.arg st}.",
+            x = "{.arg st} has {n} spots but the coordinates ({where}) have {nrow(coords)} rows."
+        ))
+    }
+    coords <- coords[, 1:2, drop = FALSE]
+    if (anyNA(coords)) {
+        .stem_abort("Spatial coordinates of {.arg st} ({where}) contain {sum(is.na(coords))} missing value{?s}.")
+    }
+    storage.mode(coords) <- "double"
+    coords
+}
+
+# Slices from a sample id per spot.
+.slices <- function(x, coords, sample_id) {
+    n <- ncol(x)
+    if (is.null(sample_id)) sample_id <- rep("st", n)
+    if (length(sample_id) != n) {
+        .stem_abort(c(
+            "{.arg sample_id} must give one sample per spot of {.arg st}.",
+            x = "{.arg st} has {n} spots; {.arg sample_id} has {length(sample_id)} value{?s}."
+        ))
+    }
+    if (anyNA(sample_id)) {
+        .stem_abort("{.arg sample_id} has {sum(is.na(sample_id))} missing value{?s}.")
+    }
+    sample_id <- as.character(sample_id)
+    samples <- unique(sample_id)
+    slices <- lapply(samples, function(s) {
+        idx <- which(sample_id == s)
+        if (length(idx) < 2L) {
+            .stem_abort("Sample {.val {s}} of {.arg st} has {length(idx)} spot; each slice needs at least 2.")
+        }
+        list(x = x[, idx, drop = FALSE], coords = coords[idx, , drop = FALSE], name = s, index = idx)
+    })
+    list(slices = slices, n = n, names = colnames(x), sample_id = sample_id)
+}
+
+# ST object -> list(slices, n, names, sample_id, coldata).
+.st_input <- function(st, coords = NULL, sample_id = NULL, st.assay.type = "counts",
+                      st.assay = NULL, st.layer = "counts", image = NULL) {
+    if (inherits(st, "Seurat")) {
+        return(.st_from_seurat(st, assay = st.assay, layer = st.layer, image = image,
+                               sample_id = sample_id))
+    }
+    if (methods::is(st, "SummarizedExperiment")) {
+        x <- .assay_of(st, st.assay.type, "st")
+        x <- .with_colnames(x, "spot")
+        cd <- as.data.frame(SummarizedExperiment::colData(st))
+        if (is.null(coords)) {
+            if (methods::is(st, "SpatialExperiment")) {
+                .stem_require("SpatialExperiment", "to read spatialCoords()")
+                xy <- SpatialExperiment::spatialCoords(st)
+                where <- "spatialCoords(st)"
+                if (is.null(sample_id)) sample_id <- st$sample_id
+            } else {
+                .stem_abort(c(
+                    "{.arg st} must have spatial coordinates; found none in {.cls {class(st)}}.",
+                    i = "Name them with {.code coords = c(\"x\", \"y\")} (colData columns) or {.code coords = \"spatial\"} (a reducedDim), or pass a SpatialExperiment."
+                ))
+            }
+        } else if (is.character(coords)) {
+            red <- if (methods::is(st, "SingleCellExperiment")) SingleCellExperiment::reducedDimNames(st) else character()
+            if (length(coords) == 1L && coords %in% red) {
+                xy <- SingleCellExperiment::reducedDim(st, coords)
+                where <- sprintf("reducedDim(st, \"%s\")", coords)
+            } else if (length(coords) == 2L && all(coords %in% colnames(cd))) {
+                xy <- as.matrix(cd[, coords])
+                where <- sprintf("colData columns %s", paste(coords, collapse = ", "))
+            } else {
+                .stem_abort(c(
+                    "{.arg coords} must name 2 colData columns or 1 reducedDim of {.arg st}.",
+                    x = "Found {.val {coords}}; colData has {.val {utils::head(colnames(cd), 10)}}, reducedDims {.val {red}}."
+                ))
+            }
+        } else {
+            xy <- coords
+            where <- "argument coords"
+        }
+        if (is.character(sample_id) && length(sample_id) == 1L && ncol(x) != 1L) {
+            if (!sample_id %in% colnames(cd)) {
+                .stem_abort("{.arg sample_id} = {.val {sample_id}} is not a colData column of {.arg st}.")
+            }
+            sample_id <- cd[[sample_id]]
+        }
+        out <- .slices(x, .as_coords(xy, ncol(x), where), sample_id)
+        out$coldata <- cd
+        return(out)
+    }
+    if (.is_matrixish(st)) {
+        .check_expr_matrix(st, "st")
+        st <- .with_colnames(st, "spot")
+        if (is.null(coords)) {
+            .stem_abort(c(
+                "{.arg st} must have spatial coordinates; found none for a {.cls {class(st)[1]}}.",
+                i = "Pass {.arg coords}: a numeric matrix with one row per spot and 2 columns."
+            ))
+        }
+        out <- .slices(st, .as_coords(coords, ncol(st), "argument coords"), sample_id)
+        out$coldata <- data.frame(row.names = colnames(st))
+        return(out)
+    }
+    .stem_abort(c(
+        "{.arg st} must be a SpatialExperiment, a SingleCellExperiment with coordinates, a Seurat object with an image, or a genes x spots matrix.",
+        x = "Found {.cls {class(st)}}."
+    ))
+}
+
+.assay_of <- function(x, assay.type, arg) {
+    an <- SummarizedExperiment::assayNames(x)
+    if (is.numeric(assay.type)) {
+        ok <- assay.type >= 1 && assay.type <= length(SummarizedExperiment::assays(x))
+    } else {
+        ok <- assay.type %in% an
+    }
+    if (!ok) {
+        .stem_abort(c(
+            "{.arg {arg}} has no assay {.val {assay.type}}.",
+            x = "Its assays: {.val {an}}.",
+            i = "Choose one with {.arg {if (arg == 'sc') 'assay.type' else 'st.assay.type'}}."
+        ))
+    }
+    m <- SummarizedExperiment::assay(x, assay.type, withDimnames = TRUE)
+    if (methods::is(m, "DelayedArray")) m <- methods::as(m, "dgCMatrix")
+    .check_expr_matrix(m, arg)
+    m
+}
+
+# Per-cell labels: column names of the SC metadata or a named list of vectors.
+.resolve_labels <- function(labels, meta, n) {
+    if (is.null(labels) || (is.list(labels) && !length(labels))) return(list())
+    if (is.character(labels) && all(labels %in% colnames(meta)) && length(labels) <= ncol(meta)) {
+        out <- lapply(labels, function(l) as.character(meta[[l]]))
+        names(out) <- labels
+    } else if (is.list(labels) && !is.null(names(labels))) {
+        out <- lapply(labels, as.character)
+    } else if (is.atomic(labels) && length(labels) == n) {
+        out <- list(label = as.character(labels))
+    } else {
+        .stem_abort(c(
+            "{.arg labels} must name columns of the cell metadata, or be a vector with one label per cell.",
+            x = "Found {.val {utils::head(labels, 5)}}; metadata columns: {.val {utils::head(colnames(meta), 10)}}."
+        ))
+    }
+    bad <- vapply(out, length, 1L) != n
+    if (any(bad)) {
+        .stem_abort("{.arg labels} {.val {names(out)[bad]}} must have one value per cell ({n}).")
+    }
+    out
+}
+
+# Values to transfer from spots to cells: ST metadata columns or spots x F matrices.
+.resolve_transfer <- function(transfer, st_in) {
+    if (is.null(transfer)) return(list())
+    cd <- st_in$coldata
+    if (is.character(transfer)) {
+        miss <- setdiff(transfer, colnames(cd))
+        if (length(miss)) {
+            .stem_abort(c(
+                "{.arg transfer} must name spot metadata columns of {.arg st}.",
+                x = "Not found: {.val {miss}}; available: {.val {utils::head(colnames(cd), 10)}}."
+            ))
+        }
+        out <- lapply(transfer, function(col) {
+            v <- cd[[col]]
+            if (is.numeric(v)) {
+                m <- matrix(as.double(v), ncol = 1, dimnames = list(NULL, col))
+            } else {
+                f <- factor(v)
+                m <- stats::model.matrix(~ f - 1)
+                colnames(m) <- paste0(col, "_", levels(f))
+                attr(m, "assign") <- NULL
+                attr(m, "contrasts") <- NULL
+            }
+            m
+        })
+        names(out) <- transfer
+    } else {
+        if (!is.list(transfer)) transfer <- list(values = transfer)
+        out <- lapply(transfer, function(m) {
+            m <- as.matrix(m)
+            if (!is.numeric(m) || nrow(m) != st_in$n) {
+                .stem_abort("{.arg transfer} values must be numeric with one row per spot ({st_in$n}); found {nrow(m)} row{?s}.")
+            }
+            if (is.null(colnames(m))) colnames(m) <- paste0("V", seq_len(ncol(m)))
+            m
+        })
+        if (is.null(names(out)) || any(!nzchar(names(out)))) names(out) <- paste0("values", seq_along(out))
+    }
+    out
+}

@@ -1,0 +1,26 @@
+# STEM results -> a Seurat sc object (DimReducs, meta.data, Misc).
+.store_seurat <- function(sc, res, assay) {
+    emb <- res$embedding
+    colnames(emb) <- paste0("STEM_", seq_len(ncol(emb)))
+    sc[["stem"]] <- SeuratObject::CreateDimReducObject(embeddings = emb, key = "STEM_",
+                                                       assay = assay)
+    xy <- res$coords
+    colnames(xy) <- paste0("STEMspatial_", 1:2)
+    sc[["STEM_spatial"]] <- SeuratObject::CreateDimReducObject(embeddings = xy,
+                                                               key = "STEMspatial_",
+                                                               assay = assay)
+    md <- data.frame(STEM_best_spot = res$best_spot, STEM_confidence = res$confidence,
+                     row.names = colnames(sc))
+    if (length(unique(res$spot_slice)) > 1L) md$STEM_slice <- res$best_slice
+    for (nm in names(res$transfer)) {
+        m <- res$transfer[[nm]]
+        for (j in seq_len(ncol(m))) {
+            col <- if (ncol(m) == 1L) nm else colnames(m)[j]
+            md[[paste0("STEM_", col)]] <- unname(m[, j])
+        }
+    }
+    sc <- SeuratObject::AddMetaData(sc, md)
+    keep <- setdiff(names(res), c("embedding", "coords", "best_spot", "confidence", "best_slice"))
+    SeuratObject::Misc(sc, "STEM") <- res[keep]
+    sc
+}

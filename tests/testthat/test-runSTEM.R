@@ -1,0 +1,112 @@
+d <- make_stem_data()
+
+test_that("runSTEM() on matrices returns aligned results", {
+    skip_if_no_core_model()
+    res <- runSTEM(d$sc, d$st, coords = d$coords, epochs = 5, labels = d$celltype,
+                   transfer = list(xpos = d$coords[, 1]), verbose = FALSE)
+    expect_identical(dim(res$embedding), c(60L, 128L))
+    expect_identical(rownames(res$coords), colnames(d$sc))
+    expect_identical(colnames(res$coords), c("x", "y"))
+    expect_true(all(res$best_spot %in% colnames(d$st)))
+    expect_true(all(res$confidence > 0 & res$confidence <= 1))
+    expect_s4_class(res$mapping, "dgCMatrix")
+    expect_identical(dimnames(res$mapping), list(colnames(d$sc), colnames(d$st)))
+    expect_true(all(Matrix::rowSums(res$mapping != 0) == 10))
+    dec <- res$deconvolution$label
+    expect_identical(dim(dec), c(20L, 2L))
+    expect_equal(unname(rowSums(dec)), rep(1, 20), tolerance = 1e-6)
+    expect_identical(dim(res$transfer$xpos), c(60L, 1L))
+    expect_identical(nrow(res$history), 5L)
+    expect_true(all(c("loss", "mmd") %in% colnames(res$history)))
+    expect_identical(as.integer(res$settings$seed), 0L)
+})
+
+test_that("pseudo-coordinates agree with the Python core on the same data and seed", {
+    py <- skip_if_no_python()
+    skip_if_no_core_model()
+    res <- runSTEM(d$sc, d$st, coords = d$coords, epochs = 5, seed = 3, mapping = "dense",
+                   verbose = FALSE)
+    dir <- withr::local_tempdir()
+    utils::write.csv(t(d$sc), file.path(dir, "sc.csv"))
+    utils::write.csv(t(d$st), file.path(dir, "st.csv"))
+    utils::write.csv(d$coords, file.path(dir, "xy.csv"), row.names = FALSE)
+    script <- file.path(dir, "run.py")
+    writeLines(c(
+        "import sys, numpy as np, pandas as pd, anndata as ad, stemmap",
+        "d = sys.argv[1]",
+        "sc = pd.read_csv(f'{d}/sc.csv', index_col=0); st = pd.read_csv(f'{d}/st.csv', index_col=0)",
+        "a = ad.AnnData(sc.to_numpy(float), obs=pd.DataFrame(index=sc.index), var=pd.DataFrame(index=sc.columns))",
+        "b = ad.AnnData(st.to_numpy(float), obs=pd.DataFrame(index=st.index), var=pd.DataFrame(index=st.columns))",
+        "b.obsm['spatial'] = pd.read_csv(f'{d}/xy.csv').to_numpy(float)",
+        "m = stemmap.STEM(a, b, seed=3); m.train(epochs=5, progress=False)",
+        "np.savetxt(f'{d}/coords.txt', m.mapping().coords)"
+    ), script)
+    out <- system2(py, c(script, dir), stdout = TRUE, stderr = TRUE)
+    expect_true(file.exists(file.path(dir, "coords.txt")), label = paste(out, collapse = "\n"))
+    ref <- as.matrix(utils::read.table(file.path(dir, "coords.txt")))
+    # float32 training: equal up to thread-dependent float32 rounding
+    expect_equal(unname(res$coords), unname(ref), tolerance = 1e-3)
+    expect_lt(max(abs(res$coords - ref)), 0.01)
+    expect_equal(unname(rowSums(res$mapping)), rep(1, 60), tolerance = 1e-5)
+})
+
+test_that("runSTEM() stores results on a SingleCellExperiment and leaves inputs alone", {
+    skip_if_no_core_model()
+    sce <- SingleCellExperiment::SingleCellExperiment(list(counts = d$sc))
+    sce$celltype <- d$celltype
+    st <- SingleCellExperiment::SingleCellExperiment(list(counts = d$st))
+    st$x <- d$coords[, 1]
+    st$y <- d$coords[, 2]
+    st$depth <- colSums(d$st)
+    sce0 <- sce
+    st0 <- st
+    out <- runSTEM(sce, st, coords = c("x", "y"), labels = "celltype", transfer = "depth",
+                   epochs = 5, verbose = FALSE)
+    expect_identical(sce, sce0)
+    expect_identical(st, st0)
+    expect_s4_class(out, "SingleCellExperiment")
+    expect_true(all(c("STEM", "STEM_spatial") %in% SingleCellExperiment::reducedDimNames(out)))
+    expect_identical(dim(SingleCellExperiment::reducedDim(out, "STEM_spatial")), c(60L, 2L))
+    expect_true(all(c("STEM_best_spot", "STEM_confidence", "STEM_depth") %in% colnames(SummarizedExperiment::colData(out))))
+    expect_s4_class(stemMapping(out), "dgCMatrix")
+    expect_s3_class(stemHistory(out), "data.frame")
+    expect_type(stemSettings(out), "list")
+    expect_identical(colnames(stemDeconvolution(out, "celltype")), c("left", "right"))
+    st2 <- stemAnnotateSpots(st, out)
+    expect_true(all(c("STEM_celltype_left", "STEM_celltype_right") %in% colnames(SummarizedExperiment::colData(st2))))
+    expect_identical(SingleCellExperiment::reducedDimNames(st2), "STEM")
+    expect_s3_class(plotSTEMPositions(out, colour_by = "celltype"), "ggplot")
+    expect_s3_class(plotSTEMLoss(out), "ggplot")
+    expect_s3_class(plotSTEMDeconvolution(out, st, type = "left", coords = c("x", "y")), "ggplot")
+    # coordinates from a reducedDim, and two slices via sample_id
+    SingleCellExperiment::reducedDim(st, "spatial") <- d$coords
+    st$sample <- rep(c("A", "B"), each = 10)
+    out2 <- runSTEM(sce, st, coords = "spatial", sample_id = "sample", epochs = 2,
+                    mapping = "none", verbose = FALSE)
+    expect_true(all(out2$STEM_slice %in% c("A", "B")))
+    expect_identical(unlist(stemSettings(out2)$slices), c("A", "B"))
+})
+
+test_that("bad inputs give errors naming the argument", {
+    st <- SingleCellExperiment::SingleCellExperiment(list(counts = d$st))
+    expect_error(runSTEM("a", d$st, coords = d$coords), regexp = "sc.*must be a numeric genes x cells matrix")
+    expect_error(runSTEM(d$sc, list(1), coords = d$coords), regexp = "st.*must be a SpatialExperiment")
+    expect_error(runSTEM(d$sc, d$st), regexp = "st.*must have spatial coordinates")
+    expect_error(runSTEM(d$sc, st), regexp = "st.*must have spatial coordinates; found none in")
+    expect_error(runSTEM(d$sc, st, coords = c("a", "b")), regexp = "coords.*must name 2 colData columns")
+    expect_error(runSTEM(d$sc, d$st, coords = d$coords[1:5, ]), regexp = "20 spots but the coordinates")
+    expect_error(runSTEM(d$sc, d$st, coords = d$coords, sample_id = c("a", "b")),
+                 regexp = "sample_id.*one sample per spot")
+    st2 <- d$st
+    rownames(st2) <- paste0("other", seq_len(nrow(st2)))
+    expect_error(runSTEM(d$sc, st2, coords = d$coords), regexp = "share no genes")
+    sc2 <- d$sc
+    rownames(sc2) <- NULL
+    expect_error(runSTEM(sc2, d$st, coords = d$coords), regexp = "sc.*must have gene names")
+    sce <- SingleCellExperiment::SingleCellExperiment(list(logcounts = d$sc))
+    expect_error(runSTEM(sce, d$st, coords = d$coords), regexp = "sc.*has no assay.*counts")
+    expect_error(runSTEM(d$sc, d$st, coords = d$coords, epochs = -1), regexp = "epochs.*whole number")
+    expect_error(runSTEM(d$sc, d$st, coords = d$coords, labels = "nope"), regexp = "labels")
+    expect_error(runSTEM(d$sc, d$st, coords = d$coords, transfer = "nope"), regexp = "transfer.*Not found")
+    expect_error(stemMapping(sce), regexp = "holds no STEM results")
+})

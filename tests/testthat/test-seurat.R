@@ -1,0 +1,69 @@
+d <- make_stem_data()
+
+skip_if_no_seurat <- function() {
+    testthat::skip_if_not_installed("SeuratObject")
+}
+
+make_seurat_st <- function() {
+    st <- SeuratObject::CreateSeuratObject(counts = methods::as(d$st, "dgCMatrix"), assay = "Spatial")
+    cc <- data.frame(x = d$coords[, 1], y = d$coords[, 2], row.names = colnames(d$st))
+    # SlideSeq is defined in Seurat (v4) or SeuratObject (v5)
+    where <- if (methods::isClass("SlideSeq", where = asNamespace("SeuratObject"))) {
+        asNamespace("SeuratObject")
+    } else {
+        testthat::skip_if_not_installed("Seurat")
+        asNamespace("Seurat")
+    }
+    img <- methods::new(methods::getClass("SlideSeq", where = where), coordinates = cc,
+                        assay = "Spatial", key = "image_")
+    st[["slice1"]] <- img
+    st
+}
+
+test_that("runSTEM() on Seurat v4 objects with a SlideSeq image", {
+    skip_if_no_seurat()
+    skip_if_no_core_model()
+    sc <- SeuratObject::CreateSeuratObject(counts = methods::as(d$sc, "dgCMatrix"))
+    sc$celltype <- d$celltype
+    st <- make_seurat_st()
+    sc0 <- sc
+    out <- runSTEM(sc, st, labels = "celltype", epochs = 5, verbose = FALSE)
+    expect_identical(sc, sc0)
+    expect_true(all(c("stem", "STEM_spatial") %in% SeuratObject::Reductions(out)))
+    expect_identical(dim(SeuratObject::Embeddings(out, "STEM_spatial")), c(60L, 2L))
+    expect_true(all(c("STEM_best_spot", "STEM_confidence") %in% colnames(out[[]])))
+    expect_s4_class(stemMapping(out), "dgCMatrix")
+    st2 <- stemAnnotateSpots(st, out)
+    expect_true("STEM_celltype_left" %in% colnames(st2[[]]))
+    expect_s3_class(plotSTEMPositions(out, colour_by = "celltype"), "ggplot")
+    # FOV centroids, and a matrix sc with a Seurat st give the same kind of result
+    res <- runSTEM(d$sc, st, epochs = 2, mapping = "none", verbose = FALSE)
+    expect_identical(dim(res$coords), c(60L, 2L))
+})
+
+test_that("Seurat v5 Assay5 layers are read with LayerData()", {
+    skip_if_no_seurat()
+    if (utils::packageVersion("SeuratObject") < "5.0.0") {
+        skip(paste("Assay5 needs SeuratObject >= 5; found", utils::packageVersion("SeuratObject")))
+    }
+    skip_if_no_core_model()
+    sc <- SeuratObject::CreateSeuratObject(
+        counts = SeuratObject::CreateAssay5Object(counts = methods::as(d$sc, "dgCMatrix"))
+    )
+    out <- runSTEM(sc, make_seurat_st(), epochs = 2, verbose = FALSE)
+    expect_true("stem" %in% SeuratObject::Reductions(out))
+    expect_error(runSTEM(sc, make_seurat_st(), layer = "nope"), regexp = "has no layer")
+})
+
+test_that("Seurat errors: no counts, no image, unknown assay", {
+    skip_if_no_seurat()
+    sc <- SeuratObject::CreateSeuratObject(counts = methods::as(d$sc, "dgCMatrix"))
+    st <- make_seurat_st()
+    expect_error(runSTEM(sc, st, assay = "nope"), regexp = "sc.*has no assay.*nope")
+    data_only <- SeuratObject::CreateAssayObject(data = methods::as(log1p(d$sc), "dgCMatrix"))
+    sc2 <- SeuratObject::CreateSeuratObject(counts = methods::as(d$sc, "dgCMatrix"))
+    sc2[["RNA"]] <- data_only
+    expect_error(runSTEM(sc2, st), regexp = "sc.*has no.*counts.*empty counts")
+    st_noimg <- SeuratObject::CreateSeuratObject(counts = methods::as(d$st, "dgCMatrix"))
+    expect_error(runSTEM(sc, st_noimg), regexp = "st.*must have spatial coordinates; found no image")
+})
