@@ -110,3 +110,18 @@ test_that("bad inputs give errors naming the argument", {
     expect_error(runSTEM(d$sc, d$st, coords = d$coords, transfer = "nope"), regexp = "transfer.*Not found")
     expect_error(stemMapping(sce), regexp = "holds no STEM results")
 })
+
+test_that("a mapping round-trips through .h5ad", {
+    skip_if_no_core_model()
+    sce <- SingleCellExperiment::SingleCellExperiment(list(counts = d$sc))
+    out <- runSTEM(sce, d$st, coords = d$coords, epochs = 2, verbose = FALSE)
+    f <- withr::local_tempfile(fileext = ".h5ad")
+    expect_identical(writeSTEMh5ad(out, f), f)
+    back <- readSTEMh5ad(f)
+    expect_equal(back$coords, SingleCellExperiment::reducedDim(out, "STEM_spatial"), tolerance = 1e-6)
+    expect_equal(as.matrix(back$mapping), as.matrix(stemMapping(out)), tolerance = 1e-6)
+    expect_identical(back$best_spot, out$STEM_best_spot)
+    expect_identical(nrow(back$history), 2L)
+    expect_identical(as.integer(back$settings$seed), 0L)
+    expect_error(readSTEMh5ad(tempfile()), regexp = "file.*does not exist")
+})

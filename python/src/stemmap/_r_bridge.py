@@ -367,41 +367,41 @@ def _strs_or_nums(x: Any) -> list:
 
 
 # --------------------------------------------------------------------------- h5ad
-def write_h5ad(path: str, result: dict, cells: Any, spots: Any, uns: Any = None) -> str:
-    """Write a mapping result (as produced by :func:`run_stem`) to an ``.h5ad`` file.
+def write_h5ad(path: str, result: dict) -> str:
+    """Write a mapping result sent by R to an ``.h5ad`` file (cells × spots).
 
-    The AnnData has cells as observations and spots as variables; ``X`` is the
-    SC→ST mapping (dense or sparse; zeros when absent), ``obsm["STEM"]`` the cell
-    embedding, ``obsm["STEM_spatial"]`` the pseudo-coordinates, ``obs`` the best spot
-    and confidence, ``varm["STEM"]`` the spot embedding, ``uns["stem"]`` the settings.
+    ``X`` is the SC→ST mapping (dense or sparse; zeros when not stored),
+    ``obsm["STEM"]`` the cell embedding, ``obsm["STEM_spatial"]`` the pseudo-coordinates,
+    ``obs`` the best spot (``stem_best_spot``) and confidence (``stem_confidence``),
+    ``varm["STEM"]`` the spot embedding, ``var["stem_slice"]`` the slice of each spot,
+    ``uns["stem"]`` the settings (JSON) and the loss history.
     """
     import anndata as ad
     import pandas as pd
     import scipy.sparse as sp
 
-    cells, spots = _strs(cells), _strs(spots)
-    x = result.get("sc_to_st")
+    cells, spots = _strs(result["cells"]), _strs(result["spots"])
+    x = result.get("mapping")
     mat = unpack(x) if x is not None else sp.csr_matrix((len(cells), len(spots)))
     if sp.issparse(mat):
         mat = sp.csr_matrix(mat)
-    best = unpack(result["best_spot"]).ravel()
+    best = ["" if v is None else str(v) for v in (result.get("best_spot") or [])]
     obs = pd.DataFrame(
         {
-            "stem_best_spot": [spots[i] if 0 <= i < len(spots) else "" for i in best],
+            "stem_best_spot": best,
             "stem_confidence": unpack(result["confidence"]).ravel(),
         },
         index=pd.Index(cells),
     )
-    adata = ad.AnnData(X=mat, obs=obs, var=pd.DataFrame(index=pd.Index(spots)))
-    adata.obsm["STEM"] = unpack(result["sc_embedding"])
+    var = pd.DataFrame({"stem_slice": _strs(result.get("spot_slice"))}, index=pd.Index(spots))
+    adata = ad.AnnData(X=mat, obs=obs, var=var)
+    adata.obsm["STEM"] = unpack(result["embedding"])
     adata.obsm["STEM_spatial"] = unpack(result["coords"])
-    adata.varm["STEM"] = unpack(result["st_embedding"])
+    adata.varm["STEM"] = unpack(result["spot_embedding"])
     stem_uns: dict[str, Any] = {"settings": _json_safe(result.get("settings") or {})}
     hist = result.get("history") or {}
     if hist:
         stem_uns["history"] = pd.DataFrame({k: unpack(v).ravel() for k, v in hist.items()})
-    if uns:
-        stem_uns["extra"] = _json_safe(uns)
     adata.uns["stem"] = stem_uns
     adata.write_h5ad(path)
     return path
@@ -415,31 +415,27 @@ def _json_safe(v: Any) -> Any:
 
 
 def read_h5ad(path: str) -> dict:
-    """Read a file written by :func:`write_h5ad` back into the :func:`run_stem` layout."""
+    """Read a file written by :func:`write_h5ad` back into builtins for R."""
     import json
 
     import anndata as ad
     import scipy.sparse as sp
 
     adata = ad.read_h5ad(path)
-    spots = [str(s) for s in adata.var_names]
-    pos = {s: i for i, s in enumerate(spots)}
     x = adata.X
-    out: dict[str, Any] = {
-        "cells": [str(c) for c in adata.obs_names],
-        "spots": spots,
-        "sc_to_st": pack(sp.csc_matrix(x) if sp.issparse(x) else np.asarray(x)),
-        "sc_embedding": pack(np.asarray(adata.obsm["STEM"])),
-        "st_embedding": pack(np.asarray(adata.varm["STEM"])),
-        "coords": pack(np.asarray(adata.obsm["STEM_spatial"])),
-        "best_spot": pack(
-            np.asarray([pos.get(str(s), -1) for s in adata.obs["stem_best_spot"]], dtype=np.int32)
-        ),
-        "confidence": pack(adata.obs["stem_confidence"].to_numpy(dtype=np.float64)),
-    }
     stem_uns = adata.uns.get("stem", {})
     settings = stem_uns.get("settings", "{}")
-    out["settings"] = json.loads(settings) if isinstance(settings, str) else _builtin(settings)
     hist = stem_uns.get("history")
-    out["history"] = _history(hist) if hist is not None else {}
-    return out
+    return {
+        "cells": [str(c) for c in adata.obs_names],
+        "spots": [str(s) for s in adata.var_names],
+        "spot_slice": [str(v) for v in adata.var.get("stem_slice", [""] * adata.n_vars)],
+        "mapping": pack(sp.csc_matrix(x) if sp.issparse(x) else np.asarray(x)),
+        "embedding": pack(np.asarray(adata.obsm["STEM"])),
+        "spot_embedding": pack(np.asarray(adata.varm["STEM"])),
+        "coords": pack(np.asarray(adata.obsm["STEM_spatial"])),
+        "best_spot": [str(v) for v in adata.obs["stem_best_spot"]],
+        "confidence": pack(adata.obs["stem_confidence"].to_numpy(dtype=np.float64)),
+        "settings": json.loads(settings) if isinstance(settings, str) else _builtin(settings),
+        "history": _history(hist) if hist is not None else {},
+    }
