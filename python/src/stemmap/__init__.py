@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import datasets, metrics, simulate  # noqa: E402
+from . import analysis, attribution, datasets, metrics, plotting, simulate  # noqa: E402
 from ._model import PRESETS, STEM  # noqa: E402
 from ._result import StemMapping  # noqa: E402
 from ._settings import settings  # noqa: E402
@@ -21,7 +21,10 @@ __all__ = [
     "StemInputWarning",
     "PRESETS",
     "settings",
+    "analysis",
+    "attribution",
     "datasets",
+    "plotting",
     "metrics",
     "simulate",
     "__version__",

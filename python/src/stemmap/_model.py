@@ -390,6 +390,17 @@ class STEM:
             },
         )
 
+    def attribution(
+        self, cells: Any = None, target: Any = "best_spot", steps: int = 50, **kwargs: Any
+    ) -> pd.DataFrame:
+        """Integrated-gradient gene attribution of each cell's mapping (cells × genes DataFrame).
+
+        See :func:`stemmap.attribution.integrated_gradients` for the arguments.
+        """
+        from .attribution import integrated_gradients
+
+        return integrated_gradients(self, cells, target=target, steps=steps, **kwargs)
+
     # ------------------------------------------------------------ save/load
     def save(self, path: str | Path) -> None:
         """Save weights, settings, history and the prepared inputs (reload without retraining)."""
