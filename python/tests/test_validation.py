@@ -131,7 +131,7 @@ def test_memory_check_before_allocating(toy, monkeypatch):
     sc, st = toy
     model = stemmap.STEM(sc, st, hidden=(8,))
     monkeypatch.setattr("stemmap._model.available_memory", lambda device: 1000)
-    with pytest.raises(MemoryError, match="cell_batch_size="):
+    with pytest.raises(MemoryError, match="cell_batch_size=.*spot_batch_size="):
         model.train(epochs=1)
     monkeypatch.undo()
     m = stemmap.STEM(sc, st, hidden=(8,)).train(epochs=1).mapping()

@@ -171,15 +171,16 @@ class STEM:
         self.is_trained = False
 
     # ----------------------------------------------------------------- train
-    def _adjacency(self, sl: SliceData) -> torch.Tensor:
+    def _adjacency(self, sl: SliceData, idx: np.ndarray | None = None) -> torch.Tensor:
         c = self.config
         scale = c["scale"] if c["scale"] is not None else sl.sigma
+        coords = sl.coords if idx is None else sl.coords[idx]
         return spatial_adjacency(
-            sl.coords,
+            coords,
             c["kernel"],
             sigma=sl.sigma,
             scale=scale,
-            k=min(c["n_neighbors"], sl.x.shape[0]),
+            k=min(c["n_neighbors"], coords.shape[0]),
             device=self.device,
         )
 
@@ -193,6 +194,7 @@ class STEM:
         lr_gamma: float = 0.5,
         warmup: int = 50,
         cell_batch_size: int | None = None,
+        spot_batch_size: int | None = None,
         progress: bool | None = None,
     ) -> STEM:
         """Train the model (the paper's schedule by default).
@@ -215,8 +217,13 @@ class STEM:
             ``epochs <= warmup`` β rises from the first epoch.
         cell_batch_size
             None (default): all cells every step, as the paper. An integer: a random batch of
-            that many cells per step (bounded memory, faster steps; C and Ĉ of a step are
-            then over the batch).
+            that many cells per step; C and Ĉ of a step are then over the batch.
+        spot_batch_size
+            None (default): all spots of a slice every step. An integer: each step takes a
+            spatially contiguous patch of that many spots (a random anchor spot and its
+            nearest spots), with the adjacency of the patch renormalised over the patch.
+            When neither is given and one full-batch step would not fit in memory, both are
+            chosen automatically (with a message).
         progress
             Show a progress bar with the loss terms (default: ``stemmap.settings.progress``).
 
@@ -224,44 +231,76 @@ class STEM:
         -------
         STEM
             ``self``, trained; the loss history is in :attr:`history`.
+
+        Notes
+        -----
+        With batches, each step minimises the same three losses restricted to a random set of
+        cells and a spatial patch of spots: an unbiased estimate of neither full-batch loss,
+        but of the losses of random sub-problems of the same form, whose optimum embeds the
+        same spatial structure (the benchmark compares the two on the shared data). Under
+        ``torchrun`` (``torch.distributed`` initialised), the module is wrapped in
+        ``DistributedDataParallel`` and every process draws its own batches.
         """
         check_positive(epochs, "epochs", integer=True)
         check_positive(lr, "lr")
         check_positive(lr_step, "lr_step", integer=True)
         check_positive(cell_batch_size, "cell_batch_size", allow_none=True, integer=True)
+        check_positive(spot_batch_size, "spot_batch_size", allow_none=True, integer=True)
         if not isinstance(warmup, (int, np.integer)) or warmup < 0:
             raise ValueError(f"`warmup` must be a non-negative integer; found {warmup!r}.")
         m = self.data.sc_x.shape[0]
+        cell_batch_size, spot_batch_size = self._plan_batches(cell_batch_size, spot_batch_size)
         bs = m if cell_batch_size is None else min(int(cell_batch_size), m)
-        self._check_memory(bs)
         dev = self.device
+        rank, world = _dist_info()
+        net: torch.nn.Module = self.module
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(
+                self.module, device_ids=[dev.index] if dev.type == "cuda" else None
+            )
         x_sc_all = torch.from_numpy(self.data.sc_x).to(dev)
         x_st = [torch.from_numpy(s.x).to(dev) for s in self.data.slices]
-        S = [self._adjacency(s) for s in self.data.slices]
+        patches = [
+            _PatchSampler(s.coords, spot_batch_size)
+            if spot_batch_size and spot_batch_size < s.x.shape[0]
+            else None
+            for s in self.data.slices
+        ]
+        S = [self._adjacency(s) if p is None else None for s, p in zip(self.data.slices, patches)]
         opt = torch.optim.AdamW(self.module.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=lr_step, gamma=lr_gamma)
-        gen = torch.Generator().manual_seed(self.config["seed"] + len(self.history))
-        torch.manual_seed(self.config["seed"] + 7919 * len(self.history))
+        gen = torch.Generator().manual_seed(
+            self.config["seed"] + len(self.history) + 100_003 * rank
+        )
+        torch.manual_seed(self.config["seed"] + 7919 * len(self.history) + 100_003 * rank)
         alpha, n_mmd = self.config["alpha"], self.config["mmd_batch"]
         w = warmup if epochs > warmup else 0
         start = len(self.history)
         rows = []
         t0 = time.perf_counter()
         self.module.train()
-        with progress_bar(total=epochs, desc="STEM training", enable=progress, unit="epoch") as bar:
+        show = progress if rank == 0 else False
+        with progress_bar(total=epochs, desc="STEM training", enable=show, unit="epoch") as bar:
             for ep in range(epochs):
                 beta = max((ep - w) / max(epochs - w, 1), 0.0) if w else (ep + 1) / epochs
                 sums = np.zeros(4)
                 for s in torch.randperm(len(x_st), generator=gen).tolist():
                     if bs < m:
-                        idx = torch.randperm(m, generator=gen)[:bs].to(dev)
-                        x_sc = x_sc_all[idx]
+                        x_sc = x_sc_all[torch.randperm(m, generator=gen)[:bs].to(dev)]
                     else:
                         x_sc = x_sc_all
+                    if patches[s] is None:
+                        xs, Ss = x_st[s], S[s]
+                    else:
+                        pidx = patches[s].sample(gen)
+                        xs = x_st[s][torch.from_numpy(pidx).to(dev)]
+                        Ss = self._adjacency(self.data.slices[s], pidx)
                     mmd_idx = None
                     if n_mmd < bs:
                         mmd_idx = torch.randperm(bs, generator=gen)[:n_mmd].to(dev)
-                    losses = self.module(x_sc, x_st[s], S[s], mmd_idx)
+                    losses = net(x_sc, xs, Ss, mmd_idx)
                     loss = losses["extract"] + alpha * losses["mmd"] + beta * losses["trans"]
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -302,29 +341,65 @@ class STEM:
             "lr_gamma": float(lr_gamma),
             "warmup": int(warmup),
             "cell_batch_size": None if cell_batch_size is None else int(cell_batch_size),
+            "spot_batch_size": None if spot_batch_size is None else int(spot_batch_size),
+            "world_size": world,
             "train_seconds": round(elapsed + self.train_settings.get("train_seconds", 0.0), 3),
         }
-        logger.info(
-            "trained %d epochs in %.1f s (%.3f s/epoch); final loss %.4f",
-            epochs,
-            elapsed,
-            elapsed / epochs,
-            rows[-1][1],
-        )
+        if rank == 0:
+            logger.info(
+                "trained %d epochs in %.1f s (%.3f s/epoch); final loss %.4f",
+                epochs,
+                elapsed,
+                elapsed / epochs,
+                rows[-1][1],
+            )
         self.is_trained = True
         return self
 
-    def _check_memory(self, batch: int) -> None:
+    def memory_estimate(
+        self, cell_batch_size: int | None = None, spot_batch_size: int | None = None
+    ) -> int:
+        """Approximate peak bytes of one training step with the given batch sizes."""
+        m = self.data.sc_x.shape[0]
         n = max(s.x.shape[0] for s in self.data.slices)
-        need = full_batch_bytes(batch, n, len(self.data.genes), tuple(self.config["hidden"]))
+        bc = m if cell_batch_size is None else min(cell_batch_size, m)
+        bn = n if spot_batch_size is None else min(spot_batch_size, n)
+        return full_batch_bytes(bc, bn, len(self.data.genes), tuple(self.config["hidden"]))
+
+    def _plan_batches(
+        self, cell_batch_size: int | None, spot_batch_size: int | None
+    ) -> tuple[int | None, int | None]:
+        """Check the step fits in memory; pick batch sizes when the caller gave none."""
         free = available_memory(self.device)
-        if need > 0.8 * free:
-            suggestion = max(256, int(batch * 0.8 * free / need))
-            raise MemoryError(
-                f"one training step with {batch} cells x {n} spots needs about {fmt_bytes(need)}, "
-                f"but only {fmt_bytes(free)} is free on {self.device}. Train on cell batches, e.g. "
-                f"`model.train(cell_batch_size={suggestion})`, or use a larger device."
-            )
+        budget = 0.6 * free
+        need = self.memory_estimate(cell_batch_size, spot_batch_size)
+        if need <= budget:
+            return cell_batch_size, spot_batch_size
+        m = self.data.sc_x.shape[0]
+        n = max(s.x.shape[0] for s in self.data.slices)
+        if cell_batch_size is None and spot_batch_size is None:
+            bc, bn = min(m, 16384), min(n, 4096)
+            while self.memory_estimate(bc, bn) > budget and (bc > 256 or bn > 256):
+                bc, bn = max(256, bc // 2), max(256, bn // 2)
+            if self.memory_estimate(bc, bn) <= budget:
+                logger.warning(
+                    "a full-batch step (%d cells x %d spots) needs about %s but %s is free on %s;"
+                    " training on batches of %d cells and %d-spot patches instead",
+                    m,
+                    n,
+                    fmt_bytes(need),
+                    fmt_bytes(free),
+                    self.device,
+                    bc,
+                    bn,
+                )
+                return (None if bc >= m else bc), (None if bn >= n else bn)
+        raise MemoryError(
+            f"one training step with {cell_batch_size or m} cells x {spot_batch_size or n} "
+            f"spots needs about {fmt_bytes(need)}, but only {fmt_bytes(free)} is free on "
+            f"{self.device}. Use smaller batches (`cell_batch_size=`, `spot_batch_size=`) "
+            "or a larger device."
+        )
 
     # --------------------------------------------------------------- outputs
     @property
@@ -510,6 +585,32 @@ class STEM:
             f"STEM({d.sc_x.shape[0]} cells, {d.n_spots} spots in {len(d.slices)} slice(s), "
             f"{len(d.genes)} genes, {state}, device={self.device})"
         )
+
+
+class _PatchSampler:
+    """Spatially contiguous spot patches: a random anchor spot and its nearest spots."""
+
+    def __init__(self, coords: np.ndarray, size: int) -> None:
+        from scipy.spatial import cKDTree
+
+        self.tree = cKDTree(coords)
+        self.n = coords.shape[0]
+        self.size = int(size)
+        self.coords = coords
+
+    def sample(self, gen: torch.Generator) -> np.ndarray:
+        anchor = int(torch.randint(self.n, (1,), generator=gen))
+        _, idx = self.tree.query(self.coords[anchor], k=self.size)
+        return np.sort(np.asarray(idx, dtype=np.int64))
+
+
+def _dist_info() -> tuple[int, int]:
+    """(rank, world size) when torch.distributed is initialised, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def _per_slice(value: Any, n: int, name: str) -> list[Any]:

@@ -50,6 +50,18 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument(
+        "--cell-batch-size",
+        type=int,
+        default=None,
+        help="cells per step (default: all; large data: chosen automatically)",
+    )
+    p.add_argument(
+        "--spot-batch-size",
+        type=int,
+        default=None,
+        help="spots per step, as spatial patches (default: all)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
 
 
@@ -57,10 +69,44 @@ def _model_kwargs(a: argparse.Namespace) -> dict[str, Any]:
     return {"alpha": a.alpha, "sigma": a.sigma, "device": a.device, "seed": a.seed}
 
 
+def _init_distributed(a: argparse.Namespace) -> int:
+    """Under torchrun (WORLD_SIZE > 1): join the process group; returns this process's rank."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available() and a.device != "cpu"
+        dist.init_process_group("nccl" if cuda else "gloo")
+        if cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            a.device = f"cuda:{local}"
+    return dist.get_rank()
+
+
+def _train_kwargs(a: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "epochs": a.epochs,
+        "lr": a.lr,
+        "progress": not a.quiet,
+        "cell_batch_size": a.cell_batch_size,
+        "spot_batch_size": a.spot_batch_size,
+    }
+
+
 def cmd_map(a: argparse.Namespace) -> int:
-    """Map SC cells onto ST spots and write the results as .h5ad."""
+    """Map SC cells onto ST spots and write the results as .h5ad.
+
+    Under ``torchrun --nproc_per_node N stemmap map ...`` the training runs data-parallel
+    (DistributedDataParallel; gloo on CPU, NCCL on GPUs) and rank 0 writes the outputs.
+    """
     import stemmap
 
+    rank = _init_distributed(a)
     sc = _read_h5ad(a.sc, "sc")
     st = _read_h5ad(a.st, "st")
     model = stemmap.STEM(
@@ -71,7 +117,9 @@ def cmd_map(a: argparse.Namespace) -> int:
         normalized=a.normalized,
         **_model_kwargs(a),
     )
-    model.train(epochs=a.epochs, lr=a.lr, progress=not a.quiet)
+    model.train(**_train_kwargs(a))
+    if rank != 0:
+        return 0
     m = model.mapping()
     label = a.label_key
     if label is not None and label not in sc.obs:
@@ -155,7 +203,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     sc, st = stemmap.simulate.pseudo_spots(tissue, grid=grid)
     model = stemmap.STEM(sc, st, **_model_kwargs(a))
     t0 = time.perf_counter()
-    model.train(epochs=a.epochs, lr=a.lr, progress=not a.quiet)
+    model.train(**_train_kwargs(a))
     seconds = time.perf_counter() - t0
     m = model.mapping()
     res = _evaluate(model, m, sc, st, seconds)

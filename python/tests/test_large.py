@@ -1,0 +1,83 @@
+"""Large-data mode: spot patches, automatic batches, DistributedDataParallel on gloo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import stemmap
+from stemmap._model import _PatchSampler
+
+
+def test_patch_sampler_is_contiguous():
+    xy = np.stack(np.meshgrid(np.arange(10.0), np.arange(10.0)), -1).reshape(-1, 2)
+    ps = _PatchSampler(xy, 9)
+    idx = ps.sample(torch.Generator().manual_seed(0))
+    assert len(idx) == 9 == len(set(idx.tolist()))
+    pts = xy[idx]
+    # the 9 nearest grid points of any anchor lie within distance 2 of it
+    assert np.ptp(pts[:, 0]) <= 4 and np.ptp(pts[:, 1]) <= 4
+
+
+def test_spot_patches_train(toy):
+    sc, st = toy
+    model = stemmap.STEM(sc, st, seed=0, hidden=(32, 16))
+    model.train(epochs=4, spot_batch_size=12, cell_batch_size=100)
+    assert model.train_settings["spot_batch_size"] == 12
+    m = model.mapping()  # outputs always cover every spot
+    assert m.sc_to_st.shape == (sc.n_obs, st.n_obs)
+
+
+def test_batches_chosen_automatically(toy, monkeypatch, caplog):
+    sc, st = toy
+    model = stemmap.STEM(sc, st, seed=0, hidden=(16, 8))
+    full = model.memory_estimate()
+    small = model.memory_estimate(256, 256)
+    assert small < full
+    # memory enough for batches only: training switches to batches with a message
+    monkeypatch.setattr("stemmap._model.available_memory", lambda device: int(small / 0.6) + 1)
+    model.data.sc_x = np.concatenate([model.data.sc_x] * 2)  # 600 cells > 256
+    model.data.sc_names = model.data.sc_names * 2
+    assert model.memory_estimate() > small / 0.6
+    model.train(epochs=1)
+    assert model.train_settings["cell_batch_size"] == 256
+
+
+def _ddp_worker(rank: int, world: int, store: str, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    stemmap.settings.progress = False
+    sc, st = stemmap.datasets.toy_data(seed=0)
+    model = stemmap.STEM(sc, st, seed=0, hidden=(16, 8), device="cpu")
+    model.train(epochs=3, cell_batch_size=120)
+    torch.save({k: v.clone() for k, v in model.module.state_dict().items()}, f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_distributed_two_gloo_processes(tmp_path):
+    store, out = str(tmp_path / "store"), str(tmp_path / "state")
+    mp.spawn(_ddp_worker, args=(2, store, out), nprocs=2, join=True)
+    a, b = torch.load(f"{out}.0"), torch.load(f"{out}.1")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])  # gradients were averaged across processes
+    # and the processes drew different batches: one process alone ends elsewhere
+    stemmap.settings.progress = False
+    sc, st = stemmap.datasets.toy_data(seed=0)
+    single = stemmap.STEM(sc, st, seed=0, hidden=(16, 8), device="cpu")
+    single.train(epochs=3, cell_batch_size=120)
+    w = single.module.state_dict()
+    assert any(not torch.allclose(w[k], a[k]) for k in a)
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5])
+def test_bad_batch_sizes(toy, bad):
+    sc, st = toy
+    model = stemmap.STEM(sc, st, hidden=(8,))
+    with pytest.raises(
+        (ValueError, TypeError), match="`spot_batch_size` must be a positive integer"
+    ):
+        model.train(epochs=1, spot_batch_size=bad)
