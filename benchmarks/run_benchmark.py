@@ -346,7 +346,7 @@ def plot_positions(
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0, 1 - 2.4 / (3.4 * n + 2.6), 0.95))
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -372,7 +372,9 @@ def write_markdown(
         f"Generated {dt.datetime.now().isoformat(timespec='seconds')} by "
         f"`benchmarks/run_benchmark.py` (`{' '.join(sys.argv[1:]) or 'defaults'}`).",
         "",
-        f"- Machine: {machine}; device `{args.device}`.",
+        f"- Machine: {machine}; device `{args.device}`. Load average (1 min) at the start "
+        f"and end of the run: {args.load_start:.1f} / {os.getloadavg()[0]:.1f} (times measured "
+        "on a shared machine are only comparable within one run).",
         f"- Settings: {args.epochs} epochs for every method; seeds {args.seeds}; pseudo spots "
         f"on a {args.grid[0]} × {args.grid[1]} grid, window {args.window} of the grid step, "
         f"spots with < {args.min_cells} cells dropped"
@@ -490,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO / "python" / "src"))
     args.out.mkdir(parents=True, exist_ok=True)
     machine = machine_description(args.device)
+    args.load_start = os.getloadavg()[0]
     logger.info("machine: %s", machine)
     rows: list[dict[str, Any]] = []
     datasets = []
