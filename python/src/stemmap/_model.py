@@ -418,6 +418,16 @@ class STEM:
             "torch_version": str(torch.__version__),
         }
 
+    def select_slices(self, slice: str | None = None) -> list[SliceData]:
+        """All slices (``slice=None``) or the one named ``slice``."""
+        slices = self.data.slices
+        if slice is None:
+            return slices
+        names = [s.name for s in slices]
+        if slice not in names:
+            raise ValueError(f"`slice` must be one of {names}; found {slice!r}.")
+        return [s for s in slices if s.name == slice]
+
     @torch.no_grad()
     def embed(self, x: np.ndarray, batch_size: int = 16384) -> np.ndarray:
         """Embeddings of normalised expression rows (eval mode, no dropout)."""
@@ -443,12 +453,7 @@ class STEM:
         """
         if not self.is_trained:
             logger.warning("the model has not been trained; the mapping reflects random weights")
-        slices = self.data.slices
-        if slice is not None:
-            names = [s.name for s in slices]
-            if slice not in names:
-                raise ValueError(f"`slice` must be one of {names}; found {slice!r}.")
-            slices = [s for s in slices if s.name == slice]
+        slices = self.select_slices(slice)
         z_sc = self.embed(self.data.sc_x)
         z_st = self.embed(np.concatenate([s.x for s in slices]))
         return StemMapping(

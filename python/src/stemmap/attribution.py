@@ -206,12 +206,7 @@ def integrated_gradients(
         raise ValueError(f"`batch_size` must be a positive integer; found {batch_size!r}.")
     if not getattr(model, "is_trained", True):
         logger.warning("the model has not been trained; attributions reflect random weights")
-    slices = model.data.slices
-    if slice is not None:
-        names = [s.name for s in slices]
-        if slice not in names:
-            raise ValueError(f"`slice` must be one of {names}; found {slice!r}.")
-        slices = [s for s in slices if s.name == slice]
+    slices = model.select_slices(slice)
     spot_names = [n for s in slices for n in s.spot_names]
     n_spots = len(spot_names)
     idx = _cell_index(model, cells)
