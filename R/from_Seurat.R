@@ -1,6 +1,9 @@
 # Seurat -> plain inputs (SC and ST). SeuratObject is optional (Suggests).
 # v4 `Assay`: GetAssayData(slot = layer); v5 `Assay5`: LayerData(layer = layer).
 
+# SeuratObject 5 functions, looked up at run time (absent from SeuratObject 4).
+.seurat_fun <- function(name) getExportedValue("SeuratObject", name)
+
 .seurat_matrix <- function(obj, assay = NULL, layer = "counts", arg = "sc") {
     .stem_require("SeuratObject", "to read Seurat objects")
     if (is.null(assay)) assay <- SeuratObject::DefaultAssay(obj)
@@ -12,7 +15,7 @@
     }
     a <- obj[[assay]]
     if (methods::is(a, "Assay5")) {
-        layers <- SeuratObject::Layers(a)
+        layers <- .seurat_fun("Layers")(a)
         if (!layer %in% layers) {
             hint <- if (any(startsWith(layers, paste0(layer, ".")))) {
                 "Its layers are split; join them first with {.code SeuratObject::JoinLayers()}."
@@ -24,7 +27,7 @@
                 x = "Its layers: {.val {layers}}.", i = hint
             ))
         }
-        m <- SeuratObject::LayerData(obj, assay = assay, layer = layer)
+        m <- .seurat_fun("LayerData")(obj, assay = assay, layer = layer)
     } else {
         m <- tryCatch(
             SeuratObject::GetAssayData(obj, assay = assay, slot = layer),

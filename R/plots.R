@@ -51,7 +51,7 @@ plotSTEMLoss <- function(sc) {
 #'   spots x 2 coordinate matrix.
 #' @param type Cell type to show (a column of the deconvolution).
 #' @param label Which deconvolution (a `labels` name given to [runSTEM()]).
-#' @param coords,sample_id As in [runSTEM()], to read the coordinates of `st`.
+#' @param coords As in [runSTEM()], to read the coordinates of `st`.
 #' @export
 plotSTEMDeconvolution <- function(sc, st, type, label = NULL, coords = NULL, size = 2) {
     d <- stemDeconvolution(sc, label)

@@ -284,7 +284,6 @@ def run_stem(
         ``deconvolution`` ({name: {"x": packed N×T, "types"}}), ``transfer``
         ({name: packed M×F}), ``history`` ({term: packed}), ``settings``.
     """
-    import pandas as pd
 
     import stemmap
 
@@ -302,6 +301,19 @@ def run_stem(
         if key in params and params[key] is not None:
             params[key] = int(params[key])
     params = {k: v for k, v in params.items() if v is not None}
+
+    old_level = stemmap.settings.verbosity
+    stemmap.settings.verbosity = "INFO" if progress else "WARNING"
+    try:
+        return _run_stem(
+            stemmap, sc, st, params, epochs, lr, progress, labels, transfer, mapping, mapping_k
+        )
+    finally:
+        stemmap.settings.verbosity = old_level
+
+
+def _run_stem(stemmap, sc, st, params, epochs, lr, progress, labels, transfer, mapping, mapping_k):
+    import pandas as pd
 
     sc_ad = _anndata(sc["x"], sc["genes"], sc["cells"])
     slices = [_anndata(s["x"], s["genes"], s["spots"], s["coords"]) for s in st]
