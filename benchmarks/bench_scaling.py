@@ -1,0 +1,179 @@
+#!/usr/bin/env python
+"""Scaling of stemmap training and outputs with the number of cells and spots.
+
+For each (cells, spots) size the script generates a tissue with
+:func:`stemmap.datasets.synthetic_tissue` (351 genes by default, like the embryo data),
+builds pseudo spots on a grid sized to give about the requested number of spots, and in a
+fresh subprocess (so peak memory is per run) trains stemmap with the automatic batch plan
+(full batch where it fits in memory, else cell batches and spot patches) and computes the
+chunked outputs (pseudo-coordinates, best spot, top-k mapping). It reports seconds per
+training step, the projected time of 400 epochs, the output time and the peak resident
+memory of the subprocess.
+
+With batches, an "epoch" is one optimisation step per slice on ``cell_batch_size`` cells and
+a ``spot_batch_size``-spot patch; the table also gives the passes over all cells.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_scaling.py                          # default grid
+    .venv/bin/python benchmarks/bench_scaling.py --sizes 10000x500 100000x5000 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+def child(
+    cells: int, spots: int, genes: int, steps: int, device: str, cbs: int | None, sbs: int | None
+) -> dict:
+    import math
+
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(REPO / "python" / "src"))
+    import stemmap
+
+    stemmap.settings.progress = False
+    t0 = time.perf_counter()
+    tissue = stemmap.datasets.synthetic_tissue(n_cells=cells, n_genes=genes, seed=0)
+    # a 2 × 1 tissue: a gx × gy grid with gx = 2 gy gives gx·gy ≈ spots / coverage
+    gy = max(2, int(round(math.sqrt(spots / 2.0))))
+    sc, st = stemmap.simulate.pseudo_spots(
+        tissue, grid=(2 * gy, gy), window=0.9, min_cells=1, label_key="celltype"
+    )
+    gen_s = time.perf_counter() - t0
+    model = stemmap.STEM(sc, st, seed=0, device=device)
+    cbs_, sbs_ = model._plan_batches(cbs, sbs)
+    model.train(epochs=1, cell_batch_size=cbs_, spot_batch_size=sbs_)  # warm-up
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    model.train(epochs=steps, cell_batch_size=cbs_, spot_batch_size=sbs_)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    step_s = (time.perf_counter() - t0) / steps
+    t0 = time.perf_counter()
+    m = model.mapping()
+    _ = m.coords, m.best_spot
+    topk = m.topk_mapping(10)
+    out_s = time.perf_counter() - t0
+    res = {
+        "cells": sc.n_obs,
+        "spots": st.n_obs,
+        "genes": genes,
+        "device": device,
+        "cell_batch_size": cbs_,
+        "spot_batch_size": sbs_,
+        "s_per_step": step_s,
+        "projected_400_epochs_s": 400 * step_s,
+        "passes_over_cells_in_400": 400 * (cbs_ or sc.n_obs) / sc.n_obs,
+        "outputs_s": out_s,
+        "topk_nnz": int(topk.nnz),
+        "generate_s": gen_s,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "finite": bool(np.isfinite(m.coords).all()),
+    }
+    if device.startswith("cuda"):
+        res["cuda_peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["10000x500", "10000x5000", "100000x500", "100000x5000", "100000x20000"],
+    )
+    p.add_argument("--genes", type=int, default=351)
+    p.add_argument("--steps", type=int, default=5, help="timed steps per size")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--cell-batch-size", type=int, default=None)
+    p.add_argument("--spot-batch-size", type=int, default=None)
+    p.add_argument("--timeout", type=int, default=1200)
+    p.add_argument("--out", type=Path, default=HERE / "results" / "scaling.md")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child:
+        c, s = (int(v) for v in a.child.split("x"))
+        print(
+            "RESULT "
+            + json.dumps(
+                child(c, s, a.genes, a.steps, a.device, a.cell_batch_size, a.spot_batch_size)
+            )
+        )
+        return 0
+    rows = []
+    for size in a.sizes:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            size,
+            "--genes",
+            str(a.genes),
+            "--steps",
+            str(a.steps),
+            "--device",
+            a.device,
+        ]
+        if a.cell_batch_size:
+            cmd += ["--cell-batch-size", str(a.cell_batch_size)]
+        if a.spot_batch_size:
+            cmd += ["--spot-batch-size", str(a.spot_batch_size)]
+        print(f"[{time.strftime('%H:%M:%S')}] {size} ...", flush=True)
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
+            line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
+            if r.returncode != 0 or not line:
+                err = (r.stderr.strip().splitlines() or ["?"])[-1]
+                rows.append({"size": size, "status": f"failed: {err[:160]}"})
+            else:
+                rows.append({"size": size, "status": "ok", **json.loads(line[0][7:])})
+        except subprocess.TimeoutExpired:
+            rows.append({"size": size, "status": f"timeout after {a.timeout} s"})
+        print("   ", rows[-1], flush=True)
+    cpu = platform.processor() or platform.machine()
+    lines = [
+        "# stemmap scaling",
+        "",
+        f"Machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores; device "
+        f"{a.device}; {a.genes} genes; {a.steps} timed steps after one warm-up; "
+        f"{time.strftime('%Y-%m-%d')}. {cpu}",
+        "",
+        "| cells × spots (requested) | cells | spots | batches (cells / spots) | s per step | "
+        "400 epochs (projected) | passes over cells | outputs s | peak RSS GB | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"| {r['size']} | | | | | | | | | {r['status']} |")
+            continue
+        b = f"{r['cell_batch_size'] or 'all'} / {r['spot_batch_size'] or 'all'}"
+        lines.append(
+            f"| {r['size']} | {r['cells']} | {r['spots']} | {b} | {r['s_per_step']:.3f} | "
+            f"{r['projected_400_epochs_s'] / 60:.1f} min | {r['passes_over_cells_in_400']:.1f} | "
+            f"{r['outputs_s']:.1f} | {r['peak_rss_gb']:.2f} | ok |"
+        )
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
