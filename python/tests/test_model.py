@@ -325,3 +325,18 @@ def test_normalized_input_skips_normalisation(toy):
         warnings.simplefilter("error")
         model = stemmap.STEM(sc, st, normalized=True, hidden=(8,))
     np.testing.assert_allclose(model.data.sc_x, np.asarray(sc.X, dtype=np.float32))
+
+
+def test_presets(toy):
+    sc, st = toy
+    model = stemmap.STEM(sc, st, seed=0, hidden=(8,))
+    stemmap.PRESETS["_tiny"] = {**stemmap.PRESETS["fast"], "epochs": 3, "cell_batch_size": 50}
+    try:
+        model.train(preset="_tiny")
+    finally:
+        del stemmap.PRESETS["_tiny"]
+    assert len(model.history) == 3 and model.train_settings["cell_batch_size"] == 50
+    assert model.train_settings["preset"] == "_tiny"
+    with pytest.raises(ValueError, match="`preset` must be one of"):
+        model.train(preset="turbo")
+    assert stemmap.PRESETS["paper"]["epochs"] == 400
