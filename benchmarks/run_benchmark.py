@@ -211,6 +211,7 @@ def run_method(
     ]
     if spec["stem"]:
         cmd += ["--sigma", repr(data["sigma"])]
+    cmd += spec.get("extra", [])
     env = dict(os.environ)
     if spec["env"] is None:
         env["PYTHONPATH"] = os.pathsep.join(

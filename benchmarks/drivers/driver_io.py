@@ -35,6 +35,7 @@ def parse_args(description: str) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--sigma", type=float, default=None, help="adjacency kernel sigma (STEM)")
+    p.add_argument("--preset", default=None, help="stemmap training preset (stemmap driver)")
     return p.parse_args()
 
 

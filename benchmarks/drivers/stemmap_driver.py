@@ -21,7 +21,10 @@ def main() -> None:
             seed=args.seed,
         )
     with io.Timer() as t:
-        model.train(epochs=args.epochs, lr=0.002, progress=False)
+        if args.preset:
+            model.train(preset=args.preset, progress=False)
+        else:
+            model.train(epochs=args.epochs, lr=0.002, progress=False)
     m = model.mapping()
     io.save(
         args.out,
