@@ -11,7 +11,8 @@
 
 .stem_params <- function(epochs = 400L, lr = 0.002, alpha = 0.5, sigma = NULL,
                          hidden = c(512L, 256L, 128L), device = "auto", seed = 0L,
-                         genes = NULL, normalized = FALSE, verbose = NULL) {
+                         genes = NULL, normalized = FALSE, verbose = NULL,
+                         keep_model = FALSE) {
     .check_number(epochs, "epochs", integer = TRUE, min = 1)
     .check_number(lr, "lr", min = 0)
     .check_number(alpha, "alpha", min = 0)
@@ -35,7 +36,8 @@
         sigma = if (is.null(sigma)) NULL else as.list(as.double(sigma)),
         hidden = as.list(as.integer(hidden)), device = device, seed = as.integer(seed),
         genes = if (is.null(genes)) NULL else as.list(genes),
-        normalized = isTRUE(normalized), progress = .stem_verbose(verbose)
+        normalized = isTRUE(normalized), progress = .stem_verbose(verbose),
+        keep_model = isTRUE(keep_model)
     )
 }
 
@@ -127,12 +129,14 @@
     names(trans) <- names(transfer)
     hist <- as.data.frame(lapply(res$history, .unpack))
     settings <- res$settings
-    list(
+    out <- list(
         embedding = emb, coords = xy, best_spot = best,
         best_slice = .chr(res$best_slice)[cpos], confidence = .unpack(res$confidence)[cpos],
         spot_embedding = semb, spot_slice = .spot_slices(st), mapping = mapping,
         deconvolution = decon, transfer = trans, history = hist, settings = settings
     )
+    if (!is.null(res$model)) out$model <- as.raw(res$model)
+    out
 }
 
 # Mapping of kept cells x kept spots -> all cells x all spots (zeros elsewhere).

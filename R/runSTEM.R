@@ -41,6 +41,9 @@
 #'   `"cuda"`, random seed, genes to use (default all shared), and whether the
 #'   data are already log-normalised.
 #' @param verbose Show progress (default `getOption("stemmap.verbose", TRUE)`).
+#' @param keep_model Keep the trained model (its saved weights and prepared
+#'   inputs, as a raw vector in `metadata(sc)$STEM$model` / `Misc(sc, "STEM")$model`)
+#'   for [stemAttribution()].
 #'
 #' @section What goes where:
 #' \tabular{lll}{
@@ -92,13 +95,14 @@ setMethod("runSTEM", "ANY", function(sc, st, ..., assay = NULL, layer = "counts"
                                      k = 10L, epochs = 400L, lr = 0.002, alpha = 0.5,
                                      sigma = NULL, hidden = c(512L, 256L, 128L),
                                      device = "auto", seed = 0L, genes = NULL,
-                                     normalized = FALSE, verbose = NULL) {
+                                     normalized = FALSE, verbose = NULL,
+                                     keep_model = FALSE) {
     .run_stem_any(sc, st, ..., assay = assay, layer = layer, coords = coords,
                   sample_id = sample_id, st.assay.type = st.assay.type, st.assay = st.assay,
                   st.layer = st.layer, image = image, labels = labels, transfer = transfer,
                   mapping = mapping, k = k, epochs = epochs, lr = lr, alpha = alpha,
                   sigma = sigma, hidden = hidden, device = device, seed = seed, genes = genes,
-                  normalized = normalized, verbose = verbose)
+                  normalized = normalized, verbose = verbose, keep_model = keep_model)
 })
 
 .run_stem_any <- function(sc, st, ..., assay = NULL, layer = "counts", coords = NULL, sample_id = NULL,
@@ -108,14 +112,15 @@ setMethod("runSTEM", "ANY", function(sc, st, ..., assay = NULL, layer = "counts"
                                      k = 10L, epochs = 400L, lr = 0.002, alpha = 0.5,
                                      sigma = NULL, hidden = c(512L, 256L, 128L),
                                      device = "auto", seed = 0L, genes = NULL,
-                                     normalized = FALSE, verbose = NULL) {
+                                     normalized = FALSE, verbose = NULL,
+                                     keep_model = FALSE) {
     if (inherits(sc, "Seurat")) {
         return(.run_stem_seurat(
             sc, st, ..., assay = assay, layer = layer, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
             st.assay = st.assay, st.layer = st.layer, image = image, labels = labels,
             transfer = transfer, mapping = mapping, k = k, epochs = epochs, lr = lr,
             alpha = alpha, sigma = sigma, hidden = hidden, device = device, seed = seed,
-            genes = genes, normalized = normalized, verbose = verbose
+            genes = genes, normalized = normalized, verbose = verbose, keep_model = keep_model
         ))
     }
     .check_expr_matrix(sc, "sc")
@@ -124,7 +129,8 @@ setMethod("runSTEM", "ANY", function(sc, st, ..., assay = NULL, layer = "counts"
     .check_number(k, "k", integer = TRUE, min = 1)
     params <- .stem_params(epochs = epochs, lr = lr, alpha = alpha, sigma = sigma,
                            hidden = hidden, device = device, seed = seed, genes = genes,
-                           normalized = normalized, verbose = verbose)
+                           normalized = normalized, verbose = verbose,
+                           keep_model = keep_model)
     st_in <- .st_input(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
                        st.assay = st.assay, st.layer = st.layer, image = image)
     labels <- .resolve_labels(labels, data.frame(row.names = colnames(sc)), ncol(sc))

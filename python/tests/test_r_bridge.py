@@ -79,3 +79,67 @@ def test_topk_keeps_k_per_row():
     back = rb.unpack(rb._topk(mat, 3)).toarray()
     assert ((back > 0).sum(axis=1) == 3).all()
     np.testing.assert_allclose(back.max(axis=1), mat.max(axis=1))
+
+
+# ------------------------------------------------------------------ interpretation
+def test_attribution_from_model_bytes_matches_the_core(trained):
+    from stemmap.attribution import integrated_gradients
+
+    blob = rb.model_bytes(trained)
+    assert isinstance(blob, bytearray) and len(blob) > 0
+    cells = [str(c) for c in trained.data.sc_names[:5]] + ["not-a-cell"]
+    res = rb.attribution(blob, cells=cells, steps=8)
+    assert _only_builtins(res)
+    assert res["cells"] == cells[:5]
+    x = rb.unpack(res["x"])
+    assert x.shape == (5, len(trained.data.genes))
+    ref = integrated_gradients(trained, cells=cells[:5], steps=8)
+    np.testing.assert_allclose(x, ref.to_numpy(), rtol=1e-4, atol=1e-6)
+    assert rb.unpack(res["delta"]).shape == (5,)
+
+
+def test_run_stem_keep_model_returns_loadable_bytes():
+    rng = np.random.default_rng(0)
+    genes = [f"g{i}" for i in range(12)]
+    sc = {
+        "x": rb.pack(rng.poisson(5, (12, 20)).astype(float)),
+        "genes": genes,
+        "cells": [f"c{i}" for i in range(20)],
+    }
+    xy = np.array([[i % 4, i // 4] for i in range(12)], dtype=float)
+    st = [
+        {
+            "x": rb.pack(rng.poisson(5, (12, 12)).astype(float)),
+            "genes": genes,
+            "spots": [f"s{i}" for i in range(12)],
+            "coords": rb.pack(xy),
+            "name": "slice0",
+        }
+    ]
+    params = {"epochs": 2, "hidden": [8, 4], "keep_model": True, "device": "cpu"}
+    out = rb.run_stem(sc, st, params, mapping="none")
+    assert isinstance(out["model"], bytearray)
+    assert rb._load_model(out["model"]).data.sc_x.shape == (20, 12)
+    assert "model" not in rb.run_stem(sc, st, {"epochs": 1, "hidden": [8, 4]}, mapping="none")
+
+
+def test_analysis_wrappers_return_tables():
+    rng = np.random.default_rng(1)
+    X = rng.random((40, 5))
+    X[:20, 0] += 2.0
+    xy = np.c_[np.r_[np.zeros(20), np.ones(20)] + rng.random(40) * 0.1, rng.random(40)]
+    genes = [f"g{i}" for i in range(5)]
+    tab = rb.spatial_dominant_genes(rb.pack(X), genes, coords=rb.pack(xy), n_segments=2)
+    assert _only_builtins(tab)
+    assert tab["columns"][:3] == ["segment", "gene", "statistic"]
+    assert tab["data"]["gene"][0] == "g0" and tab["data"]["segment"][0] == "0"
+    seg = rb.spatial_dominant_genes(rb.pack(X), genes, segments=["a"] * 20 + ["b"] * 20)
+    assert set(seg["data"]["segment"]) == {"a", "b"}
+    score = rb.axis_score(rb.pack(xy), "pc1")
+    assert rb.unpack(score).shape == (40,)
+    ag = rb.axis_genes(rb.pack(X), genes, rb.pack(xy[:, 0]))
+    assert ag["columns"] == ["group", "gene", "rho", "pval", "padj"]
+    tr = rb.expression_trends(rb.pack(X), genes, rb.pack(xy[:, 0]), n_knots=1, n_points=5)
+    assert len(tr["data"]["gene"]) == 25
+    ne = rb.neighbourhood_enrichment(rb.pack(xy), ["a"] * 20 + ["b"] * 20, 5, 20, 0)
+    assert ne["labels"] == ["a", "b"] and rb.unpack(ne["zscore"]).shape == (2, 2)

@@ -282,7 +282,8 @@ def run_stem(
         ``coords`` (M×2; with several slices, in the frame of each cell's best slice),
         ``best_spot`` (names), ``best_slice``, ``confidence``, ``sc_to_st``,
         ``deconvolution`` ({name: {"x": packed N×T, "types"}}), ``transfer``
-        ({name: packed M×F}), ``history`` ({term: packed}), ``settings``.
+        ({name: packed M×F}), ``history`` ({term: packed}), ``settings``; with
+        ``params["keep_model"]`` also ``model`` (the :meth:`stemmap.STEM.save` file as bytes).
     """
 
     import stemmap
@@ -291,6 +292,7 @@ def run_stem(
     epochs = int(params.pop("epochs", 400))
     lr = float(params.pop("lr", 0.002))
     progress = bool(params.pop("progress", False))
+    keep_model = bool(params.pop("keep_model", False))
     if params.get("hidden") is not None:
         params["hidden"] = tuple(int(h) for h in _strs_or_nums(params["hidden"]))
     if params.get("genes") is not None:
@@ -305,14 +307,39 @@ def run_stem(
     old_level = stemmap.settings.verbosity
     stemmap.settings.verbosity = "INFO" if progress else "WARNING"
     try:
-        return _run_stem(
-            stemmap, sc, st, params, epochs, lr, progress, labels, transfer, mapping, mapping_k
+        out = _run_stem(
+            stemmap,
+            sc,
+            st,
+            params,
+            epochs,
+            lr,
+            progress,
+            labels,
+            transfer,
+            mapping,
+            mapping_k,
+            keep_model=keep_model,
         )
+        return out
     finally:
         stemmap.settings.verbosity = old_level
 
 
-def _run_stem(stemmap, sc, st, params, epochs, lr, progress, labels, transfer, mapping, mapping_k):
+def _run_stem(
+    stemmap,
+    sc,
+    st,
+    params,
+    epochs,
+    lr,
+    progress,
+    labels,
+    transfer,
+    mapping,
+    mapping_k,
+    keep_model=False,
+):
     import pandas as pd
 
     sc_ad = _anndata(sc["x"], sc["genes"], sc["cells"])
@@ -369,6 +396,8 @@ def _run_stem(stemmap, sc, st, params, epochs, lr, progress, labels, transfer, m
         df = pd.DataFrame(v, index=all_spots)
         res = m.transfer(df)
         out["transfer"][str(name)] = pack(np.asarray(res, dtype=np.float64))
+    if keep_model:
+        out["model"] = model_bytes(model)
     return out
 
 
@@ -450,4 +479,229 @@ def read_h5ad(path: str) -> dict:
         "confidence": pack(adata.obs["stem_confidence"].to_numpy(dtype=np.float64)),
         "settings": json.loads(settings) if isinstance(settings, str) else _builtin(settings),
         "history": _history(hist) if hist is not None else {},
+    }
+
+
+# ------------------------------------------------------------------ interpretation
+def model_bytes(model: Any) -> bytearray:
+    """A trained STEM as the bytes of its :meth:`stemmap.STEM.save` file (for R to keep)."""
+    import os
+    import tempfile
+
+    fd, path = tempfile.mkstemp(suffix=".stem")
+    os.close(fd)
+    try:
+        model.save(path)
+        with open(path, "rb") as fh:
+            return bytearray(fh.read())
+    finally:
+        os.unlink(path)
+
+
+def _load_model(blob: Any, device: str = "cpu"):
+    """STEM from the bytes written by :func:`model_bytes`."""
+    import os
+    import tempfile
+
+    import stemmap
+
+    fd, path = tempfile.mkstemp(suffix=".stem")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(bytes(blob))
+        return stemmap.STEM.load(path, device=device)
+    finally:
+        os.unlink(path)
+
+
+def attribution(
+    model: Any,
+    cells: Any = None,
+    target: Any = "best_spot",
+    steps: int = 50,
+    method: str = "riemann_trapezoid",
+    batch_size: int = 128,
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict:
+    """Integrated-gradient attribution of a model saved by R (see :func:`model_bytes`).
+
+    Parameters
+    ----------
+    model
+        Bytes of a saved STEM.
+    cells
+        Model cell names to explain (default all); names the model lacks (cells the core
+        dropped) are skipped.
+    target
+        ``"best_spot"`` or a list of model spot names (their summed probability).
+
+    Returns
+    -------
+    dict
+        ``x`` (packed cells × genes), ``cells``, ``genes``, ``delta`` (packed completeness
+        error per cell).
+    """
+    import stemmap
+
+    old_level = stemmap.settings.verbosity
+    stemmap.settings.verbosity = "INFO" if progress else "WARNING"
+    try:
+        return _attribution(model, cells, target, steps, method, batch_size, device)
+    finally:
+        stemmap.settings.verbosity = old_level
+
+
+def _attribution(model, cells, target, steps, method, batch_size, device) -> dict:
+    from .attribution import integrated_gradients
+
+    m = _load_model(model, device=device)
+    names = [str(c) for c in m.data.sc_names]
+    if cells is None:
+        keep = names
+    else:
+        have = set(names)
+        keep = [c for c in _strs(cells) if c in have]
+    tgt = target if isinstance(target, str) and target == "best_spot" else _strs(target)
+    if not keep:
+        return {
+            "x": pack(np.zeros((0, len(m.data.genes)))),
+            "cells": [],
+            "genes": [str(g) for g in m.data.genes],
+            "delta": pack(np.zeros(0)),
+        }
+    attr, delta = integrated_gradients(
+        m,
+        cells=keep,
+        target=tgt,
+        steps=int(steps),
+        method=str(method),
+        batch_size=int(batch_size),
+        return_delta=True,
+    )
+    return {
+        "x": pack(attr.to_numpy(dtype=np.float64)),
+        "cells": [str(c) for c in attr.index],
+        "genes": [str(g) for g in attr.columns],
+        "delta": pack(np.asarray(delta, dtype=np.float64)),
+    }
+
+
+def _table(df: Any) -> dict:
+    """A DataFrame as {column: packed numbers or list of str}, with the column order."""
+    cols: dict[str, Any] = {}
+    for c in df.columns:
+        v = df[c]
+        if v.dtype.kind in "biuf":
+            cols[str(c)] = pack(v.to_numpy(dtype=np.float64))
+        else:
+            cols[str(c)] = [str(x) for x in v]
+    return {"columns": [str(c) for c in df.columns], "data": cols}
+
+
+def _labels(x: Any) -> Any:
+    return None if x is None else np.asarray(_strs(x), dtype=object)
+
+
+def spatial_dominant_genes(
+    values: dict,
+    genes: Any,
+    coords: Any = None,
+    segments: Any = None,
+    axis: Any = "x",
+    n_segments: int = 3,
+    alternative: str = "greater",
+    min_cells: int = 3,
+) -> dict:
+    """:func:`stemmap.analysis.spatial_dominant_genes` on a packed cells × genes matrix."""
+    from .analysis import spatial_dominant_genes as sdg
+
+    X = np.asarray(unpack(values), dtype=np.float64)
+    xy = None if coords is None else np.asarray(unpack(coords), dtype=np.float64)
+    ax = unpack(axis).ravel().tolist() if isinstance(axis, dict) else axis
+    res = sdg(
+        X,
+        xy,
+        segments=_labels(segments),
+        axis=ax,
+        n_segments=int(n_segments),
+        genes=_strs(genes),
+        alternative=str(alternative),
+        min_cells=int(min_cells),
+    )
+    res["segment"] = res["segment"].astype(str)
+    return _table(res)
+
+
+def axis_score(coords: dict, axis: Any = "x") -> dict:
+    """:func:`stemmap.analysis.axis_score` of packed (cells × 2) coordinates."""
+    from .analysis import axis_score as score
+
+    ax = unpack(axis).ravel().tolist() if isinstance(axis, dict) else axis
+    return pack(score(np.asarray(unpack(coords), dtype=np.float64), ax))
+
+
+def axis_genes(
+    expr: dict, genes: Any, score: dict, groups: Any = None, min_cells: int = 10
+) -> dict:
+    """:func:`stemmap.analysis.axis_genes` on a packed cells × genes matrix."""
+    from .analysis import axis_genes as ag
+
+    res = ag(
+        np.asarray(unpack(expr), dtype=np.float64),
+        unpack(score).ravel(),
+        groups=_labels(groups),
+        genes=_strs(genes),
+        min_cells=int(min_cells),
+    )
+    res["group"] = res["group"].astype(str)
+    return _table(res)
+
+
+def expression_trends(
+    expr: dict,
+    genes: Any,
+    score: dict,
+    groups: Any = None,
+    n_knots: int = 3,
+    degree: int = 3,
+    n_points: int = 50,
+    min_cells: int = 10,
+) -> dict:
+    """:func:`stemmap.analysis.expression_trends` on a packed cells × genes matrix."""
+    import pandas as pd
+
+    from .analysis import expression_trends as et
+
+    df = pd.DataFrame(np.asarray(unpack(expr), dtype=np.float64), columns=_strs(genes))
+    res = et(
+        df,
+        unpack(score).ravel(),
+        groups=_labels(groups),
+        n_knots=int(n_knots),
+        degree=int(degree),
+        n_points=int(n_points),
+        min_cells=int(min_cells),
+    )
+    res["group"] = res["group"].astype(str)
+    return _table(res)
+
+
+def neighbourhood_enrichment(
+    coords: dict, labels: Any, n_neighbors: int = 10, n_perms: int = 200, seed: int = 0
+) -> dict:
+    """:func:`stemmap.analysis.neighbourhood_enrichment`; z-scores and counts packed."""
+    from .analysis import neighbourhood_enrichment as ne
+
+    res = ne(
+        np.asarray(unpack(coords), dtype=np.float64),
+        _labels(labels),
+        n_neighbors=int(n_neighbors),
+        n_perms=int(n_perms),
+        seed=int(seed),
+    )
+    return {
+        "zscore": pack(res.zscore.to_numpy(dtype=np.float64)),
+        "count": pack(res.count.to_numpy(dtype=np.float64)),
+        "labels": [str(v) for v in res.zscore.index],
     }
