@@ -161,7 +161,8 @@
     }
     if (inherits(x, "Seurat") && "STEM_attribution" %in% names(x)) {
         a <- SeuratObject::Embeddings(x, "STEM_attribution")
-        colnames(a) <- sub("^STEMattr_", "", colnames(a))
+        genes <- SeuratObject::Misc(x, "STEM_attribution_genes")
+        colnames(a) <- if (length(genes) == ncol(a)) genes else sub("^STEMattr_", "", colnames(a))
         return(a)
     }
     NULL
@@ -201,7 +202,8 @@
 #' @param device Where to run (`"cpu"`, `"cuda"`, `"auto"`).
 #' @param store Return `sc` with the attribution stored (SingleCellExperiment:
 #'   `reducedDim(sc, "STEM_attribution")`; Seurat: DimReduc `"STEM_attribution"`,
-#'   key `STEMattr_`), rows of cells not explained set to `NA`.
+#'   key `STEMattr_`, gene names in `Misc(sc, "STEM_attribution_genes")`), rows of
+#'   cells not explained set to `NA`.
 #' @param verbose Show progress.
 #' @return A cells x genes matrix (attribute `"delta"`: the completeness error per
 #'   cell), or `sc` with it stored when `store = TRUE`.
@@ -317,6 +319,13 @@ setMethod("stemAttribution", "ANY", function(sc, ..., cells = NULL, target = "be
         colnames(emb) <- paste0("STEMattr_", colnames(full))
         sc[["STEM_attribution"]] <- SeuratObject::CreateDimReducObject(
             embeddings = emb, key = "STEMattr_", assay = SeuratObject::DefaultAssay(sc)
+        )
+        # Seurat renames DimReduc columns to key_1..n: keep the gene names beside
+        withCallingHandlers(
+            SeuratObject::Misc(sc, "STEM_attribution_genes") <- colnames(full),
+            warning = function(w) {
+                if (grepl("Overwriting", conditionMessage(w))) invokeRestart("muffleWarning")
+            }
         )
         return(sc)
     }

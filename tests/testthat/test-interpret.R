@@ -61,7 +61,7 @@ test_that("stemSpatialDominantGenes() returns the SDG table", {
     expect_true(all(strict$padj < 0.05))
     ex <- stemSpatialDominantGenes(sce, segments = "celltype", what = "expression", fdr = 1)
     expect_setequal(unique(ex$segment), c("left", "right"))
-    # a plain matrix with coordinates; the top "left"-segment expression gene is a high-x gene
+    # a plain matrix with the true positions of the cells
     m <- stemAttribution(sce, steps = 5, verbose = FALSE)
     tab <- stemSpatialDominantGenes(m, coords = d$coords[d$spot_of, ], n_segments = 2, fdr = 1)
     expect_identical(nrow(tab), 60L)
@@ -123,4 +123,19 @@ test_that("interpretation functions give clear errors", {
     nomodel <- sce
     S4Vectors::metadata(nomodel)$STEM$model <- NULL
     expect_error(stemAttribution(nomodel), regexp = "keep_model")
+})
+
+test_that("Seurat: attribution stored as a DimReduc keeps gene names", {
+    skip_if_not_installed("SeuratObject")
+    skip_if_no_core_model()
+    so <- SeuratObject::CreateSeuratObject(counts = methods::as(d$sc, "dgCMatrix"))
+    so$celltype <- d$celltype
+    so <- runSTEM(so, d$st, coords = d$coords, epochs = 2, hidden = c(16, 8),
+                  keep_model = TRUE, verbose = FALSE)
+    so <- stemAttribution(so, store = TRUE, steps = 5, verbose = FALSE)
+    expect_identical(dim(SeuratObject::Embeddings(so, "STEM_attribution")), c(60L, 30L))
+    sdg <- stemSpatialDominantGenes(so, fdr = 1)
+    expect_true(all(sdg$gene %in% rownames(d$sc)))
+    ex <- stemSpatialDominantGenes(so, segments = "celltype", what = "expression", fdr = 1)
+    expect_setequal(unique(ex$segment), c("left", "right"))
 })
