@@ -222,12 +222,10 @@ stemDownloadEmbryo <- function(cache = tools::R_user_dir("stemmap", "cache"), md
     if (overwrite || !file.exists(dest)) {
         tmp <- tempfile(fileext = ".rda")
         on.exit(unlink(tmp), add = TRUE)
-        ok <- tryCatch({
-            suppressWarnings(utils::download.file(url, tmp, mode = "wb", quiet = TRUE)) == 0L
-        }, error = function(e) {
-            attr(e, "msg") <- conditionMessage(e)
-            FALSE
-        })
+        ok <- tryCatch(
+            suppressWarnings(utils::download.file(url, tmp, mode = "wb", quiet = TRUE)) == 0L,
+            error = function(e) FALSE
+        )
         if (!isTRUE(ok) || !file.exists(tmp) || file.size(tmp) == 0) {
             .stem_abort(c(
                 "Could not download the embryo data.",
