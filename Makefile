@@ -53,8 +53,15 @@ demo:
 benchmark:
 	$(VPY) benchmarks/run_benchmark.py
 
+# R CMD build copies the whole folder (venvs included) before pruning it: build from a staged
+# copy of the tracked package files plus the configure-made inst/python instead.
 check:
-	R CMD build . && _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual stemmap_*.tar.gz
+	sh ./configure
+	rm -rf build/stemmap && mkdir -p build/stemmap
+	git ls-files | grep -v -E '^(python|benchmarks|docs|\.ci)/' | tar -cf - -T - | tar -xf - -C build/stemmap
+	cp -r inst/python build/stemmap/inst/
+	cd build && rm -f stemmap_*.tar.gz && R CMD build stemmap && \
+	  _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual stemmap_*.tar.gz
 
 clean:
-	rm -rf inst/python stemmap_*.tar.gz stemmap.Rcheck out
+	rm -rf inst/python stemmap_*.tar.gz stemmap.Rcheck out build
