@@ -54,10 +54,32 @@
     invisible(py)
 }
 
+# Imports torch with RTLD_DEEPBIND (Linux), before anything else imports it in this
+# Python. An R process has already loaded R's BLAS (Debian: the reference libblas.so.3)
+# with global symbols; torch's CPU build then resolves its sgemm_ calls to that BLAS and
+# runs 15-20x slower than in a plain Python (measured: 20 matmuls 1000 x 1000 took 9.3 s
+# inside R vs 0.5 s in Python; with DEEPBIND 0.6 s). DEEPBIND makes torch's libraries
+# use their own symbols first. Sets STEMMAP_TORCH_DEEPBIND=1 so stemPythonInfo() can tell.
+.stem_import_torch <- function() {
+    reticulate::py_run_string(paste(
+        "import os, sys",
+        "if 'torch' not in sys.modules and hasattr(os, 'RTLD_DEEPBIND'):",
+        "    _stem_flags = sys.getdlopenflags()",
+        "    sys.setdlopenflags(os.RTLD_NOW | os.RTLD_DEEPBIND)",
+        "    try:",
+        "        import torch",
+        "        os.environ['STEMMAP_TORCH_DEEPBIND'] = '1'",
+        "    finally:",
+        "        sys.setdlopenflags(_stem_flags)",
+        sep = "\n"), local = TRUE)
+    invisible(NULL)
+}
+
 # Imports the R bridge of the core inside whichever Python runs the worker. When
 # `import stemmap` fails (an existing Python without the core), the copy shipped in
 # the R package is put on sys.path.
 .stem_bridge <- function() {
+    .stem_import_torch()
     ok <- tryCatch({
         reticulate::import("stemmap", convert = FALSE)
         TRUE
@@ -167,7 +189,8 @@
 #' @return A one-row data.frame with columns `mode` (`"existing python"` or
 #' `"basilisk"`), `python` (path), `python_version`, `torch_version`, `device`
 #' (`"cpu"`, `"cuda"` or `"mps"`), `device_name`, `stemmap_version` (of the Python
-#' core), `numpy_version` and `anndata_version`.
+#' core), `numpy_version`, `anndata_version` and `torch_deepbind` (`"TRUE"` when torch
+#' was imported with `RTLD_DEEPBIND` so that it does not use R's BLAS, see Details).
 #' @examples
 #' \dontrun{
 #' options(stemmap.python = "/path/to/venv/bin/python")
@@ -179,7 +202,7 @@ stemPythonInfo <- function() {
     mode <- .stem_python_mode()
     res <- .run_python(.worker_info)
     cols <- c("python", "python_version", "torch_version", "device", "device_name",
-              "stemmap_version", "numpy_version", "anndata_version")
+              "stemmap_version", "numpy_version", "anndata_version", "torch_deepbind")
     vals <- lapply(cols, function(k) {
         v <- res[[k]]
         if (is.null(v)) NA_character_ else as.character(v)

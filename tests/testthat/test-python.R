@@ -28,6 +28,15 @@ test_that("stemPythonInfo() reports the existing Python", {
     expect_identical(normalizePath(info$python), normalizePath(py))
 })
 
+test_that("torch is imported with RTLD_DEEPBIND so it does not run on R's BLAS", {
+    skip_if_no_python()
+    skip_if_not(Sys.info()[["sysname"]] == "Linux", "RTLD_DEEPBIND is a glibc (Linux) flag")
+    info <- stemPythonInfo()
+    # FALSE would mean torch was imported before stemmap's launcher (e.g. by the user's
+    # own reticulate code): then its matrix products may resolve to R's BLAS.
+    expect_identical(info$torch_deepbind, "TRUE")
+})
+
 test_that("a dense matrix with dimnames round-trips R -> numpy -> R", {
     skip_if_no_python()
     x <- matrix(c(1.5, -2, 3e10, 0, NA, 6.25), nrow = 2,

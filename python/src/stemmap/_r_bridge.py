@@ -17,6 +17,7 @@ observations in rows. :func:`run_stem` transposes on the way in.
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from typing import Any
@@ -122,6 +123,8 @@ def info() -> dict:
         "python": sys.executable,
         "python_version": platform.python_version(),
         "numpy_version": np.__version__,
+        # set by the R launcher when it imported torch with RTLD_DEEPBIND (see R/python.R)
+        "torch_deepbind": os.environ.get("STEMMAP_TORCH_DEEPBIND", "0") == "1",
     }
     try:
         import torch
