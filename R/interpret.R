@@ -459,17 +459,9 @@ stemAxisGenes <- function(x, score = "x", groups = NULL, genes = NULL, coords = 
                           assay.type = NULL) {
     what <- match.arg(what)
     .check_number(min_cells, "min_cells", integer = TRUE, min = 1)
-    vals <- .subset_genes(.stem_values(x, what, assay.type), genes)
-    n <- nrow(vals)
-    s <- .resolve_score(score, x, n, coords)
-    g <- .per_cell(groups, x, n, "groups")
-    keep <- stats::complete.cases(vals) & !is.na(s) & (if (is.null(g)) TRUE else !is.na(g))
-    res <- .run_analysis(
-        "axis_genes", expr = .pack(unname(vals[keep, , drop = FALSE])),
-        genes = as.list(colnames(vals)), score = .pack(s[keep]),
-        groups = if (is.null(g)) NULL else as.list(as.character(g[keep])),
-        min_cells = as.integer(min_cells)
-    )
+    args <- .axis_inputs(x, score, groups, genes, coords, what, assay.type)
+    res <- do.call(.run_analysis, c(list("axis_genes"), args,
+                                    list(min_cells = as.integer(min_cells))))
     .unpack_table(res)
 }
 
@@ -487,18 +479,11 @@ stemExpressionTrends <- function(x, score = "x", groups = NULL, genes = NULL, co
     .check_number(degree, "degree", integer = TRUE, min = 0)
     .check_number(n_points, "n_points", integer = TRUE, min = 2)
     .check_number(min_cells, "min_cells", integer = TRUE, min = 1)
-    vals <- .subset_genes(.stem_values(x, what, assay.type), genes)
-    n <- nrow(vals)
-    s <- .resolve_score(score, x, n, coords)
-    g <- .per_cell(groups, x, n, "groups")
-    keep <- stats::complete.cases(vals) & !is.na(s) & (if (is.null(g)) TRUE else !is.na(g))
-    res <- .run_analysis(
-        "expression_trends", expr = .pack(unname(vals[keep, , drop = FALSE])),
-        genes = as.list(colnames(vals)), score = .pack(s[keep]),
-        groups = if (is.null(g)) NULL else as.list(as.character(g[keep])),
+    args <- .axis_inputs(x, score, groups, genes, coords, what, assay.type)
+    res <- do.call(.run_analysis, c(list("expression_trends"), args, list(
         n_knots = as.integer(n_knots), degree = as.integer(degree),
         n_points = as.integer(n_points), min_cells = as.integer(min_cells)
-    )
+    )))
     .unpack_table(res)
 }
 
@@ -631,4 +616,17 @@ plotSTEMTrends <- function(trends, genes = NULL, band = TRUE) {
         ggplot2::theme_bw() +
         ggplot2::labs(title = "Expression along the axis", x = "score", y = "fitted",
                       colour = "group", fill = "group")
+}
+
+# Values (expression or attribution), axis score and optional groups of the cells for the
+# axis analyses, restricted to complete cases, as the bridge's keyword arguments.
+.axis_inputs <- function(x, score, groups, genes, coords, what, assay.type) {
+    vals <- .subset_genes(.stem_values(x, what, assay.type), genes)
+    n <- nrow(vals)
+    s <- .resolve_score(score, x, n, coords)
+    g <- .per_cell(groups, x, n, "groups")
+    keep <- stats::complete.cases(vals) & !is.na(s) & (if (is.null(g)) TRUE else !is.na(g))
+    list(expr = .pack(unname(vals[keep, , drop = FALSE])), genes = as.list(colnames(vals)),
+         score = .pack(s[keep]),
+         groups = if (is.null(g)) NULL else as.list(as.character(g[keep])))
 }

@@ -19,28 +19,25 @@ def files(toy, tmp_path):
     return tmp_path
 
 
+def run_map(files, *extra, sc="sc.h5ad", st="st.h5ad", out="o.h5ad"):
+    """``stemmap map`` on files in the fixture folder, quietly, plus ``extra`` arguments."""
+    args = ["map", "--sc", str(files / sc), "--st", str(files / st), "--out", str(files / out)]
+    return main([*args, "--quiet", *extra])
+
+
 def test_map_writes_results(files):
-    out = files / "res" / "out.h5ad"
-    rc = main(
-        [
-            "map",
-            "--sc",
-            str(files / "sc.h5ad"),
-            "--st",
-            str(files / "st.h5ad"),
-            "--out",
-            str(out),
-            "--epochs",
-            "2",
-            "--label-key",
-            "celltype",
-            "--quiet",
-            "--save-model",
-            str(files / "m.pt"),
-        ]
+    rc = run_map(
+        files,
+        "--epochs",
+        "2",
+        "--label-key",
+        "celltype",
+        "--save-model",
+        str(files / "m.pt"),
+        out="res/out.h5ad",
     )
     assert rc == 0
-    sc = ad.read_h5ad(out)
+    sc = ad.read_h5ad(files / "res" / "out.h5ad")
     st = ad.read_h5ad(files / "res" / "out_st.h5ad")
     assert sc.obsm["stem_spatial"].shape == (sc.n_obs, 2)
     assert "stem_best_spot" in sc.obs and "stem_history" in sc.uns
@@ -49,55 +46,15 @@ def test_map_writes_results(files):
 
 
 def test_bad_files_exit_2(files, capsys):
-    rc = main(
-        [
-            "map",
-            "--sc",
-            str(files / "missing.h5ad"),
-            "--st",
-            str(files / "st.h5ad"),
-            "--out",
-            str(files / "o.h5ad"),
-            "--quiet",
-        ]
-    )
-    assert rc == 2
+    assert run_map(files, sc="missing.h5ad") == 2
     assert "--sc: file not found" in capsys.readouterr().err
     (files / "junk.h5ad").write_text("not hdf5")
-    rc = main(
-        [
-            "map",
-            "--sc",
-            str(files / "sc.h5ad"),
-            "--st",
-            str(files / "junk.h5ad"),
-            "--out",
-            str(files / "o.h5ad"),
-            "--quiet",
-        ]
-    )
-    assert rc == 2
+    assert run_map(files, st="junk.h5ad") == 2
     assert "not a readable .h5ad" in capsys.readouterr().err
 
 
 def test_bad_content_exit_2(files, capsys):
-    rc = main(
-        [
-            "map",
-            "--sc",
-            str(files / "sc.h5ad"),
-            "--st",
-            str(files / "st.h5ad"),
-            "--out",
-            str(files / "o.h5ad"),
-            "--spatial-key",
-            "nope",
-            "--quiet",
-            "--epochs",
-            "1",
-        ]
-    )
-    assert rc == 2
+    assert run_map(files, "--spatial-key", "nope", "--epochs", "1") == 2
     assert "obsm['nope']" in capsys.readouterr().err
 
 
