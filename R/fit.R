@@ -12,7 +12,12 @@
 .stem_params <- function(epochs = 400L, lr = 0.002, alpha = 0.5, sigma = NULL,
                          hidden = c(512L, 256L, 128L), device = "auto", seed = 0L,
                          genes = NULL, normalized = FALSE, verbose = NULL,
-                         keep_model = FALSE) {
+                         keep_model = FALSE, readout = c("hybrid", "paper"),
+                         sigma_scale = 0.5) {
+    readout <- .stem_match_arg(readout, c("hybrid", "paper"), "readout")
+    if (!is.numeric(sigma_scale) || length(sigma_scale) != 1L || is.na(sigma_scale) || sigma_scale <= 0) {
+        .stem_abort("{.arg sigma_scale} must be a positive number; found {.val {format(sigma_scale)}}.")
+    }
     .check_number(epochs, "epochs", integer = TRUE, min = 1)
     .check_number(lr, "lr", min = 0)
     .check_number(alpha, "alpha", min = 0)
@@ -37,8 +42,17 @@
         hidden = as.list(as.integer(hidden)), device = device, seed = as.integer(seed),
         genes = if (is.null(genes)) NULL else as.list(genes),
         normalized = isTRUE(normalized), progress = .stem_verbose(verbose),
-        keep_model = isTRUE(keep_model)
+        keep_model = isTRUE(keep_model), readout = readout,
+        sigma_scale = as.double(sigma_scale)
     )
+}
+
+.stem_match_arg <- function(x, choices, arg) {
+    if (identical(x, choices)) return(choices[[1L]])
+    if (!is.character(x) || length(x) != 1L || is.na(x) || !x %in% choices) {
+        .stem_abort("{.arg {arg}} must be one of {.val {choices}}; found {.val {format(x)}}.")
+    }
+    x
 }
 
 .check_number <- function(x, arg, integer = FALSE, min = -Inf) {

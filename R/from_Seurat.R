@@ -68,9 +68,44 @@
     xy[match(cells, rownames(tc)), , drop = FALSE]
 }
 
-.st_from_seurat <- function(st, assay = NULL, layer = "counts", image = NULL, sample_id = NULL) {
+# Coordinates named by `coords` on a Seurat object: 2 meta.data columns, 1 reduction
+# (e.g. a "spatial" DimReduc), or a numeric matrix / data.frame with one row per spot.
+.seurat_named_coords <- function(st, coords, cells) {
+    if (!is.character(coords)) return(list(xy = coords, where = "argument coords"))
+    md <- st[[]]
+    reds <- SeuratObject::Reductions(st)
+    if (length(coords) == 1L && coords %in% reds) {
+        emb <- SeuratObject::Embeddings(st, reduction = coords)
+        return(list(xy = emb[cells, , drop = FALSE],
+                    where = sprintf("Embeddings(st, \"%s\")", coords)))
+    }
+    if (length(coords) == 2L && all(coords %in% colnames(md))) {
+        return(list(xy = as.matrix(md[cells, coords]),
+                    where = sprintf("meta.data columns %s", paste(coords, collapse = ", "))))
+    }
+    .stem_abort(c(
+        "{.arg coords} must name 2 meta.data columns or 1 reduction of {.arg st}.",
+        x = "Found {.val {coords}}; meta.data has {.val {utils::head(colnames(md), 10)}}, reductions {.val {reds}}."
+    ))
+}
+
+.st_from_seurat <- function(st, assay = NULL, layer = "counts", image = NULL, sample_id = NULL,
+                            coords = NULL) {
     .stem_require("SeuratObject", "to read Seurat objects")
     x <- .seurat_matrix(st, assay = assay, layer = layer, arg = "st")
+    if (is.character(sample_id) && length(sample_id) == 1L) {
+        md <- st[[]]
+        if (!sample_id %in% colnames(md)) {
+            .stem_abort("{.arg sample_id} = {.val {sample_id}} is not a meta.data column of {.arg st}.")
+        }
+        sample_id <- md[[sample_id]]
+    }
+    if (!is.null(coords)) {
+        nc <- .seurat_named_coords(st, coords, colnames(x))
+        out <- .slices(x, .as_coords(nc$xy, ncol(x), nc$where), sample_id)
+        out$coldata <- st[[]]
+        return(out)
+    }
     imgs <- SeuratObject::Images(st)
     if (!is.null(image)) {
         miss <- setdiff(image, imgs)
@@ -82,7 +117,7 @@
     if (!length(imgs)) {
         .stem_abort(c(
             "{.arg st} must have spatial coordinates; found no image in this {.cls Seurat} object.",
-            i = "Use a Seurat object with a spatial image (VisiumV1, SlideSeq, FOV), or pass a matrix with {.arg coords}."
+            i = "Use a Seurat object with a spatial image (VisiumV1, SlideSeq, FOV), or name its coordinates with {.arg coords} (2 meta.data columns, a reduction, or a spots x 2 matrix)."
         ))
     }
     cells <- colnames(x)
@@ -103,13 +138,6 @@
         ))
     }
     if (is.null(sample_id)) sample_id <- if (length(imgs) > 1L) sid else NULL
-    if (is.character(sample_id) && length(sample_id) == 1L) {
-        md <- st[[]]
-        if (!sample_id %in% colnames(md)) {
-            .stem_abort("{.arg sample_id} = {.val {sample_id}} is not a meta.data column of {.arg st}.")
-        }
-        sample_id <- md[[sample_id]]
-    }
     out <- .slices(x, xy, sample_id)
     out$coldata <- st[[]]
     out

@@ -87,7 +87,7 @@
                       st.assay = NULL, st.layer = "counts", image = NULL) {
     if (inherits(st, "Seurat")) {
         return(.st_from_seurat(st, assay = st.assay, layer = st.layer, image = image,
-                               sample_id = sample_id))
+                               sample_id = sample_id, coords = coords))
     }
     if (methods::is(st, "SummarizedExperiment")) {
         x <- .assay_of(st, st.assay.type, "st")

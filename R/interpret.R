@@ -190,6 +190,10 @@
 #'
 #' Needs the trained model: run [runSTEM()] with `keep_model = TRUE`.
 #'
+#' Attribution explains the network's own mapping, `softmax(Z_SC Z_ST^T)` (the
+#' `readout = "paper"` of [runSTEM()]); the expression term of the default
+#' hybrid readout is not part of it.
+#'
 #' @param sc The object returned by `runSTEM(..., keep_model = TRUE)`
 #'   (SingleCellExperiment, Seurat, or the list for matrix input).
 #' @param ... Passed between methods.

@@ -20,7 +20,9 @@
 #'   of `sc` holding counts.
 #' @param coords Spot coordinates: a numeric matrix/data.frame (spots x 2) for a
 #'   matrix `st`; for a SingleCellExperiment `st`, two colData column names or one
-#'   reducedDim name. Ignored for SpatialExperiment and Seurat `st` unless given.
+#'   reducedDim name; for a Seurat `st`, two meta.data column names, one reduction
+#'   name or a matrix (then no image is needed). When given, these override the
+#'   coordinates of a SpatialExperiment or a Seurat image.
 #' @param sample_id Slice of each spot (vector, or a colData column name). Default:
 #'   `colData(st)$sample_id` for a SpatialExperiment, one slice otherwise.
 #' @param st.assay.type,st.assay,st.layer Assay (and Seurat layer) of `st`.
@@ -40,6 +42,12 @@
 #'   spot spacing; one per slice allowed), encoder layer sizes, `"auto"`/`"cpu"`/
 #'   `"cuda"`, random seed, genes to use (default all shared), and whether the
 #'   data are already log-normalised.
+#' @param readout How the mapping is read off the trained embeddings:
+#'   `"hybrid"` (default; embeddings plus each cell's expression correlation with
+#'   each spot, balanced over spots: more accurate on both benchmark datasets) or
+#'   `"paper"` (the publication's softmax of embedding inner products).
+#' @param sigma_scale Default sigma in units of the mean nearest-neighbour spot
+#'   distance (0.5, the paper's; 1 was better on both benchmark datasets).
 #' @param verbose Show progress (default `getOption("stemmap.verbose", TRUE)`).
 #' @param keep_model Keep the trained model (its saved weights and prepared
 #'   inputs, as a raw vector in `metadata(sc)$STEM$model` / `Misc(sc, "STEM")$model`)
@@ -96,13 +104,15 @@ setMethod("runSTEM", "ANY", function(sc, st, ..., assay = NULL, layer = "counts"
                                      sigma = NULL, hidden = c(512L, 256L, 128L),
                                      device = "auto", seed = 0L, genes = NULL,
                                      normalized = FALSE, verbose = NULL,
-                                     keep_model = FALSE) {
+                                     keep_model = FALSE, readout = c("hybrid", "paper"),
+                                     sigma_scale = 0.5) {
     .run_stem_any(sc, st, ..., assay = assay, layer = layer, coords = coords,
                   sample_id = sample_id, st.assay.type = st.assay.type, st.assay = st.assay,
                   st.layer = st.layer, image = image, labels = labels, transfer = transfer,
                   mapping = mapping, k = k, epochs = epochs, lr = lr, alpha = alpha,
                   sigma = sigma, hidden = hidden, device = device, seed = seed, genes = genes,
-                  normalized = normalized, verbose = verbose, keep_model = keep_model)
+                  normalized = normalized, verbose = verbose, keep_model = keep_model,
+                  readout = readout, sigma_scale = sigma_scale)
 })
 
 .run_stem_any <- function(sc, st, ..., assay = NULL, layer = "counts", coords = NULL, sample_id = NULL,
@@ -113,14 +123,16 @@ setMethod("runSTEM", "ANY", function(sc, st, ..., assay = NULL, layer = "counts"
                                      sigma = NULL, hidden = c(512L, 256L, 128L),
                                      device = "auto", seed = 0L, genes = NULL,
                                      normalized = FALSE, verbose = NULL,
-                                     keep_model = FALSE) {
+                                     keep_model = FALSE, readout = c("hybrid", "paper"),
+                                     sigma_scale = 0.5) {
     if (inherits(sc, "Seurat")) {
         return(.run_stem_seurat(
             sc, st, ..., assay = assay, layer = layer, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
             st.assay = st.assay, st.layer = st.layer, image = image, labels = labels,
             transfer = transfer, mapping = mapping, k = k, epochs = epochs, lr = lr,
             alpha = alpha, sigma = sigma, hidden = hidden, device = device, seed = seed,
-            genes = genes, normalized = normalized, verbose = verbose, keep_model = keep_model
+            genes = genes, normalized = normalized, verbose = verbose, keep_model = keep_model,
+            readout = readout, sigma_scale = sigma_scale
         ))
     }
     .check_expr_matrix(sc, "sc")
@@ -130,7 +142,8 @@ setMethod("runSTEM", "ANY", function(sc, st, ..., assay = NULL, layer = "counts"
     params <- .stem_params(epochs = epochs, lr = lr, alpha = alpha, sigma = sigma,
                            hidden = hidden, device = device, seed = seed, genes = genes,
                            normalized = normalized, verbose = verbose,
-                           keep_model = keep_model)
+                           keep_model = keep_model, readout = readout,
+                           sigma_scale = sigma_scale)
     st_in <- .st_input(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
                        st.assay = st.assay, st.layer = st.layer, image = image)
     labels <- .resolve_labels(labels, data.frame(row.names = colnames(sc)), ncol(sc))

@@ -39,7 +39,8 @@ test_that("pseudo-coordinates agree with the Python core on the same data and se
         "b = ad.AnnData(st.to_numpy(float), obs=pd.DataFrame(index=st.index), var=pd.DataFrame(index=st.columns))",
         "b.obsm['spatial'] = pd.read_csv(f'{d}/xy.csv').to_numpy(float)",
         "m = stemmap.STEM(a, b, seed=3); m.train(epochs=5, progress=False)",
-        "np.savetxt(f'{d}/coords.txt', m.mapping().coords)"
+        "np.savetxt(f'{d}/coords.txt', m.mapping().coords)",
+        "np.savetxt(f'{d}/coords_paper.txt', m.mapping(readout='paper').coords)"
     ), script)
     out <- system2(py, c(script, dir), stdout = TRUE, stderr = TRUE)
     expect_true(file.exists(file.path(dir, "coords.txt")), label = paste(out, collapse = "\n"))
@@ -48,6 +49,13 @@ test_that("pseudo-coordinates agree with the Python core on the same data and se
     expect_equal(unname(res$coords), unname(ref), tolerance = 1e-3)
     expect_lt(max(abs(res$coords - ref)), 0.01)
     expect_equal(unname(rowSums(res$mapping)), rep(1, 60), tolerance = 1e-5)
+    # the paper readout (softmax of embedding inner products) is passed through as well
+    res_p <- runSTEM(d$sc, d$st, coords = d$coords, epochs = 5, seed = 3, mapping = "none",
+                     readout = "paper", verbose = FALSE)
+    ref_p <- as.matrix(utils::read.table(file.path(dir, "coords_paper.txt")))
+    expect_equal(unname(res_p$coords), unname(ref_p), tolerance = 1e-3)
+    expect_gt(max(abs(ref_p - ref)), 1e-3)  # the two readouts differ
+    expect_identical(res_p$params$readout, "paper")
 })
 
 test_that("runSTEM() stores results on a SingleCellExperiment and leaves inputs alone", {
@@ -109,6 +117,10 @@ test_that("bad inputs give errors naming the argument", {
     expect_error(runSTEM(d$sc, d$st, coords = d$coords, labels = "nope"), regexp = "labels")
     expect_error(runSTEM(d$sc, d$st, coords = d$coords, transfer = "nope"), regexp = "transfer.*Not found")
     expect_error(stemMapping(sce), regexp = "holds no STEM results")
+    expect_error(runSTEM(d$sc, d$st, coords = d$coords, readout = "nope"),
+                 regexp = "readout.*must be one of")
+    expect_error(runSTEM(d$sc, d$st, coords = d$coords, sigma_scale = 0),
+                 regexp = "sigma_scale.*positive number")
 })
 
 test_that("a mapping round-trips through .h5ad", {

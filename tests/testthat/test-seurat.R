@@ -67,3 +67,34 @@ test_that("Seurat errors: no counts, no image, unknown assay", {
     st_noimg <- SeuratObject::CreateSeuratObject(counts = methods::as(d$st, "dgCMatrix"))
     expect_error(runSTEM(sc, st_noimg), regexp = "st.*must have spatial coordinates; found no image")
 })
+
+test_that("Seurat st: coords names meta.data columns, a reduction or a matrix", {
+    skip_if_no_seurat()
+    skip_if_no_core_model()
+    st <- SeuratObject::CreateSeuratObject(counts = methods::as(d$st, "dgCMatrix"), assay = "Spatial")
+    far <- d$coords * 1000 + 5e4  # far from any default, so we can tell they were used
+    st$px <- far[, 1]
+    st$py <- far[, 2]
+    in_range <- function(xy) {
+        all(xy[, 1] >= min(far[, 1]) - 1e-6 & xy[, 1] <= max(far[, 1]) + 1e-6) &&
+            all(xy[, 2] >= min(far[, 2]) - 1e-6 & xy[, 2] <= max(far[, 2]) + 1e-6)
+    }
+    res <- runSTEM(d$sc, st, coords = c("px", "py"), epochs = 2, mapping = "none", verbose = FALSE)
+    expect_true(in_range(res$coords))
+    emb <- far
+    dimnames(emb) <- list(colnames(d$st), c("sp_1", "sp_2"))
+    st[["spatial"]] <- SeuratObject::CreateDimReducObject(embeddings = emb, key = "sp_", assay = "Spatial")
+    res2 <- runSTEM(d$sc, st, coords = "spatial", epochs = 2, mapping = "none", verbose = FALSE)
+    expect_true(in_range(res2$coords))
+    res3 <- runSTEM(d$sc, st, coords = far, epochs = 2, mapping = "none", verbose = FALSE)
+    expect_true(in_range(res3$coords))
+    # an image is overridden by coords too
+    st_img <- make_seurat_st()
+    st_img$px <- far[, 1]
+    st_img$py <- far[, 2]
+    res4 <- runSTEM(d$sc, st_img, coords = c("px", "py"), epochs = 2, mapping = "none", verbose = FALSE)
+    expect_true(in_range(res4$coords))
+    expect_error(runSTEM(d$sc, st, coords = c("px", "nope")),
+                 regexp = "coords.*must name 2 meta.data columns or 1 reduction")
+    expect_error(runSTEM(d$sc, st, coords = far[-1, ]), regexp = "coordinates.*rows")
+})

@@ -296,6 +296,7 @@ def run_stem(
     lr = float(params.pop("lr", 0.002))
     progress = bool(params.pop("progress", False))
     keep_model = bool(params.pop("keep_model", False))
+    readout = str(params.pop("readout", "hybrid"))
     if params.get("hidden") is not None:
         params["hidden"] = tuple(int(h) for h in _strs_or_nums(params["hidden"]))
     if params.get("genes") is not None:
@@ -323,6 +324,7 @@ def run_stem(
             mapping,
             mapping_k,
             keep_model=keep_model,
+            readout=readout,
         )
         return out
     finally:
@@ -342,6 +344,7 @@ def _run_stem(
     mapping,
     mapping_k,
     keep_model=False,
+    readout="hybrid",
 ):
     import pandas as pd
 
@@ -353,7 +356,7 @@ def _run_stem(
     else:
         model = stemmap.STEM(sc_ad, slices, spatial_key="spatial", slice_names=names, **params)
     model.train(epochs=epochs, lr=lr, progress=progress)
-    m = model.mapping()
+    m = model.mapping(readout=readout)
 
     best_slice = np.asarray(m.best_slice, dtype=object)
     if len(m.slices) == 1:
@@ -363,7 +366,7 @@ def _run_stem(
         for name in m.slices:
             sel = best_slice == name
             if sel.any():
-                coords[sel] = np.asarray(model.mapping(slice=name).coords)[sel]
+                coords[sel] = np.asarray(model.mapping(slice=name, readout=readout).coords)[sel]
 
     out: dict[str, Any] = {
         "cells": list(m.sc_names),

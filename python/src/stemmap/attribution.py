@@ -6,6 +6,8 @@ by integrated gradients (IG, Sundararajan et al. 2017) with a zero baseline:
     W_ij = x_ij · ∫₀¹ ∂F(α·x_i)/∂x_ij dα,    F(x) = C_{i,m} = softmax_m(E(x) · Z_STᵀ),
 
 with m the cell's best spot, E the trained encoder and Z_ST the (fixed) spot embeddings.
+This is the network's own mapping (``model.mapping(readout="paper")``); the expression term
+of the default hybrid readout is not attributed.
 Stacking W_i over cells gives the (M × H) attribution profile used to find spatial dominant
 genes (:func:`stemmap.analysis.spatial_dominant_genes`).
 """
