@@ -33,7 +33,7 @@ def test_mapping_rows_sum_to_one(trained):
 
 
 def test_mapping_is_softmax_of_inner_products(trained):
-    m = trained.mapping()
+    m = trained.mapping(readout="paper")
     B = m.sc_embedding.astype(np.float64) @ m.st_embedding.T.astype(np.float64)
     C = np.exp(B - B.max(1, keepdims=True))
     C /= C.sum(1, keepdims=True)
@@ -41,6 +41,47 @@ def test_mapping_is_softmax_of_inner_products(trained):
     Ch = np.exp(B.T - B.T.max(1, keepdims=True))
     Ch /= Ch.sum(1, keepdims=True)
     np.testing.assert_allclose(m.st_to_sc, Ch, atol=1e-5)
+
+
+def test_hybrid_mapping_is_balanced_product_of_experts(trained):
+    m = trained.mapping()  # default: hybrid, balanced
+    assert m.readout == "hybrid" and m.balance
+    zs, zt = m.sc_embedding.astype(np.float64), m.st_embedding.astype(np.float64)
+    B = zs @ zt.T
+    # Pearson correlation of normalised expression, computed here independently
+    xs, xt = trained.data.sc_x.astype(np.float64), trained.data.slices[0].x.astype(np.float64)
+    R = np.corrcoef(np.vstack([xs, xt]))[: len(xs), len(xs) :]
+    lam = B.std(1, ddof=1).mean() / R.std(1, ddof=1).mean()  # w = 1: equal spreads
+    assert m.expression_scale == pytest.approx(lam, rel=0.02)
+    C = m.sc_to_st.astype(np.float64)
+    np.testing.assert_allclose(C.sum(1), 1.0, atol=1e-5)
+    # balanced: every spot receives M / N cells' worth of mass
+    np.testing.assert_allclose(C.sum(0), m.n_cells / m.n_spots, rtol=1e-3)
+    # log C - L = row constant + column constant (a Sinkhorn scaling of exp(L))
+    resid = np.log(C) - (B + m.expression_scale * R)
+    resid = resid - resid.mean(1, keepdims=True) - resid.mean(0, keepdims=True) + resid.mean()
+    assert np.abs(resid).max() < 1e-3
+    # Ĉ is the same plan normalised over cells
+    P = C / m.n_cells
+    np.testing.assert_allclose(m.st_to_sc, (P / P.sum(0)).T, atol=1e-5)
+    # weight 0 without balancing is the paper readout
+    p0 = trained.mapping(readout="hybrid", expression_weight=0, balance=False)
+    np.testing.assert_allclose(p0.sc_to_st, trained.mapping(readout="paper").sc_to_st, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"readout": "nope"}, "readout"),
+        ({"expression_weight": -1}, "expression_weight"),
+        ({"temperature": 0}, "temperature"),
+        ({"spot_weights": [1.0, 2.0]}, "spot_weights"),
+        ({"balance": "yes"}, "balance"),
+    ],
+)
+def test_mapping_readout_arguments_checked(trained, kw, msg):
+    with pytest.raises((ValueError, TypeError), match=msg):
+        trained.mapping(**kw)
 
 
 def test_coords_equal_C_times_Y(trained):
@@ -99,7 +140,7 @@ def test_topk(trained):
 
 def test_sc_adjacency(trained):
     m = trained.mapping()
-    A = m.sc_adjacency(5)
+    A = m.sc_adjacency(5, basis="embedding")
     assert A.shape == (m.n_cells, m.n_cells)
     assert (A.getnnz(axis=1) == 5).all()
     assert A.diagonal().sum() == 0
@@ -109,6 +150,22 @@ def test_sc_adjacency(trained):
     expect = np.sort(np.argsort(-sim, axis=1)[:, :5], axis=1)
     got = np.sort(A.indices.reshape(-1, 5), axis=1)
     assert (expect == got).mean() > 0.99  # ties in float32 may swap a rare pair
+
+
+def test_sc_adjacency_from_mapping(trained):
+    m = trained.mapping()
+    A = m.sc_adjacency(4, weighted=True, basis="mapping")
+    Q = np.sqrt(m.sc_to_st.astype(np.float64))
+    sim = Q @ Q.T  # Bhattacharyya affinity of mapping rows
+    np.fill_diagonal(sim, -np.inf)
+    expect = np.sort(np.argsort(-sim, axis=1)[:, :4], axis=1)
+    got = np.sort(A.indices.reshape(-1, 4), axis=1)
+    assert (expect == got).mean() > 0.99
+    np.testing.assert_allclose(A.data.max(), np.max(sim[np.isfinite(sim)]), rtol=1e-4)
+    # auto = mapping when the dense C fits (here it does)
+    assert (m.sc_adjacency(4, basis="auto") != (A > 0)).nnz == 0
+    with pytest.raises(ValueError, match="basis"):
+        m.sc_adjacency(4, basis="pca")
 
 
 def test_chunked_equals_unchunked(trained):

@@ -12,8 +12,12 @@ import scipy.sparse as sp
 import torch
 
 from ._device import available_memory, fmt_bytes
+from ._validate import check_choice, check_positive
 
 logger = logging.getLogger(__name__)
+
+#: Readouts of C from the trained embeddings (see :class:`StemMapping`).
+READOUTS = ("hybrid", "paper")
 
 
 class StemMapping:
@@ -41,6 +45,34 @@ class StemMapping:
         Names of cells/spots dropped before training (all-zero on the shared genes).
     chunk_size
         Cells per chunk in chunked computations.
+    sc_expr, st_expr
+        (M × G) and (N × G) normalised expression of cells and spots on the shared genes,
+        needed by ``readout="hybrid"``.
+    readout
+        How C is read off: ``"paper"`` (the publication: ``C = softmax_rows(Z_SC Z_STᵀ)``,
+        ``Ĉ = softmax_columns(Z_SC Z_STᵀ)``) or ``"hybrid"`` (logits
+        ``Z_SC Z_STᵀ + λ R`` with R the Pearson correlation of cell and spot expression,
+        then balanced so that every spot receives the same share of cells; see Notes).
+    expression_weight
+        w in ``λ = w · sd(Z_SC Z_STᵀ) / sd(R)`` (row standard deviations, averaged): 1 gives
+        the expression term the same spread as the embedding term; 0 uses the embeddings
+        only (then with balancing).
+    balance
+        Balance C (Sinkhorn): each spot receives the same total mass (or ``spot_weights``),
+        as every spot holds a comparable number of cells; default True for ``"hybrid"``.
+    temperature
+        Logits are divided by this before the softmax (1 = as trained).
+    spot_weights
+        (N,) relative number of cells per spot for balancing (default: equal).
+
+    Notes
+    -----
+    The hybrid readout is a product of experts: the embeddings carry the spatial structure
+    learned by STEM (neighbouring cells map to neighbouring spots), the expression
+    correlation pins each cell to the spots whose profile it matches. Balancing solves
+    ``max_P Σ P_ij L_ij + H(P)`` with uniform row sums and the given column sums by Sinkhorn
+    iterations; only the N column potentials are stored, so C is still computed in chunks.
+    Evidence for the default (both shared datasets, 3 seeds): ``benchmarks/results/readout.md``.
     """
 
     def __init__(
@@ -54,7 +86,29 @@ class StemMapping:
         settings: dict[str, Any] | None = None,
         dropped: dict[str, list[str]] | None = None,
         chunk_size: int = 8192,
+        sc_expr: np.ndarray | None = None,
+        st_expr: np.ndarray | None = None,
+        readout: str = "paper",
+        expression_weight: float = 1.0,
+        balance: bool | None = None,
+        temperature: float = 1.0,
+        spot_weights: np.ndarray | None = None,
     ) -> None:
+        check_choice(readout, READOUTS, "readout")
+        check_positive(temperature, "temperature")
+        if (
+            isinstance(expression_weight, bool)
+            or not isinstance(expression_weight, (int, float, np.integer, np.floating))
+            or not np.isfinite(expression_weight)
+            or expression_weight < 0
+        ):
+            raise ValueError(
+                f"`expression_weight` must be a non-negative number; found {expression_weight!r}."
+            )
+        if balance is None:
+            balance = readout == "hybrid"
+        if not isinstance(balance, (bool, np.bool_)):
+            raise TypeError(f"`balance` must be True, False or None; found {balance!r}.")
         self.sc_embedding = np.asarray(sc_embedding, dtype=np.float32)
         self.st_embedding = np.asarray(st_embedding, dtype=np.float32)
         self.spot_coords = np.asarray(spot_coords, dtype=np.float64)
@@ -68,6 +122,45 @@ class StemMapping:
         self._zst = torch.from_numpy(self.st_embedding)
         self._lse_cells: torch.Tensor | None = None
         self._cache: dict[str, Any] = {}
+        self.readout = readout
+        self.balance = bool(balance)
+        self.temperature = float(temperature)
+        self.expression_weight = float(expression_weight) if readout == "hybrid" else 0.0
+        self._esc = self._est = None
+        self.expression_scale = 0.0
+        if readout == "hybrid" and self.expression_weight > 0:
+            if sc_expr is None or st_expr is None:
+                raise ValueError('`readout="hybrid"` needs `sc_expr` and `st_expr`.')
+            self._esc = torch.from_numpy(_standardize_rows(sc_expr))
+            self._est = torch.from_numpy(_standardize_rows(st_expr))
+            if (
+                self._esc.shape != (self.n_cells, self._est.shape[1])
+                or self._est.shape[0] != self.n_spots
+            ):
+                raise ValueError(
+                    f"`sc_expr` / `st_expr` must be ({self.n_cells} × G) / ({self.n_spots} × G); "
+                    f"found {tuple(self._esc.shape)} / {tuple(self._est.shape)}."
+                )
+            self.expression_scale = self.expression_weight * self._spread_ratio()
+        if spot_weights is None:
+            w = np.ones(self.n_spots)
+        else:
+            w = np.asarray(spot_weights, dtype=np.float64).ravel()
+            if w.shape != (self.n_spots,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
+                raise ValueError(
+                    f"`spot_weights` must be {self.n_spots} positive finite numbers; found "
+                    f"shape {w.shape}."
+                )
+        self._spot_w = w / w.sum()
+        self._g: torch.Tensor | None = None  # column potentials of the balanced C
+        self.balance_info: dict[str, Any] = {}
+        self.settings["mapping"] = {
+            "readout": readout,
+            "expression_weight": self.expression_weight,
+            "expression_scale": round(self.expression_scale, 6),
+            "balance": self.balance,
+            "temperature": self.temperature,
+        }
 
     # ------------------------------------------------------------------ basics
     @property
@@ -92,7 +185,71 @@ class StemMapping:
             yield a, min(a + self.chunk_size, self.n_cells)
 
     def _logits(self, a: int, b: int) -> torch.Tensor:
-        return self._zsc[a:b] @ self._zst.T
+        """Readout logits L of cells a:b (before balancing)."""
+        out = self._zsc[a:b] @ self._zst.T
+        if self._esc is not None:
+            out = out + self.expression_scale * (self._esc[a:b] @ self._est.T)
+        if self.temperature != 1.0:
+            out = out / self.temperature
+        return out
+
+    def _spread_ratio(self, n_rows: int = 2048) -> float:
+        """sd(Z_SC Z_STᵀ) / sd(R): mean row standard deviations on evenly spaced cells."""
+        idx = torch.from_numpy(np.unique(np.linspace(0, self.n_cells - 1, n_rows).astype(int)))
+        sb = (self._zsc[idx] @ self._zst.T).double().std(dim=1).mean().item()
+        sr = (self._esc[idx] @ self._est.T).double().std(dim=1).mean().item()
+        return sb / sr if sr > 0 else 0.0
+
+    def _potentials(self, tol: float = 1e-4, max_iter: int = 2000) -> torch.Tensor:
+        """Column potentials g of the balanced C (Sinkhorn in log space, chunked)."""
+        if not self.balance:
+            return torch.zeros(self.n_spots, dtype=torch.float64)
+        if self._g is None:
+            cache = 4 * self.n_cells * self.n_spots <= min(2**29, 0.25 * _free_cpu())
+            blocks = [self._logits(a, b) for a, b in self._chunks()] if cache else None
+            log_target = torch.from_numpy(np.log(self.n_cells * self._spot_w))
+            g = torch.zeros(self.n_spots, dtype=torch.float64)
+            err = float("inf")
+            it = 0
+            while it < max_iter:
+                it += 1
+                parts = []
+                for k, (a, b) in enumerate(self._chunks()):
+                    L = (blocks[k] if blocks is not None else self._logits(a, b)).double()
+                    f = -torch.logsumexp(L + g, dim=1, keepdim=True)
+                    parts.append(torch.logsumexp(L + f, dim=0))
+                col = torch.logsumexp(torch.stack(parts), dim=0)
+                err = (torch.exp(g + col - log_target) - 1).abs().max().item()
+                g = log_target - col
+                if err < tol:
+                    break
+            if err >= tol:
+                logger.warning(
+                    "balancing stopped after %d iterations with a largest relative column error "
+                    "of %.2g (tolerance %.0e)",
+                    it,
+                    err,
+                    tol,
+                )
+            self.balance_info = {"iterations": it, "max_column_error": err}
+            logger.debug("balanced C in %d Sinkhorn iterations (error %.2g)", it, err)
+            self._g = g
+        return self._g
+
+    def _row_logits(self, a: int, b: int) -> torch.Tensor:
+        """Logits whose softmax over spots is C (rows of cells a:b)."""
+        L = self._logits(a, b)
+        if self.balance:
+            L = (L.double() + self._potentials()).float()
+        return L
+
+    def _col_logits(self, a: int, b: int) -> torch.Tensor:
+        """Logits whose softmax over cells is Ĉ (cells a:b)."""
+        L = self._logits(a, b)
+        if self.balance:
+            Ld = L.double()
+            L = (Ld - torch.logsumexp(Ld + self._potentials(), dim=1, keepdim=True)).float()
+        return L
 
     def _check_dense(self, what: str, n_bytes: int) -> None:
         free = available_memory(torch.device("cpu"))
@@ -118,14 +275,14 @@ class StemMapping:
             self._check_dense("sc_to_st", 4 * self.n_cells * self.n_spots)
             out = np.empty((self.n_cells, self.n_spots), dtype=np.float32)
             for a, b in self._chunks():
-                out[a:b] = torch.softmax(self._logits(a, b), dim=1).numpy()
+                out[a:b] = torch.softmax(self._row_logits(a, b), dim=1).numpy()
             self._cache["C"] = out
         return self._cache["C"]
 
     def _cell_lse(self) -> torch.Tensor:
         """log Σ_cells exp(B_ij) for every spot j (the normaliser of Ĉ), in chunks."""
         if self._lse_cells is None:
-            parts = [torch.logsumexp(self._logits(a, b), dim=0) for a, b in self._chunks()]
+            parts = [torch.logsumexp(self._col_logits(a, b), dim=0) for a, b in self._chunks()]
             self._lse_cells = torch.logsumexp(torch.stack(parts), dim=0)
         return self._lse_cells
 
@@ -137,7 +294,7 @@ class StemMapping:
             lse = self._cell_lse()
             out = np.empty((self.n_spots, self.n_cells), dtype=np.float32)
             for a, b in self._chunks():
-                out[:, a:b] = torch.exp(self._logits(a, b) - lse).T.numpy()
+                out[:, a:b] = torch.exp(self._col_logits(a, b) - lse).T.numpy()
             self._cache["C_hat"] = out
         return self._cache["C_hat"]
 
@@ -154,7 +311,7 @@ class StemMapping:
         k = _check_k(k, self.n_spots, "k")
         rows, cols, vals = [], [], []
         for a, b in self._chunks():
-            C = torch.softmax(self._logits(a, b), dim=1)
+            C = torch.softmax(self._row_logits(a, b), dim=1)
             v, i = torch.topk(C, k, dim=1)
             if renormalize:
                 v = v / v.sum(dim=1, keepdim=True)
@@ -172,7 +329,7 @@ class StemMapping:
         Y = torch.from_numpy(self.spot_coords.astype(np.float32))
         single = len(self.slices) == 1
         for a, b in self._chunks():
-            C = torch.softmax(self._logits(a, b), dim=1)
+            C = torch.softmax(self._row_logits(a, b), dim=1)
             v, i = C.max(dim=1)
             best.append(i.numpy())
             conf.append(v.numpy())
@@ -230,7 +387,7 @@ class StemMapping:
         Y = torch.from_numpy(self.spot_coords)
         out = []
         for a, b in self._chunks():
-            C = torch.softmax(self._logits(a, b), dim=1)
+            C = torch.softmax(self._row_logits(a, b), dim=1)
             v, i = torch.topk(C, k, dim=1)
             w = v.double() if weighted else torch.ones_like(v, dtype=torch.float64)
             w = w / w.sum(dim=1, keepdim=True)
@@ -267,7 +424,7 @@ class StemMapping:
         lse = self._cell_lse()
         acc = torch.zeros((self.n_spots, V.shape[1]), dtype=torch.float64)
         for a, b in self._chunks():
-            acc += torch.exp(self._logits(a, b) - lse).double().T @ V[a:b]
+            acc += torch.exp(self._col_logits(a, b) - lse).double().T @ V[a:b]
         return acc.numpy()
 
     def transfer(self, spot_values: Any) -> np.ndarray | pd.DataFrame:
@@ -308,7 +465,7 @@ class StemMapping:
         V = torch.from_numpy(v if v.ndim > 1 else v[:, None])
         out = np.concatenate(
             [
-                (torch.softmax(self._logits(a, b), dim=1).double() @ V).numpy()
+                (torch.softmax(self._row_logits(a, b), dim=1).double() @ V).numpy()
                 for a, b in self._chunks()
             ]
         )
@@ -317,20 +474,39 @@ class StemMapping:
         return out if v.ndim > 1 else out[:, 0]
 
     # -------------------------------------------------------------- SC–SC
-    def sc_adjacency(self, k: int = 15, weighted: bool = False) -> sp.csr_matrix:
-        """Sparse (M × M) SC–SC spatial kNN graph from inner products of cell embeddings.
+    def sc_adjacency(
+        self, k: int = 15, weighted: bool = False, basis: str = "auto"
+    ) -> sp.csr_matrix:
+        """Sparse (M × M) SC–SC spatial kNN graph.
 
         Parameters
         ----------
         k
             Neighbours per cell (the cell itself excluded).
         weighted
-            Store the inner products instead of 1 for each edge.
+            Store the similarities instead of 1 for each edge.
+        basis
+            ``"embedding"``: inner products of the cell embeddings (the paper's SC–SC
+            adjacency). ``"mapping"``: the Bhattacharyya affinity ``Σ_j √(C_ij C_kj)`` of the
+            cells' mapping rows (cells placed on the same spots are neighbours); it needs the
+            dense C and was the more accurate on both shared datasets (hit number@50 over 3
+            seeds, ``benchmarks/results/readout.md``). ``"auto"`` (default): ``"mapping"``
+            when the dense C takes under a quarter of the free memory, else ``"embedding"``.
         """
         k = _check_k(k, self.n_cells - 1, "k")
+        check_choice(basis, ("auto", "embedding", "mapping"), "basis")
+        if basis == "auto":
+            fits = 4 * self.n_cells * self.n_spots <= 0.25 * _free_cpu()
+            basis = "mapping" if fits else "embedding"
+            if not fits:
+                logger.info("sc_adjacency: the dense mapping does not fit; using the embeddings")
+        if basis == "mapping":
+            feats = torch.from_numpy(np.sqrt(self.sc_to_st))
+        else:
+            feats = self._zsc
         rows, cols, vals = [], [], []
         for a, b in self._chunks():
-            sim = self._zsc[a:b] @ self._zsc.T
+            sim = feats[a:b] @ feats.T
             sim[torch.arange(b - a), torch.arange(a, b)] = -float("inf")
             v, i = torch.topk(sim, k, dim=1)
             rows.append(np.repeat(np.arange(a, b), k))
@@ -448,3 +624,16 @@ def _uns_safe(d: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
+
+
+def _standardize_rows(x: np.ndarray) -> np.ndarray:
+    """Rows centred and scaled to unit norm (float32), so that inner products are Pearson r."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x - x.mean(axis=1, keepdims=True)
+    nrm = np.linalg.norm(x, axis=1, keepdims=True)
+    nrm[nrm == 0] = 1.0
+    return np.ascontiguousarray(x / nrm, dtype=np.float32)
+
+
+def _free_cpu() -> int:
+    return available_memory(torch.device("cpu"))

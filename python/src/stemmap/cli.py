@@ -46,7 +46,20 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--sigma",
         type=float,
         default=None,
-        help="Gaussian kernel σ (default: half the mean nearest-neighbour spot distance)",
+        help="Gaussian kernel σ (default: --sigma-scale × the mean nearest-neighbour spot distance)",
+    )
+    p.add_argument(
+        "--sigma-scale",
+        type=float,
+        default=0.5,
+        help="default σ in mean nearest-neighbour spot distances (paper: 0.5)",
+    )
+    p.add_argument(
+        "--readout",
+        choices=["hybrid", "paper"],
+        default="hybrid",
+        help="mapping readout: hybrid (embeddings + expression correlation, balanced; "
+        "default) or paper (softmax of embedding inner products)",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -66,7 +79,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _model_kwargs(a: argparse.Namespace) -> dict[str, Any]:
-    return {"alpha": a.alpha, "sigma": a.sigma, "device": a.device, "seed": a.seed}
+    if a.sigma_scale <= 0:
+        raise CLIError(f"--sigma-scale must be positive; found {a.sigma_scale}")
+    return {
+        "alpha": a.alpha,
+        "sigma": a.sigma,
+        "sigma_scale": a.sigma_scale,
+        "device": a.device,
+        "seed": a.seed,
+    }
 
 
 def _init_distributed(a: argparse.Namespace) -> int:
@@ -120,7 +141,7 @@ def cmd_map(a: argparse.Namespace) -> int:
     model.train(**_train_kwargs(a))
     if rank != 0:
         return 0
-    m = model.mapping()
+    m = model.mapping(readout=a.readout)
     label = a.label_key
     if label is not None and label not in sc.obs:
         raise CLIError(
@@ -205,7 +226,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     model.train(**_train_kwargs(a))
     seconds = time.perf_counter() - t0
-    m = model.mapping()
+    m = model.mapping(readout=a.readout)
     res = _evaluate(model, m, sc, st, seconds)
     keep = sc.obs_names.isin(m.sc_names)
     labels = sc.obs["celltype"][keep].astype(str).to_numpy()
