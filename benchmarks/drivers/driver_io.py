@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def parse_args(description: str, extra: Any = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--sc", required=True, help="single-cell counts (.h5ad)")
     p.add_argument("--st", required=True, help="spot counts with obsm['spatial'] (.h5ad)")
@@ -36,6 +36,8 @@ def parse_args(description: str) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--sigma", type=float, default=None, help="adjacency kernel sigma (STEM)")
     p.add_argument("--preset", default=None, help="stemmap training preset (stemmap driver)")
+    if extra is not None:
+        extra(p)  # driver-specific options
     return p.parse_args()
 
 
