@@ -45,6 +45,35 @@ def test_batches_chosen_automatically(toy, monkeypatch, caplog):
     assert model.train_settings["cell_batch_size"] == 256
 
 
+def test_batches_chosen_for_time(toy, monkeypatch, caplog):
+    sc, st = toy
+    model = stemmap.STEM(sc, st, seed=0, hidden=(16, 8))
+    model.data.sc_x = np.concatenate([model.data.sc_x] * 2)  # 600 cells
+    model.data.sc_names = model.data.sc_names * 2
+    # a very slow device: a full-batch step would take far longer than the 1 s limit
+    monkeypatch.setattr("stemmap._device.device_flops", lambda device: 1e5)
+    secs = model.step_time_estimate()
+    assert secs > 1.0
+    assert model.step_time_estimate(256, 32) < secs
+    with caplog.at_level("WARNING", logger="stemmap"):
+        model.train(epochs=1, progress=False)
+    bc, bn = model.train_settings["cell_batch_size"], model.train_settings["spot_batch_size"]
+    assert bc == 256 and bn is None  # the floor; all 43 spots (fewer than 256) stay
+    assert "would take about" in caplog.text and "force full batches" in caplog.text
+    # explicit sizes are honoured whatever the estimate
+    model.train(epochs=1, cell_batch_size=600, progress=False)
+    assert model.train_settings["cell_batch_size"] == 600
+
+
+def test_step_time_estimate_scales():
+    from stemmap._device import step_flops
+
+    base = step_flops(10_000, 500, 351, (512, 256, 128))
+    # N^2 M dominates once the spots are in the thousands: 8x the spots -> > 20x the work
+    assert step_flops(10_000, 4000, 351, (512, 256, 128)) > 20 * base
+    assert step_flops(20_000, 500, 351, (512, 256, 128)) == pytest.approx(2 * base, rel=0.05)
+
+
 def _ddp_worker(rank: int, world: int, store: str, out: str) -> None:
     import torch.distributed as dist
 
