@@ -64,7 +64,13 @@ TORCH_PIN = "torch==2.13.0"
 KS = (10, 25, 50, 200)
 
 METHODS: dict[str, dict[str, Any]] = {
-    "stemmap": {"driver": "stemmap_driver.py", "env": None, "label": "stemmap", "stem": True},
+    "stemmap": {
+        "driver": "stemmap_driver.py",
+        "env": None,
+        "label": "stemmap",
+        "stem": True,
+        "readouts": ["paper"],  # also saved, for the derived method below
+    },
     # the same trained stemmap models read out as in the publication (no retraining)
     "stemmap_paper": {
         "from": "stemmap",
@@ -244,8 +250,8 @@ def run_method(
     ]
     if spec["stem"]:
         cmd += ["--sigma", repr(spec.get("sigma_mult", 1.0) * data["sigma"])]
-    if method == "stemmap":
-        cmd += ["--extra-readouts", "paper"]
+    if spec.get("readouts"):
+        cmd += ["--extra-readouts", *spec["readouts"]]
     cmd += spec.get("extra", [])
     env = dict(os.environ)
     if spec["env"] is None:

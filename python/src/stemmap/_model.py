@@ -394,25 +394,27 @@ class STEM:
         self.is_trained = True
         return self
 
-    def memory_estimate(
-        self, cell_batch_size: int | None = None, spot_batch_size: int | None = None
-    ) -> int:
-        """Approximate peak bytes of one training step with the given batch sizes."""
+    def _step_shape(
+        self, cell_batch_size: int | None, spot_batch_size: int | None
+    ) -> tuple[int, int, int, tuple[int, ...]]:
+        """(cells, spots, genes, hidden) of one step with the given batch sizes."""
         m = self.data.sc_x.shape[0]
         n = max(s.x.shape[0] for s in self.data.slices)
         bc = m if cell_batch_size is None else min(cell_batch_size, m)
         bn = n if spot_batch_size is None else min(spot_batch_size, n)
-        return full_batch_bytes(bc, bn, len(self.data.genes), tuple(self.config["hidden"]))
+        return bc, bn, len(self.data.genes), tuple(self.config["hidden"])
+
+    def memory_estimate(
+        self, cell_batch_size: int | None = None, spot_batch_size: int | None = None
+    ) -> int:
+        """Approximate peak bytes of one training step with the given batch sizes."""
+        return full_batch_bytes(*self._step_shape(cell_batch_size, spot_batch_size))
 
     def step_time_estimate(
         self, cell_batch_size: int | None = None, spot_batch_size: int | None = None
     ) -> float:
         """Rough seconds of one training step with the given batch sizes on this device."""
-        m = self.data.sc_x.shape[0]
-        n = max(s.x.shape[0] for s in self.data.slices)
-        bc = m if cell_batch_size is None else min(cell_batch_size, m)
-        bn = n if spot_batch_size is None else min(spot_batch_size, n)
-        return step_seconds(bc, bn, len(self.data.genes), tuple(self.config["hidden"]), self.device)
+        return step_seconds(*self._step_shape(cell_batch_size, spot_batch_size), self.device)
 
     def _plan_batches(
         self, cell_batch_size: int | None, spot_batch_size: int | None
