@@ -65,6 +65,25 @@ def test_batches_chosen_for_time(toy, monkeypatch, caplog):
     assert model.train_settings["cell_batch_size"] == 600
 
 
+def test_estimate_resources():
+    cpu = stemmap.estimate_resources(2_000, 300, 200, device="cpu")
+    assert cpu["cell_batch_size"] is None and cpu["spot_batch_size"] is None
+    assert cpu["reason"] == "" and cpu["step_bytes"] == cpu["full_batch_bytes"]
+    assert cpu["total_seconds"] == pytest.approx(400 * cpu["step_seconds"])
+    big = stemmap.estimate_resources(100_000, 5_000, 2_000, device="cpu")
+    assert big["cell_batch_size"] < 100_000 and big["spot_batch_size"] < 5_000
+    assert big["step_seconds"] <= 1.0 < big["full_batch_step_seconds"]
+    assert big["step_bytes"] < big["full_batch_bytes"]
+    assert "would take about" in big["reason"] or "free" in big["reason"]
+    # explicit batch sizes are checked, not replaced
+    fixed = stemmap.estimate_resources(100_000, 5_000, 2_000, device="cpu", cell_batch_size=512)
+    assert fixed["cell_batch_size"] == 512 and fixed["reason"] == ""
+    with pytest.raises(MemoryError, match="needs about"):
+        stemmap.estimate_resources(10**7, 10**6, 2_000, device="cpu", cell_batch_size=10**7)
+    with pytest.raises(ValueError, match="n_spots"):
+        stemmap.estimate_resources(10, 0, 5)
+
+
 def test_step_time_estimate_scales():
     from stemmap._device import step_flops
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import analysis, attribution, datasets, metrics, plotting, simulate  # noqa: E402
+from ._device import estimate_resources  # noqa: E402
 from ._model import PRESETS, STEM  # noqa: E402
 from ._result import StemMapping  # noqa: E402
 from ._settings import settings  # noqa: E402
@@ -20,6 +21,7 @@ __all__ = [
     "StemMapping",
     "StemInputWarning",
     "PRESETS",
+    "estimate_resources",
     "settings",
     "analysis",
     "attribution",

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
+import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
+
+# Automatic batches (see plan_batches): a full-batch step estimated slower than
+# MAX_STEP_SECONDS switches to batches estimated under TARGET_STEP_SECONDS.
+MAX_STEP_SECONDS = 1.0
+TARGET_STEP_SECONDS = 1.0
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -98,3 +105,137 @@ def fmt_bytes(b: float) -> str:
             return f"{b:.1f} {unit}"
         b /= 1024
     return f"{b:.1f} PiB"
+
+
+def plan_batches(
+    m: int,
+    n: int,
+    h_in: int,
+    hidden: tuple[int, ...],
+    device: torch.device,
+    cell_batch_size: int | None = None,
+    spot_batch_size: int | None = None,
+    free: int | None = None,
+) -> dict[str, Any]:
+    """Batch sizes for training M cells × N spots on ``device`` (see estimate_resources)."""
+    free = available_memory(device) if free is None else int(free)
+    budget = 0.6 * free
+
+    def mem(c: int | None, s: int | None) -> int:
+        return full_batch_bytes(min(c or m, m), min(s or n, n), h_in, hidden)
+
+    def secs(c: int | None, s: int | None) -> float:
+        return step_seconds(min(c or m, m), min(s or n, n), h_in, hidden, device)
+
+    need, t_full = mem(cell_batch_size, spot_batch_size), secs(cell_batch_size, spot_batch_size)
+    out = {
+        "cell_batch_size": cell_batch_size,
+        "spot_batch_size": spot_batch_size,
+        "step_bytes": need,
+        "step_seconds": t_full,
+        "full_batch_bytes": mem(None, None),
+        "full_batch_step_seconds": secs(None, None),
+        "free_bytes": free,
+        "reason": "",
+    }
+    auto = cell_batch_size is None and spot_batch_size is None
+    if need <= budget and (not auto or t_full <= MAX_STEP_SECONDS):
+        return out
+    if auto:
+        bc, bn = min(m, 16384), min(n, 4096)
+        floor_c, floor_n = min(m, 256), min(n, 256)
+        while not (mem(bc, bn) <= budget and secs(bc, bn) <= TARGET_STEP_SECONDS) and (
+            bc > floor_c or bn > floor_n
+        ):
+            # keep at least 4 cells per spot in a batch (Ĉ spreads each spot over the
+            # batch's cells); otherwise halve the cells
+            if bn > floor_n and (4 * bn > bc or bc <= floor_c):
+                bn = max(floor_n, bn // 2)
+            else:
+                bc = max(floor_c, bc // 2)
+        if mem(bc, bn) <= budget:
+            out.update(
+                cell_batch_size=None if bc >= m else bc,
+                spot_batch_size=None if bn >= n else bn,
+                step_bytes=mem(bc, bn),
+                step_seconds=secs(bc, bn),
+                reason=(
+                    f"needs about {fmt_bytes(need)} but {fmt_bytes(free)} is free on {device}"
+                    if need > budget
+                    else f"would take about {fmt_seconds(t_full)} on {device} "
+                    f"({fmt_seconds(400 * t_full)} for 400 epochs)"
+                ),
+            )
+            return out
+    raise MemoryError(
+        f"one training step with {cell_batch_size or m} cells x {spot_batch_size or n} "
+        f"spots needs about {fmt_bytes(need)}, but only {fmt_bytes(free)} is free on "
+        f"{device}. Use smaller batches (`cell_batch_size=`, `spot_batch_size=`) "
+        "or a larger device."
+    )
+
+
+def estimate_resources(
+    n_cells: int,
+    n_spots: int,
+    n_genes: int,
+    hidden: tuple[int, ...] = (512, 256, 128),
+    device: str | torch.device = "auto",
+    cell_batch_size: int | None = None,
+    spot_batch_size: int | None = None,
+    epochs: int = 400,
+) -> dict[str, Any]:
+    """Memory and time of training before anything is allocated, and the batches chosen.
+
+    With no batch sizes given, training uses full batches (the paper) unless one full-batch
+    step would need more than 60% of the free memory of ``device`` or is estimated to take
+    longer than 1 s; then it uses the largest cell batches and spatial spot patches
+    (halving from 16,384 cells and 4,096 spots, at least 4 cells per spot, not below 256)
+    that fit and are estimated under 1 s per step. Times are rough (a flop count at a
+    nominal device speed), memory is the float32 working set of one step.
+
+    Parameters
+    ----------
+    n_cells, n_spots, n_genes
+        Data size (spots: the largest slice).
+    hidden
+        Encoder layer sizes.
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``...
+    cell_batch_size, spot_batch_size
+        Batch sizes to check instead of choosing them.
+    epochs
+        Epochs for the total time.
+
+    Returns
+    -------
+    dict
+        ``cell_batch_size`` / ``spot_batch_size`` (None = all), ``step_bytes``,
+        ``step_seconds``, ``total_seconds``, ``full_batch_bytes``,
+        ``full_batch_step_seconds``, ``free_bytes``, ``device`` and ``reason`` (why batches
+        were chosen; empty for full batches). Raises ``MemoryError`` when even the smallest
+        batches do not fit.
+
+    Examples
+    --------
+    >>> import stemmap
+    >>> est = stemmap.estimate_resources(100_000, 5_000, 2_000, device="cpu")
+    >>> est["cell_batch_size"] is not None
+    True
+    """
+    for v, name in ((n_cells, "n_cells"), (n_spots, "n_spots"), (n_genes, "n_genes")):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"`{name}` must be a positive integer; found {v!r}.")
+    dev = resolve_device(device)
+    plan = plan_batches(
+        int(n_cells),
+        int(n_spots),
+        int(n_genes),
+        tuple(int(h) for h in hidden),
+        dev,
+        cell_batch_size,
+        spot_batch_size,
+    )
+    plan["total_seconds"] = plan["step_seconds"] * int(epochs)
+    plan["device"] = str(dev)
+    return plan

@@ -16,9 +16,9 @@ from . import __version__
 from ._data import PreparedData, SliceData, dropout_rate, mean_nn_distance, prepare
 from ._device import (
     available_memory,
-    fmt_bytes,
     fmt_seconds,
     full_batch_bytes,
+    plan_batches,
     resolve_device,
     step_seconds,
 )
@@ -30,10 +30,6 @@ from ._validate import check_choice, check_positive
 
 logger = logging.getLogger(__name__)
 
-# Automatic batches (see STEM._plan_batches): a full-batch step estimated slower than
-# MAX_STEP_SECONDS switches to batches estimated under TARGET_STEP_SECONDS.
-MAX_STEP_SECONDS = 1.0
-TARGET_STEP_SECONDS = 1.0
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's / reference implementation's schedule (the defaults of train()).
@@ -419,67 +415,34 @@ class STEM:
     def _plan_batches(
         self, cell_batch_size: int | None, spot_batch_size: int | None
     ) -> tuple[int | None, int | None]:
-        """Check the step fits in memory; pick batch sizes when the caller gave none.
-
-        With no batch sizes given, batches replace the full batch when a full-batch step
-        would not fit in memory, or would take longer than ``MAX_STEP_SECONDS`` (then 400
-        epochs would take over ~7 minutes); the batches are the largest (halving from 16,384
-        cells and 4,096 spots, not below 256 of each) that fit and are
-        estimated under ``TARGET_STEP_SECONDS``.
-        """
-        free = available_memory(self.device)
-        budget = 0.6 * free
-        need = self.memory_estimate(cell_batch_size, spot_batch_size)
-        auto = cell_batch_size is None and spot_batch_size is None
-        secs = self.step_time_estimate(cell_batch_size, spot_batch_size)
-        if need <= budget and (not auto or secs <= MAX_STEP_SECONDS):
-            return cell_batch_size, spot_batch_size
-        m = self.data.sc_x.shape[0]
-        n = max(s.x.shape[0] for s in self.data.slices)
-        if auto:
-            bc, bn = min(m, 16384), min(n, 4096)
-            floor_c, floor_n = min(m, 256), min(n, 256)
-
-            def ok(c: int, s: int) -> bool:
-                return (
-                    self.memory_estimate(c, s) <= budget
-                    and self.step_time_estimate(c, s) <= TARGET_STEP_SECONDS
-                )
-
-            while not ok(bc, bn) and (bc > floor_c or bn > floor_n):
-                # keep at least 4 cells per spot in a batch (Ĉ spreads each spot over the
-                # batch's cells); otherwise halve the cells
-                if bn > floor_n and (4 * bn > bc or bc <= floor_c):
-                    bn = max(floor_n, bn // 2)
-                else:
-                    bc = max(floor_c, bc // 2)
-            if self.memory_estimate(bc, bn) <= budget:
-                why = (
-                    f"needs about {fmt_bytes(need)} but {fmt_bytes(free)} is free on {self.device}"
-                    if need > budget
-                    else f"would take about {fmt_seconds(secs)} on {self.device} "
-                    f"({fmt_seconds(400 * secs)} for 400 epochs)"
-                )
-                logger.warning(
-                    "a full-batch step (%d cells x %d spots) %s; training on batches of %d cells "
-                    "and %d-spot patches instead (about %s per step). Pass cell_batch_size=%d and "
-                    "spot_batch_size=%d to force full batches.",
-                    m,
-                    n,
-                    why,
-                    bc,
-                    bn,
-                    fmt_seconds(self.step_time_estimate(bc, bn)),
-                    m,
-                    n,
-                )
-                return (None if bc >= m else bc), (None if bn >= n else bn)
-        raise MemoryError(
-            f"one training step with {cell_batch_size or m} cells x {spot_batch_size or n} "
-            f"spots needs about {fmt_bytes(need)}, but only {fmt_bytes(free)} is free on "
-            f"{self.device}. Use smaller batches (`cell_batch_size=`, `spot_batch_size=`) "
-            "or a larger device."
+        """Check the step fits in memory; pick batch sizes when the caller gave none
+        (:func:`stemmap.estimate_resources` explains the rule)."""
+        m, n, g, hidden = self._step_shape(None, None)
+        plan = plan_batches(
+            m,
+            n,
+            g,
+            hidden,
+            self.device,
+            cell_batch_size,
+            spot_batch_size,
+            free=available_memory(self.device),
         )
+        if plan["reason"]:
+            logger.warning(
+                "a full-batch step (%d cells x %d spots) %s; training on batches of %d cells "
+                "and %d-spot patches instead (about %s per step). Pass cell_batch_size=%d and "
+                "spot_batch_size=%d to force full batches.",
+                m,
+                n,
+                plan["reason"],
+                plan["cell_batch_size"] or m,
+                plan["spot_batch_size"] or n,
+                fmt_seconds(plan["step_seconds"]),
+                m,
+                n,
+            )
+        return plan["cell_batch_size"], plan["spot_batch_size"]
 
     # --------------------------------------------------------------- outputs
     @property

@@ -711,3 +711,35 @@ def neighbourhood_enrichment(
         "count": pack(res.count.to_numpy(dtype=np.float64)),
         "labels": [str(v) for v in res.zscore.index],
     }
+
+
+def estimate_resources(
+    n_cells: int,
+    n_spots: int,
+    n_genes: int,
+    hidden: Any = (512, 256, 128),
+    device: str = "auto",
+    cell_batch_size: Any = None,
+    spot_batch_size: Any = None,
+    epochs: int = 400,
+) -> dict:
+    """:func:`stemmap.estimate_resources` for R: builtins in, builtins out; a MemoryError
+    becomes ``{"error": message}`` so that R can show it as its own error."""
+    import stemmap
+
+    try:
+        out = stemmap.estimate_resources(
+            int(n_cells),
+            int(n_spots),
+            int(n_genes),
+            hidden=tuple(int(h) for h in _strs_or_nums(hidden)),
+            device=str(device),
+            cell_batch_size=None if cell_batch_size is None else int(cell_batch_size),
+            spot_batch_size=None if spot_batch_size is None else int(spot_batch_size),
+            epochs=int(epochs),
+        )
+    except MemoryError as e:
+        return {"error": str(e)}
+    return {
+        k: (None if v is None else (v if isinstance(v, str) else float(v))) for k, v in out.items()
+    }
