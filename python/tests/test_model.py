@@ -69,6 +69,18 @@ def test_hybrid_mapping_is_balanced_product_of_experts(trained):
     np.testing.assert_allclose(p0.sc_to_st, trained.mapping(readout="paper").sc_to_st, atol=1e-6)
 
 
+def test_balancing_kernel_and_log_space_agree(trained):
+    import torch
+
+    m = trained.mapping()
+    g = m._potentials()
+    assert m.balance_info["max_column_error"] < 1e-4
+    m2 = trained.mapping()
+    m2.chunk_size = 17  # the chunked log-space path used when the kernel does not fit
+    g2 = m2._sinkhorn_log(torch.from_numpy(m2.n_cells * m2._spot_w).log(), 1e-4, 5000)
+    torch.testing.assert_close(g - g.mean(), g2 - g2.mean(), atol=1e-4, rtol=0)
+
+
 @pytest.mark.parametrize(
     "kw, msg",
     [

@@ -200,41 +200,75 @@ class StemMapping:
         sr = (self._esc[idx] @ self._est.T).double().std(dim=1).mean().item()
         return sb / sr if sr > 0 else 0.0
 
-    def _potentials(self, tol: float = 1e-4, max_iter: int = 2000) -> torch.Tensor:
-        """Column potentials g of the balanced C (Sinkhorn in log space, chunked)."""
+    def _potentials(self, tol: float = 1e-4, max_iter: int = 5000) -> torch.Tensor:
+        """Column potentials g of the balanced C (Sinkhorn iterations).
+
+        When the logits fit in memory (float64), the iterations are matrix-vector products
+        with the row-shifted kernel ``exp(L - max_j L)``; otherwise, or if the kernel
+        underflows, they run in log space over chunks of cells.
+        """
         if not self.balance:
             return torch.zeros(self.n_spots, dtype=torch.float64)
         if self._g is None:
-            cache = 4 * self.n_cells * self.n_spots <= min(2**29, 0.25 * _free_cpu())
-            blocks = [self._logits(a, b) for a, b in self._chunks()] if cache else None
-            log_target = torch.from_numpy(np.log(self.n_cells * self._spot_w))
-            g = torch.zeros(self.n_spots, dtype=torch.float64)
-            err = float("inf")
-            it = 0
-            while it < max_iter:
-                it += 1
-                parts = []
-                for k, (a, b) in enumerate(self._chunks()):
-                    L = (blocks[k] if blocks is not None else self._logits(a, b)).double()
-                    f = -torch.logsumexp(L + g, dim=1, keepdim=True)
-                    parts.append(torch.logsumexp(L + f, dim=0))
-                col = torch.logsumexp(torch.stack(parts), dim=0)
-                err = (torch.exp(g + col - log_target) - 1).abs().max().item()
-                g = log_target - col
-                if err < tol:
-                    break
-            if err >= tol:
-                logger.warning(
-                    "balancing stopped after %d iterations with a largest relative column error "
-                    "of %.2g (tolerance %.0e)",
-                    it,
-                    err,
-                    tol,
-                )
-            self.balance_info = {"iterations": it, "max_column_error": err}
-            logger.debug("balanced C in %d Sinkhorn iterations (error %.2g)", it, err)
+            target = torch.from_numpy(self.n_cells * self._spot_w)
+            g = None
+            if 8 * self.n_cells * self.n_spots <= min(2**30, 0.25 * _free_cpu()):
+                K = torch.cat([self._logits(a, b).double() for a, b in self._chunks()])
+                K = torch.exp(K - K.max(dim=1, keepdim=True).values)
+                g = self._sinkhorn_kernel(K, target, tol, max_iter)
+            if g is None:
+                g = self._sinkhorn_log(target.log(), tol, max_iter)
             self._g = g
         return self._g
+
+    def _sinkhorn_kernel(
+        self, K: torch.Tensor, target: torch.Tensor, tol: float, max_iter: int
+    ) -> torch.Tensor | None:
+        v = torch.ones(K.shape[1], dtype=torch.float64)
+        err, it = float("inf"), 0
+        while it < max_iter:
+            it += 1
+            u = 1.0 / (K @ v)  # rows sum to 1
+            col = K.T @ u
+            if not torch.isfinite(u).all() or (col <= 0).any():
+                return None  # underflow: fall back to log space
+            err = (v * col / target - 1).abs().max().item()
+            v = target / col
+            if err < tol:
+                break
+        self._log_balance(it, err, tol)
+        return v.log()
+
+    def _sinkhorn_log(self, log_target: torch.Tensor, tol: float, max_iter: int) -> torch.Tensor:
+        g = torch.zeros(self.n_spots, dtype=torch.float64)
+        err, it = float("inf"), 0
+        while it < max_iter:
+            it += 1
+            parts = []
+            for a, b in self._chunks():
+                L = self._logits(a, b).double()
+                f = -torch.logsumexp(L + g, dim=1, keepdim=True)
+                parts.append(torch.logsumexp(L + f, dim=0))
+            col = torch.logsumexp(torch.stack(parts), dim=0)
+            err = (torch.exp(g + col - log_target) - 1).abs().max().item()
+            g = log_target - col
+            if err < tol:
+                break
+        self._log_balance(it, err, tol)
+        return g
+
+    def _log_balance(self, it: int, err: float, tol: float) -> None:
+        self.balance_info = {"iterations": it, "max_column_error": err}
+        if err >= tol:
+            logger.warning(
+                "balancing stopped after %d iterations with a largest relative column error "
+                "of %.2g (tolerance %.0e)",
+                it,
+                err,
+                tol,
+            )
+        else:
+            logger.debug("balanced C in %d Sinkhorn iterations (error %.2g)", it, err)
 
     def _row_logits(self, a: int, b: int) -> torch.Tensor:
         """Logits whose softmax over spots is C (rows of cells a:b)."""
