@@ -55,7 +55,7 @@ def evaluate(name, xy, C, emb, truth) -> dict:
 
 
 def readouts(model, truth) -> list[dict]:
-    import stemmap
+    from stemmap.baselines import best_correlated_spot
 
     rows = []
     specs = [
@@ -77,7 +77,7 @@ def readouts(model, truth) -> list[dict]:
             rows.append(evaluate("adjacency: embedding (paper)", None, None, m.sc_embedding, truth))
         if name == "hybrid w=1 (default)":
             rows.append(evaluate("adjacency: mapping rows (hybrid)", None, None, np.sqrt(C), truth))
-    best = stemmap.baselines.best_correlated_spot(model.data.sc_x, model.data.slices[0].x)
+    best = best_correlated_spot(model.data.sc_x, model.data.slices[0].x)
     rows.append(evaluate("baseline: most correlated spot", m.spot_coords[best], None, None, truth))
     return rows
 
