@@ -99,6 +99,12 @@ METHODS: dict[str, dict[str, Any]] = {
         "label": "Tangram",
         "stem": False,
     },
+    "novosparc": {
+        "driver": "novosparc_driver.py",
+        "env": ("novosparc", "novosparc"),
+        "label": "novoSpaRc",
+        "stem": False,
+    },
     "baseline": {
         "driver": "baseline_driver.py",
         "env": None,
