@@ -252,8 +252,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
         "",
         f"Data: {source}; {sc.n_obs} cells × {sc.n_vars} genes; {st.n_obs} pseudo spots "
         f"({grid[0]} × {grid[1]} grid, windows of 55% of the step, ≥ 3 cells).",
-        f"Model: STEM, {a.epochs} epochs, seed {a.seed}, device {model.device}; training "
-        f"took {seconds:.1f} s.",
+        f"Model: STEM, {a.epochs} epochs, seed {a.seed}, device {model.device}, "
+        f"{a.readout} readout; training took {seconds:.1f} s.",
         "",
         "| metric | stemmap | baseline (most correlated spot) |",
         "|---|---|---|",
