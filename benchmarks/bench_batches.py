@@ -18,13 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "python" / "src"))
 
-from bench_readout import KS, evaluate  # noqa: E402
+from bench_readout import KS, evaluate, show, truth_for  # noqa: E402
 
 # (label, cell batch as a fraction of the cells, spot patch as a fraction of the spots)
 CONFIGS = [
@@ -58,14 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 model.train(epochs=a.epochs, cell_batch_size=cbs, spot_batch_size=sbs)
                 secs = time.perf_counter() - t0
-                keep = sc.obs_names.get_indexer(model.data.sc_names)
-                truth = (
-                    np.asarray(sc.obsm["spatial_true"])[keep],
-                    float(st.uns["simulation"]["step"]),
-                    sc.obs["celltype"].astype(str).to_numpy()[keep],
-                    st.obsm["proportions"],
-                    sc.obs["spot"].isna().to_numpy()[keep],
-                )
+                truth = truth_for(model, sc, st)
                 for readout in ("paper", "hybrid"):
                     m = model.mapping(readout=readout)
                     r = evaluate(readout, m.coords, m.sc_to_st, None, truth)
@@ -78,10 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                         train_s=secs,
                     )
                     rows.append(r)
-                    print(
-                        {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()},
-                        flush=True,
-                    )
+                    show(r)
     df = pd.DataFrame(rows)
     a.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(a.out / "batches.csv", index=False)

@@ -54,6 +54,24 @@ def evaluate(name, xy, C, emb, truth) -> dict:
     return row
 
 
+def truth_for(model, sc, st) -> tuple:
+    """Ground truth aligned to the cells a model kept: (coords, unit, labels, props, outside)."""
+    keep = sc.obs_names.get_indexer(model.data.sc_names)
+    return (
+        np.asarray(sc.obsm["spatial_true"])[keep],
+        float(st.uns["simulation"]["step"]),
+        sc.obs["celltype"].astype(str).to_numpy()[keep],
+        st.obsm["proportions"],
+        sc.obs["spot"].isna().to_numpy()[keep],
+    )
+
+
+def show(row: dict, *prefix) -> None:
+    print(
+        *prefix, {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True
+    )
+
+
 def readouts(model, truth) -> list[dict]:
     from stemmap.baselines import best_correlated_spot
 
@@ -113,25 +131,10 @@ def main(argv: list[str] | None = None) -> int:
                     model.train(epochs=a.epochs)
                     model.save(path)
                     how = "trained"
-                keep = sc.obs_names.get_indexer(model.data.sc_names)
-                truth = (
-                    np.asarray(sc.obsm["spatial_true"])[keep],
-                    float(st.uns["simulation"]["step"]),
-                    sc.obs["celltype"].astype(str).to_numpy()[keep],
-                    st.obsm["proportions"],
-                    sc.obs["spot"].isna().to_numpy()[keep],
-                )
-                for r in readouts(model, truth):
+                for r in readouts(model, truth_for(model, sc, st)):
                     r.update(dataset=ds, sigma=f, seed=seed)
                     rows.append(r)
-                    print(
-                        ds,
-                        f,
-                        seed,
-                        how,
-                        {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()},
-                        flush=True,
-                    )
+                    show(r, ds, f, seed, how)
     df = pd.DataFrame(rows)
     a.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(a.out / "readout.csv", index=False)
