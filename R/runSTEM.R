@@ -93,28 +93,6 @@
 #' @export
 setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
 
-#' @rdname runSTEM
-#' @export
-setMethod("runSTEM", "ANY", function(sc, st, ..., assay = NULL, layer = "counts",
-                                     coords = NULL, sample_id = NULL,
-                                     st.assay.type = "counts", st.assay = NULL,
-                                     st.layer = "counts", image = NULL, labels = NULL,
-                                     transfer = NULL, mapping = c("topk", "dense", "none"),
-                                     k = 10L, epochs = 400L, lr = 0.002, alpha = 0.5,
-                                     sigma = NULL, hidden = c(512L, 256L, 128L),
-                                     device = "auto", seed = 0L, genes = NULL,
-                                     normalized = FALSE, verbose = NULL,
-                                     keep_model = FALSE, readout = c("hybrid", "paper"),
-                                     sigma_scale = 0.5) {
-    .run_stem_any(sc, st, ..., assay = assay, layer = layer, coords = coords,
-                  sample_id = sample_id, st.assay.type = st.assay.type, st.assay = st.assay,
-                  st.layer = st.layer, image = image, labels = labels, transfer = transfer,
-                  mapping = mapping, k = k, epochs = epochs, lr = lr, alpha = alpha,
-                  sigma = sigma, hidden = hidden, device = device, seed = seed, genes = genes,
-                  normalized = normalized, verbose = verbose, keep_model = keep_model,
-                  readout = readout, sigma_scale = sigma_scale)
-})
-
 .run_stem_any <- function(sc, st, ..., assay = NULL, layer = "counts", coords = NULL, sample_id = NULL,
                                      st.assay.type = "counts", st.assay = NULL,
                                      st.layer = "counts", image = NULL, labels = NULL,
@@ -153,6 +131,10 @@ setMethod("runSTEM", "ANY", function(sc, st, ..., assay = NULL, layer = "counts"
     res$params <- params[setdiff(names(params), "progress")]
     res
 }
+
+#' @rdname runSTEM
+#' @export
+setMethod("runSTEM", "ANY", .run_stem_any)
 
 #' @rdname runSTEM
 #' @export
