@@ -81,6 +81,22 @@ def test_balancing_kernel_and_log_space_agree(trained):
     torch.testing.assert_close(g - g.mean(), g2 - g2.mean(), atol=1e-4, rtol=0)
 
 
+def test_balancing_on_a_sample_of_cells(trained, monkeypatch):
+    full = trained.mapping()
+    g_full = full._potentials()
+    # pretend memory is tiny: the potentials are fitted on an evenly spread sample of cells
+    monkeypatch.setattr("stemmap._result._free_cpu", lambda: 4 * 8 * 100 * full.n_spots)
+    monkeypatch.setattr(stemmap.StemMapping, "_balance_min_cells", 100)
+    m = trained.mapping()
+    g = m._potentials()
+    assert m.balance_info["cells"] == 100 < m.n_cells
+    # the sample's potentials, refined by a few passes over all cells, are close to the
+    # full fit and balance all cells well
+    assert np.corrcoef(g.numpy(), g_full.numpy())[0, 1] > 0.95
+    col = m.sc_to_st.sum(0) / (m.n_cells / m.n_spots)
+    assert np.abs(col - 1).mean() < 0.1
+
+
 @pytest.mark.parametrize(
     "kw, msg",
     [
