@@ -17,6 +17,7 @@ observations in rows. :func:`run_stem` transposes on the way in.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -308,103 +309,77 @@ def run_stem(
             params[key] = int(params[key])
     params = {k: v for k, v in params.items() if v is not None}
 
+    with _verbosity(stemmap, progress):
+        import pandas as pd
+
+        sc_ad = _anndata(sc["x"], sc["genes"], sc["cells"])
+        slices = [_anndata(s["x"], s["genes"], s["spots"], s["coords"]) for s in st]
+        names = [str(s.get("name", f"slice{i}")) for i, s in enumerate(st)]
+        if len(slices) == 1:
+            model = stemmap.STEM(sc_ad, slices[0], spatial_key="spatial", **params)
+        else:
+            model = stemmap.STEM(sc_ad, slices, spatial_key="spatial", slice_names=names, **params)
+        model.train(epochs=epochs, lr=lr, progress=progress)
+        m = model.mapping(readout=readout)
+
+        best_slice = np.asarray(m.best_slice, dtype=object)
+        if len(m.slices) == 1:
+            coords = np.asarray(m.coords, dtype=np.float64)
+        else:
+            coords = np.full((m.n_cells, 2), np.nan)
+            for name in m.slices:
+                sel = best_slice == name
+                if sel.any():
+                    coords[sel] = np.asarray(model.mapping(slice=name, readout=readout).coords)[sel]
+
+        out: dict[str, Any] = {
+            "cells": list(m.sc_names),
+            "spots": list(m.spot_names),
+            "spot_slice": [str(v) for v in m.spot_slice],
+            "sc_embedding": pack(np.asarray(m.sc_embedding)),
+            "st_embedding": pack(np.asarray(m.st_embedding)),
+            "coords": pack(coords),
+            "best_spot": [str(v) for v in m.best_spot_name],
+            "best_slice": [str(v) for v in best_slice],
+            "confidence": pack(np.asarray(m.confidence, dtype=np.float64)),
+            "history": _history(getattr(model, "history", None)),
+            "settings": _builtin(getattr(model, "settings", {})),
+        }
+        if mapping == "dense":
+            out["sc_to_st"] = pack(np.asarray(m.sc_to_st, dtype=np.float64))
+        elif mapping == "topk":
+            out["sc_to_st"] = pack(m.topk_mapping(int(min(mapping_k, m.n_spots))))
+
+        out["deconvolution"] = {}
+        for name, lab in (labels or {}).items():
+            series = pd.Series(_strs(lab), index=_strs(sc["cells"]), dtype=object)
+            df = m.deconvolve(series)
+            out["deconvolution"][str(name)] = {
+                "x": pack(df.to_numpy(dtype=np.float64)),
+                "types": [str(c) for c in df.columns],
+            }
+        all_spots = [n for s in st for n in _strs(s["spots"])]
+        out["transfer"] = {}
+        for name, vals in (transfer or {}).items():
+            v = np.asarray(unpack(vals), dtype=np.float64)
+            v = v if v.ndim > 1 else v[:, None]
+            df = pd.DataFrame(v, index=all_spots)
+            res = m.transfer(df)
+            out["transfer"][str(name)] = pack(np.asarray(res, dtype=np.float64))
+        if keep_model:
+            out["model"] = model_bytes(model)
+        return out
+
+
+@contextlib.contextmanager
+def _verbosity(stemmap: Any, progress: bool):
+    """Core messages at INFO while R shows progress, else WARNING; restored afterwards."""
     old_level = stemmap.settings.verbosity
     stemmap.settings.verbosity = "INFO" if progress else "WARNING"
     try:
-        out = _run_stem(
-            stemmap,
-            sc,
-            st,
-            params,
-            epochs,
-            lr,
-            progress,
-            labels,
-            transfer,
-            mapping,
-            mapping_k,
-            keep_model=keep_model,
-            readout=readout,
-        )
-        return out
+        yield
     finally:
         stemmap.settings.verbosity = old_level
-
-
-def _run_stem(
-    stemmap,
-    sc,
-    st,
-    params,
-    epochs,
-    lr,
-    progress,
-    labels,
-    transfer,
-    mapping,
-    mapping_k,
-    keep_model=False,
-    readout="hybrid",
-):
-    import pandas as pd
-
-    sc_ad = _anndata(sc["x"], sc["genes"], sc["cells"])
-    slices = [_anndata(s["x"], s["genes"], s["spots"], s["coords"]) for s in st]
-    names = [str(s.get("name", f"slice{i}")) for i, s in enumerate(st)]
-    if len(slices) == 1:
-        model = stemmap.STEM(sc_ad, slices[0], spatial_key="spatial", **params)
-    else:
-        model = stemmap.STEM(sc_ad, slices, spatial_key="spatial", slice_names=names, **params)
-    model.train(epochs=epochs, lr=lr, progress=progress)
-    m = model.mapping(readout=readout)
-
-    best_slice = np.asarray(m.best_slice, dtype=object)
-    if len(m.slices) == 1:
-        coords = np.asarray(m.coords, dtype=np.float64)
-    else:
-        coords = np.full((m.n_cells, 2), np.nan)
-        for name in m.slices:
-            sel = best_slice == name
-            if sel.any():
-                coords[sel] = np.asarray(model.mapping(slice=name, readout=readout).coords)[sel]
-
-    out: dict[str, Any] = {
-        "cells": list(m.sc_names),
-        "spots": list(m.spot_names),
-        "spot_slice": [str(v) for v in m.spot_slice],
-        "sc_embedding": pack(np.asarray(m.sc_embedding)),
-        "st_embedding": pack(np.asarray(m.st_embedding)),
-        "coords": pack(coords),
-        "best_spot": [str(v) for v in m.best_spot_name],
-        "best_slice": [str(v) for v in best_slice],
-        "confidence": pack(np.asarray(m.confidence, dtype=np.float64)),
-        "history": _history(getattr(model, "history", None)),
-        "settings": _builtin(getattr(model, "settings", {})),
-    }
-    if mapping == "dense":
-        out["sc_to_st"] = pack(np.asarray(m.sc_to_st, dtype=np.float64))
-    elif mapping == "topk":
-        out["sc_to_st"] = pack(m.topk_mapping(int(min(mapping_k, m.n_spots))))
-
-    out["deconvolution"] = {}
-    for name, lab in (labels or {}).items():
-        series = pd.Series(_strs(lab), index=_strs(sc["cells"]), dtype=object)
-        df = m.deconvolve(series)
-        out["deconvolution"][str(name)] = {
-            "x": pack(df.to_numpy(dtype=np.float64)),
-            "types": [str(c) for c in df.columns],
-        }
-    all_spots = [n for s in st for n in _strs(s["spots"])]
-    out["transfer"] = {}
-    for name, vals in (transfer or {}).items():
-        v = np.asarray(unpack(vals), dtype=np.float64)
-        v = v if v.ndim > 1 else v[:, None]
-        df = pd.DataFrame(v, index=all_spots)
-        res = m.transfer(df)
-        out["transfer"][str(name)] = pack(np.asarray(res, dtype=np.float64))
-    if keep_model:
-        out["model"] = model_bytes(model)
-    return out
 
 
 def _strs_or_nums(x: Any) -> list:
