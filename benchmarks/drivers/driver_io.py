@@ -10,7 +10,9 @@ Inputs hold raw counts in ``X``; ``ST.h5ad`` has the spot coordinates in
 ``obsm["spatial"]``. No ground truth (cell coordinates, labels, proportions) is given to
 a driver. The output ``.npz`` holds ``sc_names`` (cells in the order of the other arrays),
 ``sc_to_st`` (cells × spots mapping), ``coords`` (cells × 2), optionally ``embedding``
-(cells × h), and ``meta`` (a JSON string with train time and peak memory).
+(cells × h), optionally ``adjacency_nn`` (cells × K: each cell's K nearest other cells in
+the method's SC–SC adjacency, nearest first, as row indices of the same order), and ``meta``
+(a JSON string with train time and peak memory).
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ def save(
     coords: np.ndarray,
     train_s: float,
     embedding: np.ndarray | None = None,
+    adjacency_nn: np.ndarray | None = None,
     **meta: Any,
 ) -> None:
     meta = dict(meta)
@@ -114,5 +117,7 @@ def save(
     }
     if embedding is not None:
         arrays["embedding"] = np.asarray(embedding, dtype=np.float32)
+    if adjacency_nn is not None:
+        arrays["adjacency_nn"] = np.asarray(adjacency_nn, dtype=np.int64)
     np.savez(path, **arrays)
     print(f"driver: wrote {path}: {json.dumps(meta)}")

@@ -190,10 +190,46 @@ def test_sc_adjacency_from_mapping(trained):
     got = np.sort(A.indices.reshape(-1, 4), axis=1)
     assert (expect == got).mean() > 0.99
     np.testing.assert_allclose(A.data.max(), np.max(sim[np.isfinite(sim)]), rtol=1e-4)
-    # auto = mapping when the dense C fits (here it does)
-    assert (m.sc_adjacency(4, basis="auto") != (A > 0)).nnz == 0
     with pytest.raises(ValueError, match="basis"):
         m.sc_adjacency(4, basis="pca")
+
+
+def test_sc_adjacency_spatial_is_expected_kernel(trained):
+    m = trained.mapping()
+    xy = m.spot_coords
+    D2 = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)
+    nn = np.sqrt(np.where(D2 > 0, D2, np.inf).min(1)).mean()
+    K = np.exp(-D2 / (2 * nn**2))
+    K[D2 > (3 * nn) ** 2] = 0.0  # the kernel is cut at 3 bandwidths
+    np.testing.assert_allclose(m.spot_kernel().toarray(), K, atol=1e-6)
+    C = m.sc_to_st.astype(np.float64)
+    sim = C @ K @ C.T  # E[K(position of i, position of j)] for independent placements
+    np.fill_diagonal(sim, -np.inf)
+    A = m.sc_adjacency(6, weighted=True, basis="spatial")
+    expect = np.sort(np.argsort(-sim, axis=1)[:, :6], axis=1)
+    got = np.sort(A.indices.reshape(-1, 6), axis=1)
+    assert (expect == got).mean() > 0.99
+    np.testing.assert_allclose(np.sort(A.data)[-5:], np.sort(sim[np.isfinite(sim)])[-5:], rtol=1e-4)
+    # auto = spatial for the hybrid readout when the dense C fits (here it does) ...
+    assert (m.sc_adjacency(6, basis="auto") != (A > 0)).nnz == 0
+    # ... and the paper's embedding adjacency for the paper readout
+    mp = trained.mapping(readout="paper")
+    assert (mp.sc_adjacency(6) != mp.sc_adjacency(6, basis="embedding")).nnz == 0
+    # a wider bandwidth changes the kernel; bad bandwidths are named
+    assert m.spot_kernel(bandwidth=3 * nn).nnz > m.spot_kernel().nnz
+    with pytest.raises(ValueError, match="bandwidth"):
+        m.sc_adjacency(6, basis="spatial", bandwidth=-1.0)
+
+
+def test_spot_kernel_is_zero_between_slices(toy):
+    sc, st = toy
+    a, b = st[:20].copy(), st[20:40].copy()
+    b.obsm["spatial"] = a.obsm["spatial"].copy()  # same frame: only the slice tells them apart
+    model = stemmap.STEM(sc, [a, b], hidden=(8, 4), slice_names=["a", "b"])
+    K = model.mapping(readout="paper").spot_kernel().toarray()
+    assert np.all(K[:20, 20:] == 0) and np.all(K[20:, :20] == 0)
+    np.testing.assert_allclose(K[:20, :20], K[20:, 20:])
+    assert np.all(np.diag(K) == 1)
 
 
 def test_chunked_equals_unchunked(trained):
@@ -386,7 +422,10 @@ def test_default_sigma_and_dropout(toy):
     model = stemmap.STEM(sc, st)
     Y = st.obsm["spatial"]
     d = cKDTree(Y).query(Y, 2)[0][:, 1]
-    assert model.data.slices[0].sigma == pytest.approx(0.5 * d.mean())
+    assert model.data.slices[0].sigma == pytest.approx(1.0 * d.mean())
+    assert stemmap.STEM(sc, st, sigma_scale=0.5).data.slices[0].sigma == pytest.approx(
+        0.5 * d.mean()
+    )
     x_sc, x_st = model.data.sc_x, model.data.slices[0].x
     d_exp = 1 - np.median((x_sc > 0).sum(1)) / np.median((x_st > 0).sum(1))
     assert model.config["dropout"] == pytest.approx(np.clip(d_exp, 0, 0.95))
@@ -425,3 +464,23 @@ def test_presets(toy):
     with pytest.raises(ValueError, match="`preset` must be one of"):
         model.train(preset="turbo")
     assert stemmap.PRESETS["paper"]["epochs"] == 400
+
+
+def test_paper_preset_restores_paper_sigma_and_readout(toy):
+    sc, st = toy
+    from scipy.spatial import cKDTree
+
+    Y = st.obsm["spatial"]
+    nn = cKDTree(Y).query(Y, 2)[0][:, 1].mean()
+    model = stemmap.STEM(sc, st, hidden=(16, 8), seed=0)
+    model.train(preset="paper", epochs=2, progress=False)  # the preset's 400 epochs win
+    assert len(model.history) == 400
+    assert model.data.slices[0].sigma == pytest.approx(0.5 * nn)
+    assert model.settings["preset"] == "paper" and model.settings["sigma_scale"] == 0.5
+    assert model.mapping().readout == "paper"
+    assert model.mapping(readout="hybrid").readout == "hybrid"
+    # what the caller chose explicitly is kept
+    m2 = stemmap.STEM(sc, st, hidden=(16, 8), sigma_scale=2.0)
+    m2.train(preset="fast", epochs=1, progress=False)
+    assert m2.data.slices[0].sigma == pytest.approx(2.0 * nn)
+    assert m2.mapping().readout == "hybrid"

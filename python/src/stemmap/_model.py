@@ -31,8 +31,14 @@ from ._validate import check_choice, check_positive
 logger = logging.getLogger(__name__)
 
 
+#: σ in units of the mean nearest-neighbour spot distance: stemmap's default and the paper's.
+DEFAULT_SIGMA_SCALE = 1.0
+PAPER_SIGMA_SCALE = 0.5
+
 PRESETS: dict[str, dict[str, Any]] = {
-    # The paper's / reference implementation's schedule (the defaults of train()).
+    # The paper's / reference implementation's schedule (the defaults of train()); with this
+    # preset, σ defaults to the paper's ½ × the mean NN spot distance and mapping() to the
+    # paper's readout, so that results can be compared with the publication.
     "paper": {
         "epochs": 400,
         "lr": 0.002,
@@ -99,9 +105,11 @@ class STEM:
     slice_names
         Names of the ST slices.
     sigma_scale
-        σ in units of the mean nearest-neighbour spot distance when ``sigma`` is None. 0.5 is
-        the paper's setting (default); 1.0 was better on both shared benchmark datasets over
-        3 seeds (hit number, MAE and PCC; ``benchmarks/results/readout.md``).
+        σ in units of the mean nearest-neighbour spot distance when ``sigma`` is None.
+        Default (None): 1.0, which was better than the paper's 0.5 on both shared benchmark
+        datasets over 3 seeds (hit number, MAE, PCC, SC–SC adjacency;
+        ``benchmarks/results/results.md``), or 0.5 when the model is trained with
+        ``preset="paper"``.
 
     Examples
     --------
@@ -133,10 +141,10 @@ class STEM:
         n_neighbors: int = 6,
         mmd_batch: int = 1000,
         slice_names: Sequence[str] | None = None,
-        sigma_scale: float = 0.5,
+        sigma_scale: float | None = None,
     ) -> None:
         check_choice(kernel, KERNELS, "kernel")
-        check_positive(sigma_scale, "sigma_scale")
+        check_positive(sigma_scale, "sigma_scale", allow_none=True)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
             raise ValueError(f"`alpha` must be a non-negative number; found {alpha!r}.")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -159,8 +167,11 @@ class STEM:
         )
         n_sl = len(self.data.slices)
         sigmas = _per_slice(sigma, n_sl, "sigma")
+        # slices whose σ follows the default scale (a paper preset may still set it to ½ × NN)
+        self._sigma_default = [s is None and sigma_scale is None for s in sigmas]
+        scale_ = DEFAULT_SIGMA_SCALE if sigma_scale is None else float(sigma_scale)
         for sl, s in zip(self.data.slices, sigmas):
-            sl.sigma = sigma_scale * mean_nn_distance(sl.coords) if s is None else float(s)
+            sl.sigma = scale_ * mean_nn_distance(sl.coords) if s is None else float(s)
         if dropout is None:
             dropout = dropout_rate(self.data.sc_x, [s.x for s in self.data.slices])
         self.config: dict[str, Any] = {
@@ -175,6 +186,8 @@ class STEM:
             "scale": scale,
             "n_neighbors": int(n_neighbors),
             "mmd_batch": int(mmd_batch),
+            "sigma_scale": scale_,
+            "preset": None,
         }
         for sl in self.data.slices:
             logger.info("slice %r: %d spots, sigma = %.4g", sl.name, sl.x.shape[0], sl.sigma)
@@ -228,7 +241,10 @@ class STEM:
         preset
             A named schedule from :data:`stemmap.PRESETS` (``"paper"``, ``"fast"``); it sets
             the epochs, learning rate, its steps, warm-up and cell batches, overriding those
-            arguments.
+            arguments. ``"paper"`` also restores the publication's other choices where the
+            caller left them to the defaults: σ = ½ × the mean nearest-neighbour spot distance
+            (when neither ``sigma`` nor ``sigma_scale`` was given and the model is untrained)
+            and the paper readout of :meth:`mapping` (and so the embedding SC–SC adjacency).
         epochs
             Training epochs (paper: 400). Each epoch takes one step per ST slice, the slices
             in random order.
@@ -274,6 +290,13 @@ class STEM:
             p = PRESETS[preset]
             epochs, lr, lr_step, lr_gamma = p["epochs"], p["lr"], p["lr_step"], p["lr_gamma"]
             warmup, cell_batch_size = p["warmup"], p["cell_batch_size"]
+            if preset == "paper" and len(self.history) == 0 and any(self._sigma_default):
+                for sl, dflt in zip(self.data.slices, self._sigma_default):
+                    if dflt:
+                        sl.sigma = PAPER_SIGMA_SCALE * mean_nn_distance(sl.coords)
+                        logger.info("preset 'paper': slice %r sigma = %.4g", sl.name, sl.sigma)
+                self.config["sigma_scale"] = PAPER_SIGMA_SCALE
+            self.config["preset"] = preset
         check_positive(epochs, "epochs", integer=True)
         check_positive(lr, "lr")
         check_positive(lr_step, "lr_step", integer=True)
@@ -484,7 +507,7 @@ class STEM:
     def mapping(
         self,
         slice: str | None = None,
-        readout: str = "hybrid",
+        readout: str | None = None,
         *,
         expression_weight: float = 1.0,
         balance: bool | None = None,
@@ -503,7 +526,8 @@ class STEM:
             correlation with each spot (weighted by ``expression_weight``), balanced over
             spots; more accurate on both shared benchmarks (hit number, MAE, cell-type PCC;
             ``benchmarks/results/readout.md``). ``"paper"``: the publication's
-            ``C = softmax(Z_SC Z_STᵀ)``.
+            ``C = softmax(Z_SC Z_STᵀ)``. Default (None): ``"paper"`` for a model trained
+            with ``preset="paper"``, else ``"hybrid"``.
         expression_weight, balance, temperature, spot_weights
             See :class:`StemMapping` (``balance`` defaults to True for ``"hybrid"`` and False
             for ``"paper"``).
@@ -514,6 +538,8 @@ class STEM:
         """
         if not self.is_trained:
             logger.warning("the model has not been trained; the mapping reflects random weights")
+        if readout is None:
+            readout = "paper" if self.config.get("preset") == "paper" else "hybrid"
         slices = self.select_slices(slice)
         z_sc = self.embed(self.data.sc_x)
         x_st = np.concatenate([s.x for s in slices])
@@ -645,8 +671,11 @@ class STEM:
             self.data.sc_x = self.data.sc_x[:, idx]
             for s in self.data.slices:
                 s.x = s.x[:, idx]
-                s.sigma = 0.5 * mean_nn_distance(s.coords)
+                s.sigma = self.config.get("sigma_scale", PAPER_SIGMA_SCALE) * mean_nn_distance(
+                    s.coords
+                )
             self.data.genes = genes
+        self._sigma_default = [False] * len(self.data.slices)  # a saved model keeps its σ
         self.module = STEMModule(len(genes), self.config["hidden"], self.config["dropout"])
         self.module.load_state_dict(blob["state_dict"])
         self.module.to(self.device)

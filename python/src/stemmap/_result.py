@@ -565,7 +565,11 @@ class StemMapping:
 
     # -------------------------------------------------------------- SC–SC
     def sc_adjacency(
-        self, k: int = 15, weighted: bool = False, basis: str = "auto"
+        self,
+        k: int = 15,
+        weighted: bool = False,
+        basis: str = "auto",
+        bandwidth: float | None = None,
     ) -> sp.csr_matrix:
         """Sparse (M × M) SC–SC spatial kNN graph.
 
@@ -576,27 +580,44 @@ class StemMapping:
         weighted
             Store the similarities instead of 1 for each edge.
         basis
-            ``"embedding"``: inner products of the cell embeddings (the paper's SC–SC
-            adjacency). ``"mapping"``: the Bhattacharyya affinity ``Σ_j √(C_ij C_kj)`` of the
-            cells' mapping rows (cells placed on the same spots are neighbours); it needs the
-            dense C and was the more accurate on both shared datasets (hit number@50 over 3
-            seeds, ``benchmarks/results/readout.md``). ``"auto"`` (default): ``"mapping"``
-            when the dense C takes under a quarter of the free memory, else ``"embedding"``.
+            ``"spatial"``: the expected spatial kernel between two cells placed
+            independently by their mapping rows, ``A_ij = Σ_s Σ_t C_is K_st C_jt`` with the
+            Gaussian kernel ``K_st = exp(-d_st² / 2b²)`` of the spot distances (bandwidth b;
+            spots of different slices are never near). It is the probability-weighted
+            closeness of the two cells' positions, so cells mapped to neighbouring spots are
+            neighbours too; the most accurate basis on both shared datasets
+            (``benchmarks/results/results.md``). ``"mapping"``: the Bhattacharyya affinity
+            ``Σ_s √(C_is C_js)`` (cells on the same spots). ``"embedding"``: inner products
+            of the cell embeddings (the paper's SC–SC adjacency). ``"auto"`` (default):
+            ``"embedding"`` for the paper readout, else ``"spatial"`` when two dense M × N
+            matrices take under a quarter of the free memory, else ``"embedding"``.
+        bandwidth
+            b of ``"spatial"``, in coordinate units (default: the mean nearest-neighbour
+            spot distance of each slice).
         """
         k = _check_k(k, self.n_cells - 1, "k")
-        check_choice(basis, ("auto", "embedding", "mapping"), "basis")
+        check_choice(basis, ("auto", "spatial", "mapping", "embedding"), "basis")
+        if bandwidth is not None:
+            check_positive(bandwidth, "bandwidth")
         if basis == "auto":
-            fits = 4 * self.n_cells * self.n_spots <= 0.25 * _free_cpu()
-            basis = "mapping" if fits else "embedding"
-            if not fits:
-                logger.info("sc_adjacency: the dense mapping does not fit; using the embeddings")
-        if basis == "mapping":
-            feats = torch.from_numpy(np.sqrt(self.sc_to_st))
+            if self.readout == "paper":
+                basis = "embedding"
+            else:
+                fits = 8 * self.n_cells * self.n_spots <= 0.25 * _free_cpu()
+                basis = "spatial" if fits else "embedding"
+                if not fits:
+                    logger.info("sc_adjacency: the dense mapping does not fit; using embeddings")
+        if basis == "spatial":
+            C = self.sc_to_st
+            left = torch.from_numpy(np.asarray(self.spot_kernel(bandwidth) @ C.T).T.copy())
+            right = torch.from_numpy(C)
+        elif basis == "mapping":
+            left = right = torch.from_numpy(np.sqrt(self.sc_to_st))
         else:
-            feats = self._zsc
+            left = right = self._zsc
         rows, cols, vals = [], [], []
         for a, b in self._chunks():
-            sim = feats[a:b] @ feats.T
+            sim = left[a:b] @ right.T
             sim[torch.arange(b - a), torch.arange(a, b)] = -float("inf")
             v, i = torch.topk(sim, k, dim=1)
             rows.append(np.repeat(np.arange(a, b), k))
@@ -605,6 +626,37 @@ class StemMapping:
         return sp.csr_matrix(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
             shape=(self.n_cells, self.n_cells),
+        )
+
+    def spot_kernel(self, bandwidth: float | None = None, cutoff: float = 3.0) -> sp.csr_matrix:
+        """Sparse (N × N) Gaussian kernel of the spot distances, zero between slices.
+
+        ``K_st = exp(-d_st² / 2b²)`` for spots of the same slice closer than ``cutoff · b``
+        (else 0), with b = ``bandwidth`` or each slice's mean nearest-neighbour spot distance.
+        """
+        from scipy.spatial import cKDTree
+
+        from ._data import mean_nn_distance
+
+        check_positive(cutoff, "cutoff")
+        blocks_r, blocks_c, blocks_v = [], [], []
+        for name in self.slices:
+            idx = np.flatnonzero(self.spot_slice == name)
+            xy = self.spot_coords[idx]
+            b = float(bandwidth) if bandwidth is not None else mean_nn_distance(xy)
+            pairs = cKDTree(xy).query_pairs(cutoff * b, output_type="ndarray")
+            d2 = ((xy[pairs[:, 0]] - xy[pairs[:, 1]]) ** 2).sum(axis=1)
+            diag = np.arange(len(idx))
+            r = np.concatenate([pairs[:, 0], pairs[:, 1], diag])
+            c = np.concatenate([pairs[:, 1], pairs[:, 0], diag])
+            kv = np.exp(-d2 / (2 * b * b))
+            v = np.concatenate([kv, kv, np.ones(len(idx))])
+            blocks_r.append(idx[r])
+            blocks_c.append(idx[c])
+            blocks_v.append(v.astype(np.float32))
+        return sp.csr_matrix(
+            (np.concatenate(blocks_v), (np.concatenate(blocks_r), np.concatenate(blocks_c))),
+            shape=(self.n_spots, self.n_spots),
         )
 
     # ----------------------------------------------------------- AnnData out
