@@ -13,12 +13,13 @@
                          hidden = c(512L, 256L, 128L), device = "auto", seed = 0L,
                          genes = NULL, normalized = FALSE, verbose = NULL,
                          keep_model = FALSE, readout = c("hybrid", "paper"),
-                         sigma_scale = 0.5) {
+                         sigma_scale = 1, adjacency_k = 15L) {
     readout <- .stem_match_arg(readout, c("hybrid", "paper"), "readout")
     if (!is.numeric(sigma_scale) || length(sigma_scale) != 1L || is.na(sigma_scale) || sigma_scale <= 0) {
         .stem_abort("{.arg sigma_scale} must be a positive number; found {.val {format(sigma_scale)}}.")
     }
     .check_number(epochs, "epochs", integer = TRUE, min = 1)
+    .check_number(adjacency_k, "adjacency_k", integer = TRUE, min = 0)
     .check_number(lr, "lr", min = 0)
     .check_number(alpha, "alpha", min = 0)
     .check_number(seed, "seed", integer = TRUE, min = 0)
@@ -43,7 +44,7 @@
         genes = if (is.null(genes)) NULL else as.list(genes),
         normalized = isTRUE(normalized), progress = .stem_verbose(verbose),
         keep_model = isTRUE(keep_model), readout = readout,
-        sigma_scale = as.double(sigma_scale)
+        sigma_scale = as.double(sigma_scale), adjacency_k = as.integer(adjacency_k)
     )
 }
 
@@ -149,6 +150,11 @@
         spot_embedding = semb, spot_slice = .spot_slices(st), mapping = mapping,
         deconvolution = decon, transfer = trans, history = hist, settings = settings
     )
+    if (!is.null(res$adjacency)) {
+        adj <- .expand_mapping(.unpack(res$adjacency), cpos, cpos)
+        dimnames(adj) <- list(cell_names, cell_names)
+        out$adjacency <- adj
+    }
     if (!is.null(res$model)) out$model <- as.raw(res$model)
     out
 }

@@ -47,7 +47,14 @@
 #'   each spot, balanced over spots: more accurate on both benchmark datasets) or
 #'   `"paper"` (the publication's softmax of embedding inner products).
 #' @param sigma_scale Default sigma in units of the mean nearest-neighbour spot
-#'   distance (0.5, the paper's; 1 was better on both benchmark datasets).
+#'   distance: 1 (default; better on both benchmark datasets) or 0.5 (the
+#'   paper's). With `readout = "paper", sigma_scale = 0.5` the run follows the
+#'   publication.
+#' @param adjacency_k Neighbours per cell in the SC-SC spatial kNN graph
+#'   (0: not computed). With the hybrid readout its edge weights are the
+#'   expected spatial closeness of two cells under their mappings (Python
+#'   `StemMapping.sc_adjacency()`); with the paper readout, embedding inner
+#'   products.
 #' @param verbose Show progress (default `getOption("stemmap.verbose", TRUE)`).
 #' @param keep_model Keep the trained model (its saved weights and prepared
 #'   inputs, as a raw vector in `metadata(sc)$STEM$model` / `Misc(sc, "STEM")$model`)
@@ -64,6 +71,7 @@
 #'   cell x spot mapping \tab `metadata(sc)$STEM$mapping` \tab `Misc(sc, "STEM")$mapping` \cr
 #'   spot deconvolution (N x types) \tab `metadata(sc)$STEM$deconvolution` \tab `Misc(sc, "STEM")$deconvolution` \cr
 #'   spot embedding \tab `metadata(sc)$STEM$spot_embedding` \tab `Misc(sc, "STEM")$spot_embedding` \cr
+#'   SC-SC spatial kNN graph (M x M) \tab `colPair(sc, "STEM")` \tab Graph `"STEM_adjacency"` \cr
 #'   settings, loss history \tab `metadata(sc)$STEM$settings`, `$history` \tab `Misc(sc, "STEM")`, same \cr
 #' }
 #' Put the spot-side results on the ST object with [stemAnnotateSpots()]
@@ -102,7 +110,7 @@ setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
                                      device = "auto", seed = 0L, genes = NULL,
                                      normalized = FALSE, verbose = NULL,
                                      keep_model = FALSE, readout = c("hybrid", "paper"),
-                                     sigma_scale = 0.5) {
+                                     sigma_scale = 1, adjacency_k = 15L) {
     if (inherits(sc, "Seurat")) {
         return(.run_stem_seurat(
             sc, st, ..., assay = assay, layer = layer, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
@@ -110,7 +118,7 @@ setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
             transfer = transfer, mapping = mapping, k = k, epochs = epochs, lr = lr,
             alpha = alpha, sigma = sigma, hidden = hidden, device = device, seed = seed,
             genes = genes, normalized = normalized, verbose = verbose, keep_model = keep_model,
-            readout = readout, sigma_scale = sigma_scale
+            readout = readout, sigma_scale = sigma_scale, adjacency_k = adjacency_k
         ))
     }
     .check_expr_matrix(sc, "sc")
@@ -121,7 +129,7 @@ setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
                            hidden = hidden, device = device, seed = seed, genes = genes,
                            normalized = normalized, verbose = verbose,
                            keep_model = keep_model, readout = readout,
-                           sigma_scale = sigma_scale)
+                           sigma_scale = sigma_scale, adjacency_k = adjacency_k)
     st_in <- .st_input(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
                        st.assay = st.assay, st.layer = st.layer, image = image)
     labels <- .resolve_labels(labels, data.frame(row.names = colnames(sc)), ncol(sc))
@@ -156,6 +164,12 @@ setMethod("runSTEM", "SingleCellExperiment", function(sc, st, ...) {
     stem <- S4Vectors::metadata(out)$STEM
     SingleCellExperiment::reducedDim(out, "STEM") <- stem$embedding
     SingleCellExperiment::reducedDim(out, "STEM_spatial") <- stem$coords
+    if (!is.null(stem$adjacency)) {
+        adj <- stem$adjacency
+        dimnames(adj) <- list(NULL, NULL)  # colPair() keys by column; names break SelfHits
+        SingleCellExperiment::colPair(out, "STEM") <- adj
+        stem$adjacency <- NULL
+    }
     stem$embedding <- NULL
     stem$coords <- NULL
     S4Vectors::metadata(out)$STEM <- stem

@@ -20,7 +20,13 @@
         }
     }
     sc <- SeuratObject::AddMetaData(sc, md)
-    keep <- setdiff(names(res), c("embedding", "coords", "best_spot", "confidence", "best_slice"))
+    if (!is.null(res$adjacency)) {
+        g <- SeuratObject::as.Graph(methods::as(res$adjacency, "CsparseMatrix"))
+        SeuratObject::DefaultAssay(g) <- assay
+        sc[["STEM_adjacency"]] <- g
+    }
+    keep <- setdiff(names(res), c("embedding", "coords", "best_spot", "confidence", "best_slice",
+                                  "adjacency"))
     SeuratObject::Misc(sc, "STEM") <- res[keep]
     sc
 }

@@ -33,13 +33,16 @@ def test_spot_patches_train(toy):
 def test_batches_chosen_automatically(toy, monkeypatch, caplog):
     sc, st = toy
     model = stemmap.STEM(sc, st, seed=0, hidden=(16, 8))
+    model.data.sc_x = np.concatenate([model.data.sc_x] * 2)  # 600 cells > 256
+    model.data.sc_names = model.data.sc_names * 2
     full = model.memory_estimate()
     small = model.memory_estimate(256, 256)
     assert small < full
+    # batches keep all inputs resident: their bytes are part of the estimate
+    g, n = len(model.data.genes), model.data.n_spots
+    assert small == stemmap._device.full_batch_bytes(256, n, g, (16, 8)) + 4 * (600 + n) * g
     # memory enough for batches only: training switches to batches with a message
     monkeypatch.setattr("stemmap._model.available_memory", lambda device: int(small / 0.6) + 1)
-    model.data.sc_x = np.concatenate([model.data.sc_x] * 2)  # 600 cells > 256
-    model.data.sc_names = model.data.sc_names * 2
     assert model.memory_estimate() > small / 0.6
     model.train(epochs=1)
     assert model.train_settings["cell_batch_size"] == 256
@@ -129,3 +132,20 @@ def test_bad_batch_sizes(toy, bad):
         (ValueError, TypeError), match="`spot_batch_size` must be a positive integer"
     ):
         model.train(epochs=1, spot_batch_size=bad)
+
+
+def test_estimate_resources_for_a_device_not_present():
+    # planning an 80 GiB GPU on a CPU-only machine: no CUDA needed when the memory is given
+    gpu = stemmap.estimate_resources(1_000_000, 20_000, 351, device="cuda", memory_bytes=80 * 2**30)
+    assert gpu["device"] == "cuda" and gpu["free_bytes"] == 80 * 2**30
+    assert gpu["cell_batch_size"] is not None and gpu["step_bytes"] <= 0.6 * 80 * 2**30
+    # the resident inputs (1M cells × 351 genes, float32) are part of the step's bytes
+    assert gpu["step_bytes"] > 4 * 1_000_000 * 351
+    small = stemmap.estimate_resources(
+        1_000_000, 20_000, 351, device="cuda", memory_bytes=8 * 2**30
+    )
+    assert small["cell_batch_size"] <= gpu["cell_batch_size"]
+    with pytest.raises(MemoryError):
+        stemmap.estimate_resources(1_000_000, 20_000, 351, device="cpu", memory_bytes=2**20)
+    with pytest.raises(ValueError, match="memory_bytes"):
+        stemmap.estimate_resources(10, 5, 3, device="cpu", memory_bytes=-1)

@@ -19,6 +19,35 @@ test_that("runSTEM() on matrices returns aligned results", {
     expect_identical(nrow(res$history), 5L)
     expect_true(all(c("loss", "mmd") %in% colnames(res$history)))
     expect_identical(as.integer(res$settings$seed), 0L)
+    expect_equal(unlist(res$settings$sigma_scale), 1)
+})
+
+test_that("the SC-SC graph is the expected spatial kernel of the mapping rows", {
+    skip_if_no_core_model()
+    res <- runSTEM(d$sc, d$st, coords = d$coords, epochs = 5, mapping = "dense",
+                   adjacency_k = 4, verbose = FALSE)
+    A <- res$adjacency
+    expect_s4_class(A, "dgCMatrix")
+    expect_identical(dimnames(A), list(colnames(d$sc), colnames(d$sc)))
+    expect_true(all(Matrix::rowSums(A != 0) == 4))
+    expect_true(all(Matrix::diag(A) == 0))
+    # recompute E[K] = C K C' in R from the dense mapping and the spot coordinates
+    D2 <- as.matrix(stats::dist(d$coords))^2
+    nn <- mean(apply(sqrt(D2) + diag(Inf, nrow(D2)), 1, min))
+    K <- exp(-D2 / (2 * nn^2))
+    K[D2 > (3 * nn)^2] <- 0
+    C <- as.matrix(res$mapping)
+    S <- C %*% K %*% t(C)
+    diag(S) <- -Inf
+    top <- t(apply(S, 1, function(s) sort(order(-s)[1:4])))
+    got <- t(apply(as.matrix(A), 1, function(a) sort(which(a != 0))))
+    expect_gt(mean(top == got), 0.97)
+    expect_equal(max(A), max(S), tolerance = 1e-4)
+    none <- runSTEM(d$sc, d$st, coords = d$coords, epochs = 2, mapping = "none",
+                    adjacency_k = 0, verbose = FALSE)
+    expect_null(none$adjacency)
+    expect_error(runSTEM(d$sc, d$st, coords = d$coords, adjacency_k = -1, verbose = FALSE),
+                 "adjacency_k")
 })
 
 test_that("pseudo-coordinates agree with the Python core on the same data and seed", {
@@ -77,6 +106,8 @@ test_that("runSTEM() stores results on a SingleCellExperiment and leaves inputs 
     expect_identical(dim(SingleCellExperiment::reducedDim(out, "STEM_spatial")), c(60L, 2L))
     expect_true(all(c("STEM_best_spot", "STEM_confidence", "STEM_depth") %in% colnames(SummarizedExperiment::colData(out))))
     expect_s4_class(stemMapping(out), "dgCMatrix")
+    expect_identical(dim(SingleCellExperiment::colPair(out, "STEM", asSparse = TRUE)), c(60L, 60L))
+    expect_null(S4Vectors::metadata(out)$STEM$adjacency)
     expect_s3_class(stemHistory(out), "data.frame")
     expect_type(stemSettings(out), "list")
     expect_identical(colnames(stemDeconvolution(out, "celltype")), c("left", "right"))

@@ -63,6 +63,24 @@ def full_batch_bytes(m: int, n: int, h_in: int, hidden: tuple[int, ...]) -> int:
     return 4 * (mn + nn_) + 2 * act
 
 
+def training_bytes(
+    m: int,
+    n: int,
+    h_in: int,
+    hidden: tuple[int, ...],
+    cell_batch_size: int | None = None,
+    spot_batch_size: int | None = None,
+) -> int:
+    """Rough peak bytes of training M cells × N spots with the given batches (float32).
+
+    One step's working set (:func:`full_batch_bytes` of the batch) plus, with batches, all
+    inputs, which stay on the device between steps.
+    """
+    c, s = min(cell_batch_size or m, m), min(spot_batch_size or n, n)
+    resident = 4 * (m + n) * h_in if (c < m or s < n) else 0
+    return full_batch_bytes(c, s, h_in, hidden) + resident
+
+
 def step_flops(m: int, n: int, h_in: int, hidden: tuple[int, ...]) -> float:
     """Rough floating-point operations of one training step (forward + backward).
 
@@ -122,7 +140,7 @@ def plan_batches(
     budget = 0.6 * free
 
     def mem(c: int | None, s: int | None) -> int:
-        return full_batch_bytes(min(c or m, m), min(s or n, n), h_in, hidden)
+        return training_bytes(m, n, h_in, hidden, c, s)
 
     def secs(c: int | None, s: int | None) -> float:
         return step_seconds(min(c or m, m), min(s or n, n), h_in, hidden, device)
@@ -184,6 +202,7 @@ def estimate_resources(
     cell_batch_size: int | None = None,
     spot_batch_size: int | None = None,
     epochs: int = 400,
+    memory_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Memory and time of training before anything is allocated, and the batches chosen.
 
@@ -206,6 +225,10 @@ def estimate_resources(
         Batch sizes to check instead of choosing them.
     epochs
         Epochs for the total time.
+    memory_bytes
+        Free memory to plan for (default: what ``device`` has free now). With it, a device
+        that is not present can be planned for, e.g. ``device="cuda",
+        memory_bytes=80 * 2**30`` for an 80 GB GPU on a machine without one.
 
     Returns
     -------
@@ -226,7 +249,19 @@ def estimate_resources(
     for v, name in ((n_cells, "n_cells"), (n_spots, "n_spots"), (n_genes, "n_genes")):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"`{name}` must be a positive integer; found {v!r}.")
-    dev = resolve_device(device)
+    if memory_bytes is not None:
+        if isinstance(memory_bytes, bool) or not isinstance(memory_bytes, (int, np.integer, float)):
+            raise ValueError(f"`memory_bytes` must be a positive number; found {memory_bytes!r}.")
+        if not memory_bytes > 0:
+            raise ValueError(f"`memory_bytes` must be a positive number; found {memory_bytes!r}.")
+        try:
+            dev = torch.device("cuda" if device == "auto" else device)
+        except (RuntimeError, TypeError):
+            raise ValueError(
+                f"`device` must be 'auto', 'cpu', 'cuda' or 'cuda:N'; found {device!r}."
+            ) from None
+    else:
+        dev = resolve_device(device)
     plan = plan_batches(
         int(n_cells),
         int(n_spots),
@@ -235,6 +270,7 @@ def estimate_resources(
         dev,
         cell_batch_size,
         spot_batch_size,
+        free=None if memory_bytes is None else int(memory_bytes),
     )
     plan["total_seconds"] = plan["step_seconds"] * int(epochs)
     plan["device"] = str(dev)

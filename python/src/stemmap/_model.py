@@ -17,10 +17,10 @@ from ._data import PreparedData, SliceData, dropout_rate, mean_nn_distance, prep
 from ._device import (
     available_memory,
     fmt_seconds,
-    full_batch_bytes,
     plan_batches,
     resolve_device,
     step_seconds,
+    training_bytes,
 )
 from ._kernels import KERNELS, spatial_adjacency
 from ._module import STEMModule
@@ -427,7 +427,8 @@ class STEM:
         self, cell_batch_size: int | None = None, spot_batch_size: int | None = None
     ) -> int:
         """Approximate peak bytes of one training step with the given batch sizes."""
-        return full_batch_bytes(*self._step_shape(cell_batch_size, spot_batch_size))
+        m, n, g, hidden = self._step_shape(None, None)
+        return training_bytes(m, n, g, hidden, cell_batch_size, spot_batch_size)
 
     def step_time_estimate(
         self, cell_batch_size: int | None = None, spot_batch_size: int | None = None

@@ -286,7 +286,8 @@ def run_stem(
         ``coords`` (M×2; with several slices, in the frame of each cell's best slice),
         ``best_spot`` (names), ``best_slice``, ``confidence``, ``sc_to_st``,
         ``deconvolution`` ({name: {"x": packed N×T, "types"}}), ``transfer``
-        ({name: packed M×F}), ``history`` ({term: packed}), ``settings``; with
+        ({name: packed M×F}), ``history`` ({term: packed}), ``settings``,
+        ``adjacency`` (sparse M×M SC–SC kNN graph, when ``params["adjacency_k"]`` > 0); with
         ``params["keep_model"]`` also ``model`` (the :meth:`stemmap.STEM.save` file as bytes).
     """
 
@@ -298,6 +299,7 @@ def run_stem(
     progress = bool(params.pop("progress", False))
     keep_model = bool(params.pop("keep_model", False))
     readout = str(params.pop("readout", "hybrid"))
+    adjacency_k = int(params.pop("adjacency_k", 0) or 0)
     if params.get("hidden") is not None:
         params["hidden"] = tuple(int(h) for h in _strs_or_nums(params["hidden"]))
     if params.get("genes") is not None:
@@ -345,6 +347,8 @@ def run_stem(
             "history": _history(getattr(model, "history", None)),
             "settings": _builtin(getattr(model, "settings", {})),
         }
+        if adjacency_k > 0 and m.n_cells > 1:
+            out["adjacency"] = pack(m.sc_adjacency(min(adjacency_k, m.n_cells - 1), weighted=True))
         if mapping == "dense":
             out["sc_to_st"] = pack(np.asarray(m.sc_to_st, dtype=np.float64))
         elif mapping == "topk":
