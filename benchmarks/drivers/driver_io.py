@@ -38,6 +38,11 @@ def parse_args(description: str, extra: Any = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--sigma", type=float, default=None, help="adjacency kernel sigma (STEM)")
     p.add_argument("--preset", default=None, help="stemmap training preset (stemmap driver)")
+    p.add_argument(
+        "--timing-only",
+        action="store_true",
+        help="write only the cell names and meta (time, memory), not the mapping (scaling runs)",
+    )
     if extra is not None:
         extra(p)  # driver-specific options
     return p.parse_args()
@@ -109,6 +114,10 @@ def save(
 ) -> None:
     meta = dict(meta)
     meta.update(train_s=float(train_s), peak_rss_mb=peak_rss_mb(), cuda_peak_mb=cuda_peak_mb())
+    if "--timing-only" in sys.argv:
+        np.savez(path, sc_names=np.asarray([str(s) for s in sc_names]), meta=json.dumps(meta))
+        print(f"driver: wrote {path} (timing only): {json.dumps(meta)}")
+        return
     arrays = {
         "sc_names": np.asarray([str(s) for s in sc_names]),
         "sc_to_st": np.asarray(sc_to_st, dtype=np.float32),
