@@ -24,7 +24,9 @@
 #' Results stored by runSTEM()
 #'
 #' `stemMapping()` returns the cell x spot mapping (sparse top-k or dense, as
-#' asked in [runSTEM()]); `stemSettings()` the training settings reported by the
+#' asked in [runSTEM()]); `stemAdjacency()` the sparse cell x cell spatial kNN
+#' graph (`adjacency_k` neighbours per cell, weighted; see [runSTEM()]);
+#' `stemSettings()` the training settings reported by the
 #' Python core; `stemHistory()` the loss per epoch; `stemDeconvolution()` the spot
 #' x cell-type proportions for one label.
 #'
@@ -32,7 +34,7 @@
 #'   the list returned for a matrix).
 #' @param label Which deconvolution (a `labels` name given to [runSTEM()]);
 #'   default the first.
-#' @return A matrix (`stemMapping()`, `stemDeconvolution()`), a list
+#' @return A matrix (`stemMapping()`, `stemAdjacency()`, `stemDeconvolution()`), a list
 #'   (`stemSettings()`) or a data.frame (`stemHistory()`).
 #' @export
 stemMapping <- function(sc) {
@@ -41,6 +43,25 @@ stemMapping <- function(sc) {
         .stem_abort("No mapping was stored; run {.fn runSTEM} with {.code mapping = \"topk\"} or {.code \"dense\"}.")
     }
     m
+}
+
+#' @rdname stemMapping
+#' @export
+stemAdjacency <- function(sc) {
+    a <- if (methods::is(sc, "SingleCellExperiment") &&
+             "STEM" %in% SingleCellExperiment::colPairNames(sc)) {
+        out <- SingleCellExperiment::colPair(sc, "STEM", asSparse = TRUE)
+        dimnames(out) <- list(colnames(sc), colnames(sc))
+        out
+    } else if (inherits(sc, "Seurat") && "STEM_adjacency" %in% names(sc@graphs)) {
+        methods::as(sc[["STEM_adjacency"]], "CsparseMatrix")
+    } else {
+        .stem_store(sc)$adjacency
+    }
+    if (is.null(a)) {
+        .stem_abort("No SC-SC graph was stored; run {.fn runSTEM} with {.arg adjacency_k} > 0.")
+    }
+    a
 }
 
 #' @rdname stemMapping

@@ -46,6 +46,8 @@ test_that("the SC-SC graph is the expected spatial kernel of the mapping rows", 
     none <- runSTEM(d$sc, d$st, coords = d$coords, epochs = 2, mapping = "none",
                     adjacency_k = 0, verbose = FALSE)
     expect_null(none$adjacency)
+    expect_error(stemAdjacency(none), "adjacency_k")
+    expect_identical(stemAdjacency(res), A)
     expect_error(runSTEM(d$sc, d$st, coords = d$coords, adjacency_k = -1, verbose = FALSE),
                  "adjacency_k")
 })
@@ -108,6 +110,8 @@ test_that("runSTEM() stores results on a SingleCellExperiment and leaves inputs 
     expect_s4_class(stemMapping(out), "dgCMatrix")
     expect_identical(dim(SingleCellExperiment::colPair(out, "STEM", asSparse = TRUE)), c(60L, 60L))
     expect_null(S4Vectors::metadata(out)$STEM$adjacency)
+    expect_identical(dim(stemAdjacency(out)), c(60L, 60L))
+    expect_identical(rownames(stemAdjacency(out)), colnames(out))
     expect_s3_class(stemHistory(out), "data.frame")
     expect_type(stemSettings(out), "list")
     expect_identical(colnames(stemDeconvolution(out, "celltype")), c("left", "right"))

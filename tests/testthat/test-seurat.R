@@ -36,6 +36,7 @@ test_that("runSTEM() on Seurat v4 objects with a SlideSeq image", {
     expect_s4_class(out[["STEM_adjacency"]], "Graph")
     expect_identical(dim(out[["STEM_adjacency"]]), c(60L, 60L))
     expect_identical(rownames(out[["STEM_adjacency"]]), colnames(out))
+    expect_identical(dim(stemAdjacency(out)), c(60L, 60L))
     st2 <- stemAnnotateSpots(st, out)
     expect_true("STEM_celltype_left" %in% colnames(st2[[]]))
     expect_s3_class(plotSTEMPositions(out, colour_by = "celltype"), "ggplot")
