@@ -71,3 +71,19 @@ def test_demo_on_generated_data(tmp_path, monkeypatch):
 def test_info(capsys):
     assert main(["info"]) == 0
     assert '"torch"' in capsys.readouterr().out
+
+
+def test_map_preset_sets_schedule_sigma_and_readout(files):
+    assert run_map(files, "--preset", "fast", "--save-model", str(files / "f.pt")) == 0
+    import stemmap
+
+    fast = stemmap.STEM.load(files / "f.pt")
+    assert len(fast.history) == stemmap.PRESETS["fast"]["epochs"]
+    assert fast.settings["preset"] == "fast" and fast.settings["sigma_scale"] == 1.0
+    assert (
+        run_map(files, "--epochs", "1", "--sigma-scale", "0.5", "--save-model", str(files / "h.pt"))
+        == 0
+    )
+    half = stemmap.STEM.load(files / "h.pt")
+    assert half.settings["sigma"][0] == pytest.approx(0.5 * fast.settings["sigma"][0])
+    assert run_map(files, "--epochs", "1", "--sigma-scale", "0") == 2
