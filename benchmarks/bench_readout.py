@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE.parent / "python" / "src"))
 KS = (10, 25, 50, 200)
 
 
-def evaluate(name, xy, C, emb, truth) -> dict:
+def evaluate(name, xy, C, emb, truth, adj=None) -> dict:
     from stemmap import metrics
 
     true, unit, labels, props, outside = truth
@@ -48,6 +48,9 @@ def evaluate(name, xy, C, emb, truth) -> dict:
         row["mae_outside"] = metrics.mae(true[outside], xy[outside], unit=unit)
     if emb is not None:
         h = metrics.hit_number(true, embedding=emb, ks=KS, seed=0)
+        row.update({f"hit{k}": h[k] for k in KS})
+    if adj is not None:
+        h = metrics.hit_number(true, pred_adjacency=adj, ks=KS, seed=0)
         row.update({f"hit{k}": h[k] for k in KS})
     if C is not None:
         row["pcc"] = float(metrics.celltype_pcc(C, labels, props).mean())
@@ -95,6 +98,18 @@ def readouts(model, truth) -> list[dict]:
             rows.append(evaluate("adjacency: embedding (paper)", None, None, m.sc_embedding, truth))
         if name == "hybrid w=1 (default)":
             rows.append(evaluate("adjacency: mapping rows (hybrid)", None, None, np.sqrt(C), truth))
+            nn = float(
+                np.mean(
+                    np.sort(
+                        np.linalg.norm(m.spot_coords[:, None] - m.spot_coords[None], axis=2), axis=1
+                    )[:, 1]
+                )
+            )
+            for bw in (0.5, 1.0, 2.0):  # the spatial basis, bandwidth in spot spacings
+                A = m.sc_adjacency(max(KS), weighted=True, basis="spatial", bandwidth=bw * nn)
+                rows.append(
+                    evaluate(f"adjacency: spatial, b = {bw} × NN", None, None, None, truth, adj=A)
+                )
     best = best_correlated_spot(model.data.sc_x, model.data.slices[0].x)
     rows.append(evaluate("baseline: most correlated spot", m.spot_coords[best], None, None, truth))
     return rows
