@@ -221,6 +221,23 @@ def test_sc_adjacency_spatial_is_expected_kernel(trained):
         m.sc_adjacency(6, basis="spatial", bandwidth=-1.0)
 
 
+def test_sc_adjacency_spatial_candidates_match_exact(trained):
+    m = trained.mapping()
+    exact = m.sc_adjacency(5, weighted=True, basis="spatial", exact=True)
+    approx = m.sc_adjacency(5, weighted=True, basis="spatial", exact=False)
+    assert approx.shape == exact.shape and (approx.getnnz(axis=1) == 5).all()
+    assert approx.diagonal().sum() == 0
+    a = np.sort(approx.indices.reshape(-1, 5), axis=1)
+    e = np.sort(exact.indices.reshape(-1, 5), axis=1)
+    shared = np.mean([len(set(x) & set(y)) / 5 for x, y in zip(a, e)])
+    assert shared > 0.8
+    # its weights are the same affinity, from each cell's 32 most probable spots
+    C = m.topk_mapping(32, renormalize=True).toarray().astype(np.float64)
+    S = C @ m.spot_kernel().toarray() @ C.T
+    r, c = approx.nonzero()
+    np.testing.assert_allclose(np.asarray(approx[r, c]).ravel(), S[r, c], rtol=1e-4)
+
+
 def test_spot_kernel_is_zero_between_slices(toy):
     sc, st = toy
     a, b = st[:20].copy(), st[20:40].copy()

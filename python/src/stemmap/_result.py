@@ -570,6 +570,7 @@ class StemMapping:
         weighted: bool = False,
         basis: str = "auto",
         bandwidth: float | None = None,
+        exact: bool | None = None,
     ) -> sp.csr_matrix:
         """Sparse (M × M) SC–SC spatial kNN graph.
 
@@ -589,24 +590,34 @@ class StemMapping:
             (``benchmarks/results/results.md``). ``"mapping"``: the Bhattacharyya affinity
             ``Σ_s √(C_is C_js)`` (cells on the same spots). ``"embedding"``: inner products
             of the cell embeddings (the paper's SC–SC adjacency). ``"auto"`` (default):
-            ``"embedding"`` for the paper readout, else ``"spatial"`` when two dense M × N
-            matrices take under a quarter of the free memory, else ``"embedding"``.
+            ``"embedding"`` for the paper readout, else ``"spatial"`` (see ``exact``; for a
+            mapping over several slices too large for the exact search: ``"embedding"``).
         bandwidth
             b of ``"spatial"``, in coordinate units (default: the mean nearest-neighbour
             spot distance of each slice).
+        exact
+            ``"spatial"`` only. True: all M × M affinities from the dense C (M² · N work).
+            False: each cell's ``max(8k, 256)`` nearest cells by pseudo-coordinates are the
+            candidates, ranked by the same affinity computed from each cell's 32 most
+            probable spots (M · candidates · 32 work; single slice). Default: exact when
+            2 M² N is under 2·10¹¹ (about a minute on 2 CPU cores), else the candidate search.
         """
         k = _check_k(k, self.n_cells - 1, "k")
         check_choice(basis, ("auto", "spatial", "mapping", "embedding"), "basis")
         if bandwidth is not None:
             check_positive(bandwidth, "bandwidth")
+        m_, n_ = self.n_cells, self.n_spots
+        dense_ok = 8 * m_ * n_ <= 0.25 * _free_cpu() and 2.0 * m_ * m_ * n_ <= 2e11
         if basis == "auto":
             if self.readout == "paper":
                 basis = "embedding"
+            elif dense_ok or len(self.slices) == 1:
+                basis = "spatial"
             else:
-                fits = 8 * self.n_cells * self.n_spots <= 0.25 * _free_cpu()
-                basis = "spatial" if fits else "embedding"
-                if not fits:
-                    logger.info("sc_adjacency: the dense mapping does not fit; using embeddings")
+                basis = "embedding"
+                logger.info("sc_adjacency: several slices and too large for exact; embeddings")
+        if basis == "spatial" and (exact is False or (exact is None and not dense_ok)):
+            return self._spatial_adjacency_candidates(k, weighted, bandwidth)
         if basis == "spatial":
             C = self.sc_to_st
             left = torch.from_numpy(np.asarray(self.spot_kernel(bandwidth) @ C.T).T.copy())
@@ -626,6 +637,40 @@ class StemMapping:
         return sp.csr_matrix(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
             shape=(self.n_cells, self.n_cells),
+        )
+
+    def _spatial_adjacency_candidates(
+        self, k: int, weighted: bool, bandwidth: float | None, k_map: int = 32
+    ) -> sp.csr_matrix:
+        """Spatial-basis kNN graph for large M: candidates from pseudo-coordinates."""
+        from scipy.spatial import cKDTree
+
+        self._single_slice("sc_adjacency(exact=False)")
+        m = self.n_cells
+        n_cand = min(max(8 * k, 256), m - 1)
+        k_map = min(k_map, self.n_spots)
+        T = self.topk_mapping(k_map, renormalize=True)
+        tidx = torch.from_numpy(T.indices.reshape(m, k_map).astype(np.int64))
+        tval = torch.from_numpy(T.data.reshape(m, k_map).astype(np.float32))
+        L = (T @ self.spot_kernel(bandwidth)).tocsr()  # rows: C_i K (sparse)
+        _, cand = cKDTree(self.coords).query(self.coords, k=n_cand + 1, workers=-1)
+        cand = torch.from_numpy(np.asarray(cand, dtype=np.int64))
+        step = max(1, min(self.chunk_size, 30_000_000 // max(self.n_spots, n_cand * k_map)))
+        rows, cols, vals = [], [], []
+        for a in range(0, m, step):
+            b = min(a + step, m)
+            Ld = torch.from_numpy(L[a:b].toarray().astype(np.float32))
+            cj = cand[a:b]
+            gi = tidx[cj].reshape(b - a, -1)
+            aff = (torch.gather(Ld, 1, gi).reshape(b - a, -1, k_map) * tval[cj]).sum(-1)
+            aff[cj == torch.arange(a, b)[:, None]] = -float("inf")  # the cell itself
+            v, i = torch.topk(aff, k, dim=1)
+            rows.append(np.repeat(np.arange(a, b), k))
+            cols.append(torch.gather(cj, 1, i).numpy().ravel())
+            vals.append(v.numpy().ravel() if weighted else np.ones((b - a) * k, dtype=np.float32))
+        return sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(m, m),
         )
 
     def spot_kernel(self, bandwidth: float | None = None, cutoff: float = 3.0) -> sp.csr_matrix:
