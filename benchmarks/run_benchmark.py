@@ -218,6 +218,22 @@ def prepare_dataset(path: Path, args: argparse.Namespace, cache: Path) -> dict[s
 
 
 # ------------------------------------------------------------------------------- runs
+def _from_cache(
+    path: Path, row: dict[str, Any], data: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A driver's saved output as a result row (no run: wall time 0) and aligned arrays."""
+    res = dict(np.load(path, allow_pickle=False))
+    meta = json.loads(str(res.pop("meta")))
+    row.update(
+        status="ok",
+        wall_s=0.0,
+        train_s=meta["train_s"],
+        peak_rss_mb=meta["peak_rss_mb"],
+        cuda_peak_mb=meta.get("cuda_peak_mb"),
+    )
+    return row, align(res, data)
+
+
 def run_method(
     method: str, data: dict[str, Any], seed: int, args: argparse.Namespace, cache: Path
 ) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
@@ -228,16 +244,7 @@ def run_method(
         if not src.exists():
             row0["status"] = f"not run: needs method {spec['from']} first in --methods"
             return row0, None
-        res = dict(np.load(src, allow_pickle=False))
-        meta = json.loads(str(res.pop("meta")))
-        row0.update(
-            status="ok",
-            wall_s=0.0,
-            train_s=meta["train_s"],
-            peak_rss_mb=meta["peak_rss_mb"],
-            cuda_peak_mb=meta.get("cuda_peak_mb"),
-        )
-        return row0, align(res, data)
+        return _from_cache(src, row0, data)
     py = Path(sys.executable) if spec["env"] is None else ensure_env(*spec["env"])
     out = cache / f"{method}_seed{seed}.npz"
     log = cache / f"{method}_seed{seed}.log"
@@ -270,16 +277,7 @@ def run_method(
     row: dict[str, Any] = {"dataset": data["name"], "method": method, "seed": seed}
     if (args.reuse or method in args.cached_only) and out.exists():
         logger.info("%s / %s / seed %d: reusing %s", data["name"], method, seed, out)
-        res = dict(np.load(out, allow_pickle=False))
-        meta = json.loads(str(res.pop("meta")))
-        row.update(
-            status="ok",
-            wall_s=0.0,
-            train_s=meta["train_s"],
-            peak_rss_mb=meta["peak_rss_mb"],
-            cuda_peak_mb=meta.get("cuda_peak_mb"),
-        )
-        return row, align(res, data)
+        return _from_cache(out, row, data)
     if out.exists():
         out.unlink()
     logger.info(
