@@ -70,6 +70,7 @@ def child(
     t0 = time.perf_counter()
     sc, st = make_data(cells, spots, genes)
     gen_s = time.perf_counter() - t0
+    data_peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     model = stemmap.STEM(sc, st, seed=0, device=device)
     cbs_, sbs_ = model._plan_batches(cbs, sbs)
     model.train(epochs=1, cell_batch_size=cbs_, spot_batch_size=sbs_)  # warm-up
@@ -82,10 +83,13 @@ def child(
         torch.cuda.synchronize()
     step_s = (time.perf_counter() - t0) / steps
     t0 = time.perf_counter()
-    m = model.mapping(readout=readout)
-    _ = m.coords, m.best_spot
-    topk = m.topk_mapping(10)
-    out_s = time.perf_counter() - t0
+    if readout == "none":  # training only (e.g. to measure the memory of a batch plan)
+        m, topk, out_s = None, None, float("nan")
+    else:
+        m = model.mapping(readout=readout)
+        _ = m.coords, m.best_spot
+        topk = m.topk_mapping(10)
+        out_s = time.perf_counter() - t0
     res = {
         "cells": sc.n_obs,
         "spots": st.n_obs,
@@ -98,10 +102,12 @@ def child(
         "passes_over_cells_in_400": 400 * (cbs_ or sc.n_obs) / sc.n_obs,
         "outputs_s": out_s,
         "readout": readout,
-        "topk_nnz": int(topk.nnz),
+        "topk_nnz": None if topk is None else int(topk.nnz),
         "generate_s": gen_s,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-        "finite": bool(np.isfinite(m.coords).all()),
+        "finite": None if m is None else bool(np.isfinite(m.coords).all()),
+        "estimated_step_gb": model.memory_estimate(cbs_, sbs_) / 2**30,
+        "data_peak_gb": data_peak_gb,
     }
     if device.startswith("cuda"):
         res["cuda_peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
@@ -121,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cell-batch-size", type=int, default=None)
     p.add_argument("--spot-batch-size", type=int, default=None)
     p.add_argument("--timeout", type=int, default=1200)
-    p.add_argument("--readout", default="hybrid", help="readout of the timed outputs")
+    p.add_argument(
+        "--readout", default="hybrid", help="readout of the timed outputs (none: no outputs)"
+    )
     p.add_argument("--out", type=Path, default=HERE / "results" / "scaling.md")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
