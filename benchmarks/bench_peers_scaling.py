@@ -95,7 +95,8 @@ def _run_once(method: str, sc_path: Path, st_path: Path, sigma: float, a, epochs
     wall = time.perf_counter() - t0
     if r.returncode != 0 or not out.exists():
         err = r.stderr.strip().splitlines() or ["?"]
-        mem = any("MemoryError" in x or "out of memory" in x.lower() for x in err)
+        oom = ("memoryerror", "out of memory", "can't allocate memory", "cannot allocate memory")
+        mem = any(any(t in x.lower() for t in oom) for x in err)
         what = f"out of memory (limit {a.mem_gb:g} GB)" if mem else f"failed (exit {r.returncode})"
         return {"status": f"{what}: {err[-1][:140]}", "wall_s": wall}
     meta = json.loads(str(np.load(out)["meta"]))
