@@ -11,14 +11,41 @@ import stemmap
 from stemmap._model import _PatchSampler
 
 
-def test_patch_sampler_is_contiguous():
+def test_patch_sampler_alternates_patches_and_spread_subsets():
     xy = np.stack(np.meshgrid(np.arange(10.0), np.arange(10.0)), -1).reshape(-1, 2)
     ps = _PatchSampler(xy, 9)
-    idx = ps.sample(torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    idx, coarsen = ps.sample(gen)  # first: a contiguous patch at full resolution
+    assert coarsen == 1.0
     assert len(idx) == 9 == len(set(idx.tolist()))
     pts = xy[idx]
     # the 9 nearest grid points of any anchor lie within distance 2 of it
     assert np.ptp(pts[:, 0]) <= 4 and np.ptp(pts[:, 1]) <= 4
+    spreads = []
+    for _ in range(20):  # then: random subsets over the whole slice, σ widened by √(n/size)
+        idx, coarsen = ps.sample(gen)
+        assert coarsen == pytest.approx(np.sqrt(100 / 9))
+        assert len(idx) == 9 == len(set(idx.tolist()))
+        spreads.append(np.ptp(xy[idx][:, 0]))
+        idx, coarsen = ps.sample(gen)
+        assert coarsen == 1.0 and np.ptp(xy[idx][:, 0]) <= 4
+    assert np.mean(spreads) > 5  # spread subsets span most of the slice
+
+
+def test_coarse_adjacency_widens_sigma(toy):
+    sc, st = toy
+    model = stemmap.STEM(sc, st, hidden=(8,))
+    sl = model.data.slices[0]
+    idx = np.arange(0, sl.x.shape[0], 3)
+    fine, coarse = model._adjacency(sl, idx), model._adjacency(sl, idx, coarsen=2.0)
+    from stemmap._kernels import spatial_adjacency
+
+    expect = spatial_adjacency(
+        sl.coords[idx], "gaussian", sigma=2.0 * sl.sigma, scale=2.0 * sl.sigma
+    )
+    torch.testing.assert_close(coarse, expect)
+    # a wider kernel spreads each spot's similarity: lower diagonal share
+    assert coarse.diagonal().mean() < fine.diagonal().mean()
 
 
 def test_spot_patches_train(toy):
