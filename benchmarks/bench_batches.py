@@ -78,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         "# Minibatch training vs full batch",
         "",
         f"`benchmarks/bench_batches.py`: {a.epochs} epochs (one step each), seeds {a.seeds}, "
-        f"device {a.device}, paper σ. Batches: random cells per step; patches: a random "
-        "anchor spot and its nearest spots, S renormalised over the patch. Mean over seeds.",
+        f"device {a.device}, default σ (1 × NN). Batches: random cells per step; spot "
+        "batches ('patches'): steps alternate a contiguous patch (a random anchor spot and its "
+        "nearest spots) and a random spread subset with σ widened by √(N / size), S "
+        "renormalised over the chosen spots. Mean over seeds.",
         "",
     ]
     for ds in a.datasets:
