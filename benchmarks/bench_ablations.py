@@ -63,13 +63,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=HERE / "results" / "ablations.md")
+    p.add_argument(
+        "--from-csv",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="no training: tabulate the rows of these CSVs (earlier or partial runs) instead",
+    )
     a = p.parse_args(argv)
     import pandas as pd
     import stemmap
 
     stemmap.settings.progress = False
     rows = []
-    for ds in a.datasets:
+    if a.from_csv:
+        rows = pd.concat([pd.read_csv(f) for f in a.from_csv]).to_dict("records")
+        a.datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+        a.variants = [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
+        a.seeds = sorted({int(r["seed"]) for r in rows})
+    for ds in a.datasets if not a.from_csv else []:
         sc, st = stemmap.simulate.pseudo_spots(stemmap.datasets.load_shared(ds))
         for variant in a.variants:
             for seed in a.seeds:
@@ -86,16 +98,21 @@ def main(argv: list[str] | None = None) -> int:
         f"`benchmarks/bench_ablations.py`: {a.epochs} epochs, seeds {a.seeds}, device "
         f"{a.device}; σ = 1 × NN, hybrid readout, spatial SC–SC adjacency (the defaults). "
         "hit50 = hit number@50 of the pseudo-coordinates, hit50_adj = of the SC–SC graph; MAE "
-        "in grid steps; PCC = mean cell-type PCC. Mean ± sd over seeds.",
+        "in grid steps; PCC = mean cell-type PCC. Mean ± sd over seeds (n = seeds run).",
         "",
     ]
     for ds in a.datasets:
-        lines += [f"## {ds}", "", "| variant | " + " | ".join(cols) + " |"]
-        lines.append("|---|" + "---|" * len(cols))
+        lines += [f"## {ds}", "", "| variant | n | " + " | ".join(cols) + " |"]
+        lines.append("|---|---|" + "---|" * len(cols))
         for variant in a.variants:
             g = df[(df.dataset == ds) & (df.variant == variant)]
-            cells = [f"{g[c].mean():.3g} ± {g[c].std():.2g}" for c in cols]
-            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+            if g.empty:
+                continue
+            cells = [
+                f"{g[c].mean():.3g} ± {g[c].std():.2g}" if len(g) > 1 else f"{g[c].mean():.3g}"
+                for c in cols
+            ]
+            lines.append(f"| {variant} | {len(g)} | " + " | ".join(cells) + " |")
         lines.append("")
     a.out.write_text("\n".join(lines))
     print("\n".join(lines))
