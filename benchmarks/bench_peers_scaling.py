@@ -32,7 +32,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_scaling import make_data  # noqa: E402
+from bench_scaling import make_data, write_report  # noqa: E402
 from run_benchmark import DRIVERS, METHODS, ensure_env  # noqa: E402
 
 SCHEDULE = {"stem_ref": 400, "tangram": 1000}
@@ -165,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             lines.append(f"| {r['cells']} × {r['spots']} | {r['method']} | | | | | {r['status']} |")
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(a.out, lines)
     return 0
 
 

@@ -114,6 +114,13 @@ def child(
     return res
 
 
+def write_report(path: Path, lines: list[str]) -> None:
+    """Write a markdown report (creating its folder) and echo it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
@@ -206,9 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['projected_400_epochs_s'] / 60:.1f} min | {r['passes_over_cells_in_400']:.1f} | "
             f"{r['outputs_s']:.1f} ({r['readout']}) | {r['peak_rss_gb']:.2f} | ok |"
         )
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(a.out, lines)
     return 0
 
 
