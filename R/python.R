@@ -63,6 +63,8 @@
 .stem_import_torch <- function() {
     reticulate::py_run_string(paste(
         "import os, sys",
+        "if 'torch' not in sys.modules:",
+        "    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # see stemmap/__init__.py",
         "if 'torch' not in sys.modules and hasattr(os, 'RTLD_DEEPBIND'):",
         "    _stem_flags = sys.getdlopenflags()",
         "    sys.setdlopenflags(os.RTLD_NOW | os.RTLD_DEEPBIND)",

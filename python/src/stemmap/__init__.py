@@ -9,6 +9,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import os as _os
+import sys as _sys
+
+# Idle OpenMP worker threads sleep instead of spinning: spinning threads lose their cores to
+# other jobs on a shared machine and every parallel region then waits for them (measured:
+# benchmarks/results/threads.md). OpenMP reads this once, at ``import torch``, so it is set
+# only when torch is not imported yet, and a value the user chose is kept.
+if "torch" not in _sys.modules:
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from . import analysis, attribution, datasets, metrics, plotting, simulate  # noqa: E402
 from ._device import estimate_resources  # noqa: E402
 from ._model import PRESETS, STEM  # noqa: E402

@@ -26,6 +26,7 @@ from ._kernels import KERNELS, spatial_adjacency
 from ._module import STEMModule
 from ._progress import progress_bar
 from ._result import StemMapping
+from ._runtime import check_threads, compute
 from ._validate import check_choice, check_positive
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,13 @@ class STEM:
         datasets over 3 seeds (hit number, MAE, PCC, SC–SC adjacency;
         ``benchmarks/results/results.md``), or 0.5 when the model is trained with
         ``preset="paper"``.
+    threads
+        Torch (CPU) threads for training and the readout; the caller's setting is restored
+        afterwards. Default (None): every CPU the process may use (affinity, cgroup quota),
+        with idle OpenMP threads sleeping rather than spinning (``import stemmap`` sets
+        ``OMP_WAIT_POLICY=PASSIVE`` unless torch was imported first; then one thread fewer per
+        other busy job). Bit-identical results need the same device and thread count.
+        Measurements: ``benchmarks/results/threads.md``.
 
     Examples
     --------
@@ -142,8 +150,11 @@ class STEM:
         mmd_batch: int = 1000,
         slice_names: Sequence[str] | None = None,
         sigma_scale: float | None = None,
+        threads: int | None = None,
     ) -> None:
         check_choice(kernel, KERNELS, "kernel")
+        #: torch threads for training and readout (None: every usable CPU; see Notes)
+        self.threads = check_threads(threads)
         check_positive(sigma_scale, "sigma_scale", allow_none=True)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
             raise ValueError(f"`alpha` must be a non-negative number; found {alpha!r}.")
@@ -222,6 +233,7 @@ class STEM:
             device=self.device,
         )
 
+    @compute
     def train(
         self,
         epochs: int = 400,
@@ -340,14 +352,15 @@ class STEM:
         alpha, n_mmd = self.config["alpha"], self.config["mmd_batch"]
         w = warmup if epochs > warmup else 0
         start = len(self.history)
-        rows = []
+        rows: list[list[Any]] = []
+        pending: list[tuple[int, torch.Tensor, float, float]] = []
         t0 = time.perf_counter()
         self.module.train()
         show = progress if rank == 0 else False
         with progress_bar(total=epochs, desc="STEM training", enable=show, unit="epoch") as bar:
             for ep in range(epochs):
                 beta = max((ep - w) / max(epochs - w, 1), 0.0) if w else (ep + 1) / epochs
-                sums = np.zeros(4)
+                sums = torch.zeros(4, dtype=torch.float64, device=dev)
                 for s in torch.randperm(len(x_st), generator=gen).tolist():
                     if bs < m:
                         x_sc = x_sc_all[torch.randperm(m, generator=gen)[:bs].to(dev)]
@@ -367,27 +380,30 @@ class STEM:
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
-                    sums += [
-                        loss.item(),
-                        losses["extract"].item(),
-                        losses["trans"].item(),
-                        losses["mmd"].item(),
-                    ]
-                sums /= len(x_st)
-                if not np.isfinite(sums[0]):
-                    raise FloatingPointError(
-                        f"training diverged at epoch {ep + 1} (loss {sums[0]}); lower `lr` or "
-                        "check the input for extreme values."
-                    )
-                rows.append([start + ep + 1, *sums, beta, sched.get_last_lr()[0]])
+                    # accumulated on the device: no host sync per step
+                    sums += torch.stack(
+                        [loss, losses["extract"], losses["trans"], losses["mmd"]]
+                    ).detach()
+                pending.append((start + ep + 1, sums / len(x_st), beta, sched.get_last_lr()[0]))
                 sched.step()
                 bar.update(1)
                 if ep % 10 == 0 or ep == epochs - 1:
+                    # one host read per logged epoch for all epochs since the last one
+                    vals = torch.stack([p[1] for p in pending]).cpu().numpy()
+                    for (e, _, b, lr_e), v in zip(pending, vals):
+                        if not np.isfinite(v[0]):
+                            raise FloatingPointError(
+                                f"training diverged at epoch {e} (loss {v[0]}); lower `lr` or "
+                                "check the input for extreme values."
+                            )
+                        rows.append([e, *v.tolist(), b, lr_e])
+                    pending.clear()
+                    last = rows[-1]
                     bar.set_postfix(
-                        loss=f"{sums[0]:.3f}",
-                        extract=f"{sums[1]:.3f}",
-                        trans=f"{sums[2]:.3f}",
-                        mmd=f"{sums[3]:.3f}",
+                        loss=f"{last[1]:.3f}",
+                        extract=f"{last[2]:.3f}",
+                        trans=f"{last[3]:.3f}",
+                        mmd=f"{last[4]:.3f}",
                         refresh=False,
                     )
         elapsed = time.perf_counter() - t0
@@ -502,6 +518,7 @@ class STEM:
         return [s for s in slices if s.name == slice]
 
     @torch.no_grad()
+    @compute
     def embed(self, x: np.ndarray, batch_size: int = 16384) -> np.ndarray:
         """Embeddings of normalised expression rows (eval mode, no dropout)."""
         self.module.eval()
@@ -511,6 +528,7 @@ class STEM:
             out.append(self.module.embed(xb).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.config["hidden"][-1]), np.float32)
 
+    @compute
     def mapping(
         self,
         slice: str | None = None,
@@ -570,8 +588,10 @@ class STEM:
             balance=balance,
             temperature=temperature,
             spot_weights=spot_weights,
+            threads=self.threads,
         )
 
+    @compute
     def attribution(
         self, cells: Any = None, target: Any = "best_spot", steps: int = 50, **kwargs: Any
     ) -> pd.DataFrame:
@@ -636,6 +656,7 @@ class STEM:
         if not isinstance(blob, dict) or blob.get("format") != "stemmap-model/1":
             raise ValueError(f"{path} is not a stemmap model file (saved with STEM.save()).")
         self = cls.__new__(cls)
+        self.threads = None  # a runtime choice, not saved: set ``model.threads`` after loading
         self.device = resolve_device(device)
         self.config = blob["config"]
         self.train_settings = blob["train_settings"]

@@ -306,7 +306,7 @@ def run_stem(
         params["genes"] = _strs(params["genes"])
     if isinstance(params.get("sigma"), list) and len(params["sigma"]) == 1:
         params["sigma"] = params["sigma"][0]
-    for key in ("seed",):
+    for key in ("seed", "threads"):
         if key in params and params[key] is not None:
             params[key] = int(params[key])
     params = {k: v for k, v in params.items() if v is not None}

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 import torch
 
 from ._device import available_memory, fmt_bytes
+from ._runtime import check_threads, compute
 from ._validate import check_choice, check_positive
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class StemMapping:
         Logits are divided by this before the softmax (1 = as trained).
     spot_weights
         (N,) relative number of cells per spot for balancing (default: equal).
+    threads
+        Torch threads for the chunked computations (None: see :class:`stemmap.STEM`).
 
     Notes
     -----
@@ -98,8 +101,10 @@ class StemMapping:
         balance: bool | None = None,
         temperature: float = 1.0,
         spot_weights: np.ndarray | None = None,
+        threads: int | None = None,
     ) -> None:
         check_choice(readout, READOUTS, "readout")
+        self.threads = check_threads(threads)
         check_positive(temperature, "temperature")
         if (
             isinstance(expression_weight, bool)
@@ -209,6 +214,7 @@ class StemMapping:
         sr = (self._esc[idx] @ self._est.T).double().std(dim=1).mean().item()
         return sb / sr if sr > 0 else 0.0
 
+    @compute
     def _potentials(self, tol: float = 1e-4, max_iter: int = 5000) -> torch.Tensor:
         """Column potentials g of the balanced C (Sinkhorn iterations).
 
@@ -359,6 +365,7 @@ class StemMapping:
 
     # ---------------------------------------------------------------- mappings
     @property
+    @compute
     def sc_to_st(self) -> np.ndarray:
         """(M × N) SC→ST mapping C: each cell's distribution over spots (rows sum to 1)."""
         if "C" not in self._cache:
@@ -377,6 +384,7 @@ class StemMapping:
         return self._lse_cells
 
     @property
+    @compute
     def st_to_sc(self) -> np.ndarray:
         """(N × M) ST→SC mapping Ĉ: each spot's distribution over cells (rows sum to 1)."""
         if "C_hat" not in self._cache:
@@ -388,6 +396,7 @@ class StemMapping:
             self._cache["C_hat"] = out
         return self._cache["C_hat"]
 
+    @compute
     def topk_mapping(self, k: int = 10, renormalize: bool = False) -> sp.csr_matrix:
         """Sparse (M × N) SC→ST mapping keeping each cell's ``k`` largest entries of C.
 
@@ -414,6 +423,7 @@ class StemMapping:
         )
 
     # ------------------------------------------------------------- per cell
+    @compute
     def _per_cell(self) -> None:
         best, conf, coords = [], [], []
         Y = torch.from_numpy(self.spot_coords.astype(np.float32))
@@ -462,6 +472,7 @@ class StemMapping:
             self._per_cell()
         return self._cache["conf"]
 
+    @compute
     def topk_coords(self, k: int = 10, weighted: bool = False) -> np.ndarray:
         """(M × 2) mean coordinates of each cell's ``k`` most probable spots.
 
@@ -506,6 +517,7 @@ class StemMapping:
         T[np.arange(self.n_cells), codes] = 1.0
         return pd.DataFrame(self.spot_aggregate(T), index=self.spot_names, columns=list(types))
 
+    @compute
     def spot_aggregate(self, values: np.ndarray) -> np.ndarray:
         """Ĉ · V for a (M × k) array of per-cell values: each spot's expected value over cells."""
         V = torch.from_numpy(np.asarray(values, dtype=np.float64))
@@ -517,6 +529,7 @@ class StemMapping:
             acc += torch.exp(self._col_logits(a, b) - lse).double().T @ V[a:b]
         return acc.numpy()
 
+    @compute
     def transfer(self, spot_values: Any) -> np.ndarray | pd.DataFrame:
         """Move a spot annotation to cells: ``C · v``.
 
@@ -564,6 +577,7 @@ class StemMapping:
         return out if v.ndim > 1 else out[:, 0]
 
     # -------------------------------------------------------------- SC–SC
+    @compute
     def sc_adjacency(
         self,
         k: int = 15,

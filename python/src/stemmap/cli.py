@@ -82,6 +82,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         default=None,
         help="spots per step, as spatial patches (default: all)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: every usable CPU, idle threads sleeping; 1 can be "
+        "faster on a machine busy with other jobs when torch threads spin)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
 
 
@@ -94,6 +101,7 @@ def _model_kwargs(a: argparse.Namespace) -> dict[str, Any]:
         "sigma_scale": a.sigma_scale,
         "device": a.device,
         "seed": a.seed,
+        "threads": a.threads,
     }
 
 
