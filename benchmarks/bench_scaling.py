@@ -59,6 +59,7 @@ def child(
     cbs: int | None,
     sbs: int | None,
     readout: str = "hybrid",
+    mixed_precision: bool = False,
 ) -> dict:
     import numpy as np
     import torch
@@ -73,12 +74,13 @@ def child(
     data_peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     model = stemmap.STEM(sc, st, seed=0, device=device)
     cbs_, sbs_ = model._plan_batches(cbs, sbs)
-    model.train(epochs=1, cell_batch_size=cbs_, spot_batch_size=sbs_)  # warm-up
+    kw = {"cell_batch_size": cbs_, "spot_batch_size": sbs_, "mixed_precision": mixed_precision}
+    model.train(epochs=1, **kw)  # warm-up
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    model.train(epochs=steps, cell_batch_size=cbs_, spot_batch_size=sbs_)
+    model.train(epochs=steps, **kw)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     step_s = (time.perf_counter() - t0) / steps
@@ -102,6 +104,7 @@ def child(
         "passes_over_cells_in_400": 400 * (cbs_ or sc.n_obs) / sc.n_obs,
         "outputs_s": out_s,
         "readout": readout,
+        "mixed_precision": mixed_precision,
         "topk_nnz": None if topk is None else int(topk.nnz),
         "generate_s": gen_s,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
@@ -138,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "--readout", default="hybrid", help="readout of the timed outputs (none: no outputs)"
     )
     p.add_argument("--out", type=Path, default=HERE / "results" / "scaling.md")
+    p.add_argument("--mixed-precision", action="store_true", help="train with bfloat16 autocast")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
@@ -154,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                     a.cell_batch_size,
                     a.spot_batch_size,
                     a.readout,
+                    a.mixed_precision,
                 )
             )
         )

@@ -24,10 +24,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -75,11 +78,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-reference", action="store_true")
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--cache", type=Path, default=HERE / "cache")
+    p.add_argument(
+        "--busy",
+        action="store_true",
+        help="time each of --methods quiet and then beside one competing single-threaded "
+        "process that this script starts and stops (writes busy.md / busy.csv)",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=["stemmap", "stemmap_1thread", "stem_ref", "tangram", "tacco"],
+        help="methods of the --busy mode (run_benchmark.py names)",
+    )
     a = p.parse_args(argv)
     if a.datasets is None:
         a.datasets = [rb.default_data_dir() / "embryo2_z2.h5ad"]
     # run_benchmark's data preparation and runner expect its own argument names
     a.grid, a.window, a.min_cells, a.label_key, a.noise = [30, 40], 0.55, 3, "celltype", 0.0
+    a.reuse, a.cached_only = False, []
+    if a.busy:
+        return busy_mode(a)
     methods = ["stemmap", "stemmap_paper", "stemmap_fast", "stemmap_fast_paper"]
     methods += [] if a.skip_reference else ["stem_ref"]
     machine = rb.machine_description(a.device)
@@ -134,6 +152,94 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['peak_rss_mb']:.0f} | {r['load_before']:.1f}→{r['load_after']:.1f} |"
             )
     (a.out / "speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+rb.METHODS.setdefault(
+    "stemmap_1thread",
+    {
+        "driver": "stemmap_driver.py",
+        "env": None,
+        "label": "stemmap, threads=1",
+        "stem": True,
+        "extra": ["--threads", "1"],
+    },
+)
+
+
+@contextlib.contextmanager
+def competing_process(seconds: float):
+    """One single-threaded busy loop beside the block (bounded in time, stopped after)."""
+    code = f"import time\nend = time.time() + {seconds:.0f}\nwhile time.time() < end:\n    pass\n"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        time.sleep(1.0)  # let it take its core
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def busy_mode(a: argparse.Namespace) -> int:
+    """Quiet vs busy wall time of each method, in the same run; writes busy.md and busy.csv."""
+    machine = rb.machine_description(a.device)
+    rows = []
+    for path in a.datasets:
+        data = rb.prepare_dataset(path, a, a.cache / path.stem)
+        for method in a.methods:
+            if method not in rb.METHODS:
+                rows.append({"dataset": data["name"], "method": method, "status": "unknown"})
+                continue
+            for load in ("quiet", "busy"):
+                ctx = competing_process(a.timeout) if load == "busy" else contextlib.nullcontext()
+                with ctx:
+                    load0 = os.getloadavg()[0]
+                    row, _ = rb.run_method(method, data, a.seed, a, a.cache / path.stem)
+                row.update(load=load, load_before=load0, load_after=os.getloadavg()[0])
+                rows.append(row)
+                logger.info("%s", {k: row.get(k) for k in ("method", "load", "status", "train_s")})
+    df = pd.DataFrame(rows)
+    a.out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(a.out / "busy.csv", index=False)
+    lines = [
+        "# Quiet vs busy: wall time with one competing single-threaded process",
+        "",
+        f"Generated {dt.datetime.now().isoformat(timespec='seconds')} by "
+        f"`benchmarks/bench_speed.py --busy` ({a.epochs} epochs, seed {a.seed}, device "
+        f"{a.device}). Machine: {machine}. Each method runs quiet, then beside one busy-loop "
+        "process that the script starts and stops (on 2 cores it takes half the CPU: the "
+        "physical limit of busy / quiet is then 2×). Load = 1-minute load average before → after.",
+        "",
+        "| data | method | quiet train s | busy train s | busy / quiet | quiet s/epoch | "
+        "busy s/epoch | load quiet | load busy |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (name, method), sub in df.groupby(["dataset", "method"], sort=False):
+        q = sub[(sub.get("load") == "quiet") & (sub["status"] == "ok")]
+        b = sub[(sub.get("load") == "busy") & (sub["status"] == "ok")]
+        if q.empty or b.empty:
+            lines.append(
+                f"| {name} | {method} | {'; '.join(sub['status'].astype(str))} |" + " |" * 6
+            )
+            continue
+        tq, tb = float(q["train_s"].iloc[0]), float(b["train_s"].iloc[0])
+        lines.append(
+            f"| {name} | {rb.METHODS[method]['label']} | {tq:.1f} | {tb:.1f} | {tb / tq:.2f}× | "
+            f"{tq / a.epochs:.3f} | {tb / a.epochs:.3f} | "
+            f"{q['load_before'].iloc[0]:.1f}→{q['load_after'].iloc[0]:.1f} | "
+            f"{b['load_before'].iloc[0]:.1f}→{b['load_after'].iloc[0]:.1f} |"
+        )
+    ok = df[df["status"] == "ok"]
+    for load in ("quiet", "busy"):
+        ours = ok[(ok["method"] == "stemmap") & (ok["load"] == load)]
+        ref = ok[(ok["method"] == "stem_ref") & (ok["load"] == load)]
+        if len(ours) and len(ref):
+            r = float(ref["train_s"].iloc[0]) / float(ours["train_s"].iloc[0])
+            lines.append(
+                f"\nstemmap vs the reference STEM, equal epochs, {load}: **{r:.1f}×** less time."
+            )
+    (a.out / "busy.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

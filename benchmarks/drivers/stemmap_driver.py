@@ -12,6 +12,7 @@ def _extra(p) -> None:
     )
     p.add_argument("--adjacency-k", type=int, default=200, help="SC–SC neighbours to save")
     p.add_argument("--extra-readouts", nargs="*", default=[], help="also save these readouts")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: stemmap's)")
 
 
 def main() -> None:
@@ -28,6 +29,7 @@ def main() -> None:
             alpha=0.5,
             device=args.device,
             seed=args.seed,
+            threads=args.threads,
         )
     with io.Timer() as t:
         if args.preset:

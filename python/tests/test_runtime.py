@@ -125,3 +125,14 @@ def test_import_sets_passive_openmp_only_before_torch():
     show = "import os; print(os.environ.get('OMP_WAIT_POLICY'))"
     assert _env_after(f"import stemmap; {show}") == "PASSIVE"
     assert _env_after(f"import torch, stemmap; {show}") == "None"
+
+
+def test_mixed_precision_trains_and_is_recorded(toy):
+    sc, st = toy
+    model = stemmap.STEM(sc, st, seed=0, hidden=(32, 16), threads=1)
+    model.train(epochs=5, mixed_precision=True)
+    assert np.all(np.isfinite(model.history["loss"].to_numpy()))
+    assert model.train_settings["mixed_precision"] is True
+    assert np.isfinite(model.mapping().coords).all()
+    with pytest.raises(TypeError, match="`mixed_precision`"):
+        model.train(epochs=1, mixed_precision="yes")

@@ -247,6 +247,7 @@ class STEM:
         spot_batch_size: int | None = None,
         progress: bool | None = None,
         preset: str | None = None,
+        mixed_precision: bool = False,
     ) -> STEM:
         """Train the model (the paper's schedule by default).
 
@@ -288,6 +289,11 @@ class STEM:
             chosen automatically (with a message).
         progress
             Show a progress bar with the loss terms (default: ``stemmap.settings.progress``).
+        mixed_precision
+            Run the forward pass under ``torch.autocast`` with bfloat16 matrix products (losses,
+            softmaxes and the optimiser stay in float32). Meant for GPUs with bfloat16 units
+            (A100, H100/H200), where it is faster and halves activation memory; on a CPU it is
+            usually slower. Off by default: float32 everywhere.
 
         Returns
         -------
@@ -322,6 +328,9 @@ class STEM:
         check_positive(spot_batch_size, "spot_batch_size", allow_none=True, integer=True)
         if not isinstance(warmup, (int, np.integer)) or warmup < 0:
             raise ValueError(f"`warmup` must be a non-negative integer; found {warmup!r}.")
+        if not isinstance(mixed_precision, (bool, np.bool_)):
+            raise TypeError(f"`mixed_precision` must be True or False; found {mixed_precision!r}.")
+        amp = bool(mixed_precision)
         m = self.data.sc_x.shape[0]
         cell_batch_size, spot_batch_size = self._plan_batches(cell_batch_size, spot_batch_size)
         bs = m if cell_batch_size is None else min(int(cell_batch_size), m)
@@ -375,7 +384,9 @@ class STEM:
                     mmd_idx = None
                     if n_mmd < bs:
                         mmd_idx = torch.randperm(bs, generator=gen)[:n_mmd].to(dev)
-                    losses = net(x_sc, xs, Ss, mmd_idx)
+                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                        losses = net(x_sc, xs, Ss, mmd_idx)
+                    losses = {k: v.float() for k, v in losses.items()}
                     loss = losses["extract"] + alpha * losses["mmd"] + beta * losses["trans"]
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -422,6 +433,7 @@ class STEM:
             "spot_batch_size": None if spot_batch_size is None else int(spot_batch_size),
             "world_size": world,
             "preset": preset,
+            "mixed_precision": amp,
             "train_seconds": round(elapsed + self.train_settings.get("train_seconds", 0.0), 3),
         }
         if rank == 0:
