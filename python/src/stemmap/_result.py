@@ -80,8 +80,9 @@ class StemMapping:
 
     #: fewest cells the balancing potentials are fitted on when all cells do not fit
     _balance_min_cells = 5000
-    #: Sinkhorn passes over all cells after fitting on a sample
+    #: Sinkhorn passes over all cells after fitting on a sample, and their float type
     _balance_passes = 10
+    _pass_dtype = torch.float32
 
     def __init__(
         self,
@@ -256,13 +257,14 @@ class StemMapping:
                 g = self._sinkhorn_log(target.log(), tol, max_iter, rows)
             if n_fit < m:  # a few passes over all cells from the sample's potentials
                 g = g + float(np.log(m / n_fit))
-                g = self._sinkhorn_log(
-                    torch.from_numpy(m * self._spot_w).log(),
-                    tol,
-                    self._balance_passes,
-                    g0=g,
-                    refine=True,
-                )
+                if self._balance_passes > 0:
+                    g = self._sinkhorn_log(
+                        torch.from_numpy(m * self._spot_w).log(),
+                        tol,
+                        self._balance_passes,
+                        g0=g,
+                        refine=True,
+                    )
             self.balance_info["cells"] = n_fit
             self._g = g
         return self._g
@@ -296,14 +298,19 @@ class StemMapping:
     ) -> torch.Tensor:
         rows = torch.arange(self.n_cells) if rows is None else rows
         g = torch.zeros(self.n_spots, dtype=torch.float64) if g0 is None else g0.clone()
+        # the passes over all cells at scale run in float32 (logsumexp is max-shifted, so
+        # float32 is ample for a 1e-4 column tolerance and halves the memory traffic); the
+        # small-data and sample fits keep float64
+        dtype = self._pass_dtype if refine else torch.float64
         err, it = float("inf"), 0
         while it < max_iter:
             it += 1
             parts = []
+            gd = g.to(dtype)
             for a in range(0, len(rows), self.chunk_size):
-                L = self._logits_of(rows[a : a + self.chunk_size]).double()
-                f = -torch.logsumexp(L + g, dim=1, keepdim=True)
-                parts.append(torch.logsumexp(L + f, dim=0))
+                L = self._logits_of(rows[a : a + self.chunk_size]).to(dtype)
+                f = -torch.logsumexp(L + gd, dim=1, keepdim=True)
+                parts.append(torch.logsumexp(L + f, dim=0).double())
             col = torch.logsumexp(torch.stack(parts), dim=0)
             err = (torch.exp(g + col - log_target) - 1).abs().max().item()
             g = log_target - col
@@ -409,9 +416,7 @@ class StemMapping:
         """
         k = _check_k(k, self.n_spots, "k")
         rows, cols, vals = [], [], []
-        for a, b in self._chunks():
-            C = torch.softmax(self._row_logits(a, b), dim=1)
-            v, i = torch.topk(C, k, dim=1)
+        for a, b, v, i in self._topk_chunks(k):
             if renormalize:
                 v = v / v.sum(dim=1, keepdim=True)
             rows.append(np.repeat(np.arange(a, b), k))
@@ -422,21 +427,46 @@ class StemMapping:
             shape=(self.n_cells, self.n_spots),
         )
 
+    def _topk_chunks(self, k: int):
+        """(a, b, values, spot indices) of each cell chunk's ``k`` largest entries of C.
+
+        For ``k`` up to :attr:`_topk_kept` they come from the single per-cell pass (which
+        also gives the coordinates and best spots), so the outputs read C once.
+        """
+        if k <= min(self._topk_kept, self.n_spots):
+            if "topk" not in self._cache:
+                self._per_cell()
+            v_all, i_all = self._cache["topk"]
+            for a, b in self._chunks():
+                yield a, b, v_all[a:b, :k], i_all[a:b, :k].long()
+            return
+        for a, b in self._chunks():
+            v, i = torch.topk(torch.softmax(self._row_logits(a, b), dim=1), k, dim=1)
+            yield a, b, v, i
+
     # ------------------------------------------------------------- per cell
+    #: each cell's largest entries of C kept from the per-cell pass (for top-k outputs)
+    _topk_kept = 16
+
     @compute
     def _per_cell(self) -> None:
-        best, conf, coords = [], [], []
+        best, conf, coords, tv, ti = [], [], [], [], []
         Y = torch.from_numpy(self.spot_coords.astype(np.float32))
         single = len(self.slices) == 1
+        kept = min(self._topk_kept, self.n_spots)
         for a, b in self._chunks():
             C = torch.softmax(self._row_logits(a, b), dim=1)
-            v, i = C.max(dim=1)
+            v, i = torch.topk(C, kept, dim=1)
+            tv.append(v)
+            ti.append(i.int())
+            v, i = C.max(dim=1)  # the first of tied maxima, as numpy's argmax
             best.append(i.numpy())
             conf.append(v.numpy())
             if single:
                 coords.append((C.double() @ Y.double()).numpy())
         self._cache["best"] = np.concatenate(best).astype(np.int64)
         self._cache["conf"] = np.concatenate(conf).astype(np.float32)
+        self._cache["topk"] = (torch.cat(tv), torch.cat(ti))
         if single:
             self._cache["coords"] = np.concatenate(coords)
 
@@ -487,9 +517,7 @@ class StemMapping:
         k = _check_k(k, self.n_spots, "k")
         Y = torch.from_numpy(self.spot_coords)
         out = []
-        for a, b in self._chunks():
-            C = torch.softmax(self._row_logits(a, b), dim=1)
-            v, i = torch.topk(C, k, dim=1)
+        for _, _, v, i in self._topk_chunks(k):
             w = v.double() if weighted else torch.ones_like(v, dtype=torch.float64)
             w = w / w.sum(dim=1, keepdim=True)
             out.append((w[..., None] * Y[i]).sum(dim=1).numpy())
