@@ -25,7 +25,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["pack", "unpack", "info", "roundtrip", "run_stem", "write_h5ad", "read_h5ad"]
+__all__ = [
+    "pack",
+    "unpack",
+    "info",
+    "defaults",
+    "roundtrip",
+    "run_stem",
+    "write_h5ad",
+    "read_h5ad",
+]
 
 _DTYPES = {"float64": "<f8", "int32": "<i4"}
 
@@ -155,6 +164,24 @@ def info() -> dict:
     return out
 
 
+def defaults() -> dict:
+    """The core's table of defaults and presets (:mod:`stemmap._defaults`), for R.
+
+    Returns
+    -------
+    dict
+        :func:`stemmap._defaults.table` plus ``choices`` (``readout``: the readouts,
+        ``preset``: the preset names): what R's arguments that default to ``NULL`` mean,
+        and the choices R checks before anything runs.
+    """
+    from ._defaults import PRESETS, table
+    from ._result import READOUTS
+
+    out = table()
+    out["choices"] = {"readout": list(READOUTS), "preset": list(PRESETS)}
+    return out
+
+
 def roundtrip(x: dict, rownames: Any = None, colnames: Any = None) -> dict:
     """Unpack a matrix from R into numpy/pandas and pack it back (a bridge test).
 
@@ -268,9 +295,12 @@ def run_stem(
         List of slices, each ``{"x": packed genes × spots, "genes", "spots",
         "coords": packed spots × 2, "name": slice name}``, in slice order.
     params
-        Keyword arguments for :class:`stemmap.STEM` (``genes``, ``sigma``, ``alpha``,
-        ``hidden``, ``device``, ``seed``, ``normalized``...) plus ``epochs``, ``lr`` and
-        ``progress`` for :meth:`stemmap.STEM.train`.
+        Only what the caller set: arguments of :class:`stemmap.STEM` (``genes``, ``sigma``,
+        ``sigma_scale``, ``alpha``, ``hidden``, ``device``, ``seed``, ``normalized``...), of
+        :meth:`stemmap.STEM.train` (``epochs``, ``lr``, ``preset``... ), of
+        :meth:`stemmap.STEM.mapping` (``readout``...), ``adjacency_k``, and ``progress``
+        and ``keep_model``. Absent or None keys take the core's defaults
+        (:mod:`stemmap._defaults`); the bridge has none of its own.
     labels
         ``{name: [label per input cell]}``; each is deconvolved into spots × types.
     transfer
@@ -287,29 +317,38 @@ def run_stem(
         ``best_spot`` (names), ``best_slice``, ``confidence``, ``sc_to_st``,
         ``deconvolution`` ({name: {"x": packed N×T, "types"}}), ``transfer``
         ({name: packed M×F}), ``history`` ({term: packed}), ``settings``,
-        ``adjacency`` (sparse M×M SC–SC kNN graph, when ``params["adjacency_k"]`` > 0); with
+        ``adjacency`` (sparse M×M SC–SC kNN graph, when ``adjacency_k`` > 0); with
         ``params["keep_model"]`` also ``model`` (the :meth:`stemmap.STEM.save` file as bytes).
     """
 
     import stemmap
 
-    params = dict(params or {})
-    epochs = int(params.pop("epochs", 400))
-    lr = float(params.pop("lr", 0.002))
+    from ._defaults import MAPPING, PRESETS, TRAIN
+    from ._result import READOUTS
+    from ._validate import check_choice
+
+    params = {k: v for k, v in dict(params or {}).items() if v is not None}
     progress = bool(params.pop("progress", False))
     keep_model = bool(params.pop("keep_model", False))
-    readout = str(params.pop("readout", "hybrid"))
-    adjacency_k = int(params.pop("adjacency_k", 0) or 0)
+    train_kw = {k: params.pop(k) for k in (*TRAIN, "preset") if k in params}
+    map_kw = {k: params.pop(k) for k in MAPPING if k in params and k != "adjacency_k"}
+    adjacency_k = int(params.pop("adjacency_k", MAPPING["adjacency_k"]))
+    # choices are checked before training, not after it
+    if "preset" in train_kw:
+        check_choice(train_kw["preset"], list(PRESETS), "preset")
+    if "readout" in map_kw:
+        check_choice(map_kw["readout"], READOUTS, "readout")
+    for key in ("epochs", "lr_step", "warmup", "cell_batch_size", "spot_batch_size"):
+        if key in train_kw:
+            train_kw[key] = int(train_kw[key])
     if params.get("hidden") is not None:
         params["hidden"] = tuple(int(h) for h in _strs_or_nums(params["hidden"]))
     if params.get("genes") is not None:
         params["genes"] = _strs(params["genes"])
     if isinstance(params.get("sigma"), list) and len(params["sigma"]) == 1:
         params["sigma"] = params["sigma"][0]
-    for key in ("seed",):
-        if key in params and params[key] is not None:
-            params[key] = int(params[key])
-    params = {k: v for k, v in params.items() if v is not None}
+    if "seed" in params:
+        params["seed"] = int(params["seed"])
 
     with _verbosity(stemmap, progress):
         import pandas as pd
@@ -321,8 +360,9 @@ def run_stem(
             model = stemmap.STEM(sc_ad, slices[0], spatial_key="spatial", **params)
         else:
             model = stemmap.STEM(sc_ad, slices, spatial_key="spatial", slice_names=names, **params)
-        model.train(epochs=epochs, lr=lr, progress=progress)
-        m = model.mapping(readout=readout)
+        model.train(progress=progress, **train_kw)
+        m = model.mapping(**map_kw)
+        map_kw["readout"] = m.readout  # the one the model chose (a preset's, or the default)
 
         best_slice = np.asarray(m.best_slice, dtype=object)
         if len(m.slices) == 1:
@@ -332,7 +372,7 @@ def run_stem(
             for name in m.slices:
                 sel = best_slice == name
                 if sel.any():
-                    coords[sel] = np.asarray(model.mapping(slice=name, readout=readout).coords)[sel]
+                    coords[sel] = np.asarray(model.mapping(slice=name, **map_kw).coords)[sel]
 
         out: dict[str, Any] = {
             "cells": list(m.sc_names),
@@ -345,7 +385,7 @@ def run_stem(
             "best_slice": [str(v) for v in best_slice],
             "confidence": pack(np.asarray(m.confidence, dtype=np.float64)),
             "history": _history(getattr(model, "history", None)),
-            "settings": _builtin(getattr(model, "settings", {})),
+            "settings": _builtin(m.settings),  # the model's, and the mapping's readout
         }
         if adjacency_k > 0 and m.n_cells > 1:
             out["adjacency"] = pack(m.sc_adjacency(min(adjacency_k, m.n_cells - 1), weighted=True))
@@ -503,13 +543,17 @@ def attribution(
     model: Any,
     cells: Any = None,
     target: Any = "best_spot",
-    steps: int = 50,
-    method: str = "riemann_trapezoid",
-    batch_size: int = 128,
-    device: str = "cpu",
+    steps: Any = None,
+    method: Any = None,
+    batch_size: Any = None,
+    *,
+    device: str,
     progress: bool = False,
 ) -> dict:
     """Integrated-gradient attribution of a model saved by R (see :func:`model_bytes`).
+
+    ``steps``, ``method`` and ``batch_size`` left None (R ``NULL``) take the defaults of
+    :func:`stemmap.attribution.integrated_gradients`; ``device`` is where R runs it.
 
     Parameters
     ----------
@@ -555,15 +599,14 @@ def _attribution(model, cells, target, steps, method, batch_size, device) -> dic
             "genes": [str(g) for g in m.data.genes],
             "delta": pack(np.zeros(0)),
         }
-    attr, delta = integrated_gradients(
-        m,
-        cells=keep,
-        target=tgt,
-        steps=int(steps),
-        method=str(method),
-        batch_size=int(batch_size),
-        return_delta=True,
-    )
+    kw: dict[str, Any] = {}
+    if steps is not None:
+        kw["steps"] = int(steps)
+    if method is not None:
+        kw["method"] = str(method)
+    if batch_size is not None:
+        kw["batch_size"] = int(batch_size)
+    attr, delta = integrated_gradients(m, cells=keep, target=tgt, return_delta=True, **kw)
     return {
         "x": pack(attr.to_numpy(dtype=np.float64)),
         "cells": [str(c) for c in attr.index],
@@ -696,26 +739,32 @@ def estimate_resources(
     n_cells: int,
     n_spots: int,
     n_genes: int,
-    hidden: Any = (512, 256, 128),
-    device: str = "auto",
+    hidden: Any = None,
+    device: Any = None,
     cell_batch_size: Any = None,
     spot_batch_size: Any = None,
-    epochs: int = 400,
+    epochs: Any = None,
 ) -> dict:
     """:func:`stemmap.estimate_resources` for R: builtins in, builtins out; a MemoryError
-    becomes ``{"error": message}`` so that R can show it as its own error."""
+    becomes ``{"error": message}`` so that R can show it as its own error. None (an R
+    ``NULL``) leaves an argument to the core's default."""
     import stemmap
 
+    kw: dict[str, Any] = {}
+    if hidden is not None:
+        kw["hidden"] = tuple(int(h) for h in _strs_or_nums(hidden))
+    if device is not None:
+        kw["device"] = str(device)
+    if epochs is not None:
+        kw["epochs"] = int(epochs)
     try:
         out = stemmap.estimate_resources(
             int(n_cells),
             int(n_spots),
             int(n_genes),
-            hidden=tuple(int(h) for h in _strs_or_nums(hidden)),
-            device=str(device),
             cell_batch_size=None if cell_batch_size is None else int(cell_batch_size),
             spot_batch_size=None if spot_batch_size is None else int(spot_batch_size),
-            epochs=int(epochs),
+            **kw,
         )
     except MemoryError as e:
         return {"error": str(e)}
