@@ -8,9 +8,11 @@
 .worker_attribution <- function(model, cells, target, steps, method, batch_size, device,
                                 progress) {
     bridge <- .stem_bridge()
+    # NULL steps/method/batch_size: the core's defaults
     reticulate::py_to_r(bridge$attribution(
-        model = model, cells = cells, target = target, steps = as.integer(steps),
-        method = method, batch_size = as.integer(batch_size), device = device,
+        model = model, cells = cells, target = target,
+        steps = if (!is.null(steps)) as.integer(steps), method = method,
+        batch_size = if (!is.null(batch_size)) as.integer(batch_size), device = device,
         progress = isTRUE(progress)
     ))
 }
@@ -127,7 +129,7 @@
         .stem_abort("{.code what = \"expression\"} needs a SingleCellExperiment or Seurat object; give a cells x genes matrix as {.arg x} instead.")
     }
     x <- methods::as(x, "CsparseMatrix")
-    if (!isTRUE(p$normalized)) {
+    if (!isTRUE(res$settings$normalized)) {  # what the core used
         lib <- Matrix::colSums(x)
         lib[lib == 0] <- 1
         x <- x %*% Matrix::Diagonal(x = 1e4 / lib)
@@ -200,9 +202,10 @@
 #' @param cells Cells to explain: names, indices or a logical vector (default all).
 #' @param target `"best_spot"` (each cell's most probable spot) or spot names, whose
 #'   summed probability is explained (a region).
-#' @param steps Points of the path integral.
+#' @param steps Points of the path integral. Default (`NULL`): `50`.
 #' @param method Quadrature rule (`"riemann_trapezoid"`, `"gausslegendre"`, ...).
-#' @param batch_size Cells per forward/backward pass.
+#'   Default (`NULL`): `"riemann_trapezoid"`.
+#' @param batch_size Cells per forward/backward pass. Default (`NULL`): `128`.
 #' @param device Where to run (`"cpu"`, `"cuda"`, `"auto"`).
 #' @param store Return `sc` with the attribution stored (SingleCellExperiment:
 #'   `reducedDim(sc, "STEM_attribution")`; Seurat: DimReduc `"STEM_attribution"`,
@@ -224,8 +227,8 @@ setGeneric("stemAttribution", function(sc, ...) standardGeneric("stemAttribution
 #' @rdname stemAttribution
 #' @export
 setMethod("stemAttribution", "ANY", function(sc, ..., cells = NULL, target = "best_spot",
-                                             steps = 50L, method = "riemann_trapezoid",
-                                             batch_size = 128L, device = "cpu",
+                                             steps = NULL, method = NULL,
+                                             batch_size = NULL, device = "cpu",
                                              store = FALSE, verbose = NULL) {
     if (!.has_stem(sc)) {
         .stem_abort(c(
@@ -240,8 +243,11 @@ setMethod("stemAttribution", "ANY", function(sc, ..., cells = NULL, target = "be
             i = "Run {.fn runSTEM} first with {.code keep_model = TRUE}; attribution needs the trained weights."
         ))
     }
-    .check_number(steps, "steps", integer = TRUE, min = 2)
-    .check_number(batch_size, "batch_size", integer = TRUE, min = 1)
+    if (!is.null(steps)) .check_number(steps, "steps", integer = TRUE, min = 2)
+    if (!is.null(batch_size)) .check_number(batch_size, "batch_size", integer = TRUE, min = 1)
+    if (!is.null(method) && (!is.character(method) || length(method) != 1L)) {
+        .stem_abort("{.arg method} must be the name of a quadrature rule; found {.val {format(method)}}.")
+    }
     all_cells <- .cell_names(sc)
     n <- length(all_cells)
     idx <- .resolve_cells(cells, all_cells)
@@ -259,7 +265,7 @@ setMethod("stemAttribution", "ANY", function(sc, ..., cells = NULL, target = "be
         }
         tgt <- as.list(paste0("s", match(target, spots)))
     }
-    .stem_inform("Attributing {length(idx)} cell{?s} to their genes ({steps} steps).", verbose = verbose)
+    .stem_inform("Attributing {length(idx)} cell{?s} to their genes.", verbose = verbose)
     out <- .run_python(.worker_attribution, model = res$model,
                        cells = as.list(paste0("c", idx)), target = tgt, steps = steps,
                        method = method, batch_size = batch_size, device = device,
