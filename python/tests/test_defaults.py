@@ -56,6 +56,19 @@ def test_signatures_read_the_table(group):
     )
 
 
+def test_analyses_read_the_table():
+    from stemmap import analysis
+
+    for name, table in _defaults.ANALYSIS.items():
+        sig = _signature_defaults(getattr(analysis, name))
+        assert table, name
+        for key, value in table.items():
+            assert sig[key] == value, f"analysis.{name}({key}=)"
+        # the bridge's wrapper has no defaults of its own: None = the core's
+        wrapper = _signature_defaults(getattr(_r_bridge, name))
+        assert all(wrapper[k] is None for k in table if k in wrapper), name
+
+
 def test_planner_and_module_read_the_table():
     sig = _signature_defaults(estimate_resources)
     assert sig["hidden"] == _defaults.MODEL["hidden"]

@@ -16,6 +16,7 @@ Each group is keyed by the argument names of the function that uses it (and of R
   neighbours per cell of the SC–SC graph (``StemMapping.sc_adjacency(k=)``, R's
   ``adjacency_k``; R stores the graph by default).
 * :data:`ATTRIBUTION`: :func:`stemmap.attribution.integrated_gradients`.
+* :data:`ANALYSIS`: the spatial analyses of :mod:`stemmap.analysis`, one group per function.
 
 :data:`PRESETS` are named sets of overrides for :meth:`STEM.train` (``preset=``): the
 schedule keys replace the train arguments; ``sigma_scale`` replaces the σ scale of slices
@@ -28,7 +29,16 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["ATTRIBUTION", "MAPPING", "MODEL", "PAPER_SIGMA_SCALE", "PRESETS", "TRAIN", "table"]
+__all__ = [
+    "ANALYSIS",
+    "ATTRIBUTION",
+    "MAPPING",
+    "MODEL",
+    "PAPER_SIGMA_SCALE",
+    "PRESETS",
+    "TRAIN",
+    "table",
+]
 
 #: σ in units of the mean nearest-neighbour spot distance in the publication (½); stemmap's
 #: default is ``MODEL["sigma_scale"]`` (1: better on both shared benchmark datasets,
@@ -88,6 +98,24 @@ ATTRIBUTION: MappingProxyType[str, Any] = MappingProxyType(
     }
 )
 
+#: :mod:`stemmap.analysis`, by function. ``n_segments`` is not here: Python's
+#: ``spatial_dominant_genes`` uses 10 segments, R's ``stemSpatialDominantGenes()`` 3 (an
+#: open decision; both kept as they were).
+ANALYSIS: MappingProxyType[str, Any] = MappingProxyType(
+    {
+        "spatial_dominant_genes": MappingProxyType(
+            {"axis": "x", "alternative": "greater", "min_cells": 3}
+        ),
+        "axis_genes": MappingProxyType({"min_cells": 10}),
+        "expression_trends": MappingProxyType(
+            {"n_knots": 3, "degree": 3, "n_points": 50, "min_cells": 10}
+        ),
+        "neighbourhood_enrichment": MappingProxyType(
+            {"n_neighbors": 10, "n_perms": 200, "seed": 0}
+        ),
+    }
+)
+
 #: Named overrides for ``STEM.train(preset=...)`` (a plain dict: ``stemmap.PRESETS``).
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's / reference implementation's schedule (the defaults of train()), σ = ½ × the
@@ -126,7 +154,7 @@ def table() -> dict[str, Any]:
     -------
     dict
         ``{"model": {...}, "train": {...}, "mapping": {...}, "attribution": {...},
-        "presets": {...}, "paper_sigma_scale": 0.5}``.
+        "analysis": {function: {...}}, "presets": {...}, "paper_sigma_scale": 0.5}``.
     """
 
     def plain(d: Any) -> Any:
@@ -141,6 +169,7 @@ def table() -> dict[str, Any]:
         "train": plain(TRAIN),
         "mapping": plain(MAPPING),
         "attribution": plain(ATTRIBUTION),
+        "analysis": plain(ANALYSIS),
         "presets": plain(PRESETS),
         "paper_sigma_scale": PAPER_SIGMA_SCALE,
     }

@@ -546,14 +546,14 @@ def attribution(
     steps: Any = None,
     method: Any = None,
     batch_size: Any = None,
-    *,
-    device: str,
+    device: str = "cpu",
     progress: bool = False,
 ) -> dict:
     """Integrated-gradient attribution of a model saved by R (see :func:`model_bytes`).
 
     ``steps``, ``method`` and ``batch_size`` left None (R ``NULL``) take the defaults of
-    :func:`stemmap.attribution.integrated_gradients`; ``device`` is where R runs it.
+    :func:`stemmap.attribution.integrated_gradients`; ``device`` is where R runs it (R
+    always sends it; ``stemAttribution(device = "cpu")``).
 
     Parameters
     ----------
@@ -631,46 +631,60 @@ def _labels(x: Any) -> Any:
     return None if x is None else np.asarray(_strs(x), dtype=object)
 
 
+def _given(**kwargs: Any) -> dict[str, Any]:
+    """The keyword arguments R set; None (an R ``NULL``) leaves the core's default."""
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def _axis(axis: Any) -> Any:
+    """An axis name, or a direction packed by R."""
+    return unpack(axis).ravel().tolist() if isinstance(axis, dict) else axis
+
+
 def spatial_dominant_genes(
     values: dict,
     genes: Any,
     coords: Any = None,
     segments: Any = None,
-    axis: Any = "x",
-    n_segments: int = 3,
-    alternative: str = "greater",
-    min_cells: int = 3,
+    axis: Any = None,
+    n_segments: Any = None,
+    alternative: Any = None,
+    min_cells: Any = None,
 ) -> dict:
     """:func:`stemmap.analysis.spatial_dominant_genes` on a packed cells × genes matrix."""
     from .analysis import spatial_dominant_genes as sdg
 
     X = np.asarray(unpack(values), dtype=np.float64)
     xy = None if coords is None else np.asarray(unpack(coords), dtype=np.float64)
-    ax = unpack(axis).ravel().tolist() if isinstance(axis, dict) else axis
     res = sdg(
         X,
         xy,
         segments=_labels(segments),
-        axis=ax,
-        n_segments=int(n_segments),
         genes=_strs(genes),
-        alternative=str(alternative),
-        min_cells=int(min_cells),
+        **_given(
+            axis=_axis(axis),
+            n_segments=_int(n_segments),
+            alternative=alternative,
+            min_cells=_int(min_cells),
+        ),
     )
     res["segment"] = res["segment"].astype(str)
     return _table(res)
 
 
-def axis_score(coords: dict, axis: Any = "x") -> dict:
+def axis_score(coords: dict, axis: Any) -> dict:
     """:func:`stemmap.analysis.axis_score` of packed (cells × 2) coordinates."""
     from .analysis import axis_score as score
 
-    ax = unpack(axis).ravel().tolist() if isinstance(axis, dict) else axis
-    return pack(score(np.asarray(unpack(coords), dtype=np.float64), ax))
+    return pack(score(np.asarray(unpack(coords), dtype=np.float64), _axis(axis)))
 
 
 def axis_genes(
-    expr: dict, genes: Any, score: dict, groups: Any = None, min_cells: int = 10
+    expr: dict, genes: Any, score: dict, groups: Any = None, min_cells: Any = None
 ) -> dict:
     """:func:`stemmap.analysis.axis_genes` on a packed cells × genes matrix."""
     from .analysis import axis_genes as ag
@@ -680,7 +694,7 @@ def axis_genes(
         unpack(score).ravel(),
         groups=_labels(groups),
         genes=_strs(genes),
-        min_cells=int(min_cells),
+        **_given(min_cells=_int(min_cells)),
     )
     res["group"] = res["group"].astype(str)
     return _table(res)
@@ -691,10 +705,10 @@ def expression_trends(
     genes: Any,
     score: dict,
     groups: Any = None,
-    n_knots: int = 3,
-    degree: int = 3,
-    n_points: int = 50,
-    min_cells: int = 10,
+    n_knots: Any = None,
+    degree: Any = None,
+    n_points: Any = None,
+    min_cells: Any = None,
 ) -> dict:
     """:func:`stemmap.analysis.expression_trends` on a packed cells × genes matrix."""
     import pandas as pd
@@ -706,17 +720,19 @@ def expression_trends(
         df,
         unpack(score).ravel(),
         groups=_labels(groups),
-        n_knots=int(n_knots),
-        degree=int(degree),
-        n_points=int(n_points),
-        min_cells=int(min_cells),
+        **_given(
+            n_knots=_int(n_knots),
+            degree=_int(degree),
+            n_points=_int(n_points),
+            min_cells=_int(min_cells),
+        ),
     )
     res["group"] = res["group"].astype(str)
     return _table(res)
 
 
 def neighbourhood_enrichment(
-    coords: dict, labels: Any, n_neighbors: int = 10, n_perms: int = 200, seed: int = 0
+    coords: dict, labels: Any, n_neighbors: Any = None, n_perms: Any = None, seed: Any = None
 ) -> dict:
     """:func:`stemmap.analysis.neighbourhood_enrichment`; z-scores and counts packed."""
     from .analysis import neighbourhood_enrichment as ne
@@ -724,9 +740,7 @@ def neighbourhood_enrichment(
     res = ne(
         np.asarray(unpack(coords), dtype=np.float64),
         _labels(labels),
-        n_neighbors=int(n_neighbors),
-        n_perms=int(n_perms),
-        seed=int(seed),
+        **_given(n_neighbors=_int(n_neighbors), n_perms=_int(n_perms), seed=_int(seed)),
     )
     return {
         "zscore": pack(res.zscore.to_numpy(dtype=np.float64)),
