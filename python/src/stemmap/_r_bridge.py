@@ -347,8 +347,10 @@ def run_stem(
         params["genes"] = _strs(params["genes"])
     if isinstance(params.get("sigma"), list) and len(params["sigma"]) == 1:
         params["sigma"] = params["sigma"][0]
-    if "seed" in params:
-        params["seed"] = int(params["seed"])
+    for key in ("seed",):
+        if key in params and params[key] is not None:
+            params[key] = int(params[key])
+    params = {k: v for k, v in params.items() if v is not None}
 
     with _verbosity(stemmap, progress):
         import pandas as pd
