@@ -2,6 +2,9 @@
 #   make setup   install R + R packages (Debian apt), a Python venv with the core, the R package
 #   make test    pytest (Python core) + testthat (R package)
 #   make demo    map the shared embryo data (or generated data) and write figures to out/demo
+#   make lint    ruff check + ruff format --check;  make check  R CMD check on the built package
+# RLIB=/path installs the R package into that library (and puts it first on R_LIBS) instead of
+# the system one; .ci/run uses RLIB=.rlib so that CI never changes the machine's R library.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= $(CURDIR)/.venv
@@ -12,6 +15,10 @@ R_APT := r-base-core r-base-dev r-cran-seurat r-cran-seuratobject r-cran-reticul
 	r-bioc-singlecellexperiment r-bioc-summarizedexperiment r-cran-testthat r-cran-knitr \
 	r-cran-rmarkdown r-bioc-biocstyle pandoc r-cran-cli r-cran-ggplot2 r-cran-matrix r-cran-withr
 export STEMMAP_PYTHON := $(VPY)
+RLIB ?=
+ifneq ($(RLIB),)
+export R_LIBS := $(abspath $(RLIB))$(if $(R_LIBS),:$(R_LIBS))
+endif
 
 .PHONY: setup apt venv r-install test py-test r-test lint demo benchmark check clean
 
@@ -32,7 +39,7 @@ venv:
 	@$(VPY) -c "import stemmap, torch; print('venv: stemmap', stemmap.__version__, '| torch', torch.__version__)"
 
 r-install:
-	R CMD INSTALL --no-multiarch --with-keep.source . > /tmp/stemmap-r-install.log 2>&1 || (cat /tmp/stemmap-r-install.log; exit 1)
+	$(if $(RLIB),mkdir -p $(RLIB) && )R CMD INSTALL --no-multiarch --with-keep.source $(if $(RLIB),-l $(RLIB)) . > /tmp/stemmap-r-install.log 2>&1 || (cat /tmp/stemmap-r-install.log; exit 1)
 	@echo "R package stemmap installed"
 
 test: py-test r-test
@@ -55,13 +62,17 @@ benchmark:
 
 # R CMD build copies the whole folder (venvs included) before pruning it: build from a staged
 # copy of the tracked package files plus the configure-made inst/python instead.
+# R CMD build knits the vignette (once); the check of the tarball then skips running it again
+# (CHECK_ARGS=--no-vignettes; CHECK_ARGS= checks it too) and fails on a WARNING or an ERROR.
+CHECK_ARGS ?= --no-vignettes
 check:
 	sh ./configure
 	rm -rf build/stemmap && mkdir -p build/stemmap
 	git ls-files | grep -v -E '^(python|benchmarks|docs|\.ci)/' | tar -cf - -T - | tar -xf - -C build/stemmap
 	cp -r inst/python build/stemmap/inst/
 	cd build && rm -f stemmap_*.tar.gz && R CMD build stemmap && \
-	  _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual stemmap_*.tar.gz
+	  _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual $(CHECK_ARGS) stemmap_*.tar.gz && \
+	  ! grep -E '^Status:.*(WARNING|ERROR)' stemmap.Rcheck/00check.log
 
 clean:
 	rm -rf inst/python stemmap_*.tar.gz stemmap.Rcheck out build

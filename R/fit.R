@@ -9,44 +9,60 @@
     ))
 }
 
-.stem_params <- function(epochs = 400L, lr = 0.002, alpha = 0.5, sigma = NULL,
-                         hidden = c(512L, 256L, 128L), device = "auto", seed = 0L,
-                         genes = NULL, normalized = FALSE, verbose = NULL,
-                         keep_model = FALSE, readout = c("hybrid", "paper"),
-                         sigma_scale = 1, adjacency_k = 15L) {
-    readout <- .stem_match_arg(readout, c("hybrid", "paper"), "readout")
-    if (!is.numeric(sigma_scale) || length(sigma_scale) != 1L || is.na(sigma_scale) || sigma_scale <= 0) {
+# The arguments of a STEM run as the core takes them. Every argument left NULL is left
+# out: the core then uses its own default (python/src/stemmap/_defaults.py; R never
+# repeats a core default). R checks only what it must convert (types, ranges).
+.stem_params <- function(epochs = NULL, lr = NULL, alpha = NULL, sigma = NULL,
+                         hidden = NULL, device = NULL, seed = NULL,
+                         genes = NULL, normalized = NULL, verbose = NULL,
+                         keep_model = FALSE, readout = NULL, sigma_scale = NULL,
+                         adjacency_k = NULL, preset = NULL) {
+    if (!is.null(readout)) readout <- .stem_match_arg(readout, .stem_choices$readout, "readout")
+    if (!is.null(preset)) preset <- .stem_match_arg(preset, .stem_choices$preset, "preset")
+    if (!is.null(sigma_scale) && (!is.numeric(sigma_scale) || length(sigma_scale) != 1L ||
+                                  is.na(sigma_scale) || sigma_scale <= 0)) {
         .stem_abort("{.arg sigma_scale} must be a positive number; found {.val {format(sigma_scale)}}.")
     }
-    .check_number(epochs, "epochs", integer = TRUE, min = 1)
-    .check_number(adjacency_k, "adjacency_k", integer = TRUE, min = 0)
-    .check_number(lr, "lr", min = 0)
-    .check_number(alpha, "alpha", min = 0)
-    .check_number(seed, "seed", integer = TRUE, min = 0)
+    if (!is.null(epochs)) .check_number(epochs, "epochs", integer = TRUE, min = 1)
+    if (!is.null(adjacency_k)) .check_number(adjacency_k, "adjacency_k", integer = TRUE, min = 0)
+    if (!is.null(lr)) .check_number(lr, "lr", min = 0)
+    if (!is.null(alpha)) .check_number(alpha, "alpha", min = 0)
+    if (!is.null(seed)) .check_number(seed, "seed", integer = TRUE, min = 0)
     if (!is.null(sigma)) {
         if (!is.numeric(sigma) || anyNA(sigma) || any(sigma <= 0)) {
             .stem_abort("{.arg sigma} must be NULL or positive numbers; found {.val {sigma}}.")
         }
     }
-    if (!is.numeric(hidden) || length(hidden) < 1 || anyNA(hidden) || any(hidden < 1)) {
+    if (!is.null(hidden) && (!is.numeric(hidden) || length(hidden) < 1 || anyNA(hidden) || any(hidden < 1))) {
         .stem_abort("{.arg hidden} must be positive layer sizes; found {.val {hidden}}.")
     }
-    if (!is.character(device) || length(device) != 1L) {
+    if (!is.null(device) && (!is.character(device) || length(device) != 1L)) {
         .stem_abort("{.arg device} must be a string such as {.val auto}, {.val cpu} or {.val cuda}.")
     }
     if (!is.null(genes) && (!is.character(genes) || !length(genes))) {
         .stem_abort("{.arg genes} must be NULL or a character vector of gene names.")
     }
-    list(
-        epochs = as.integer(epochs), lr = as.double(lr), alpha = as.double(alpha),
-        sigma = if (is.null(sigma)) NULL else as.list(as.double(sigma)),
-        hidden = as.list(as.integer(hidden)), device = device, seed = as.integer(seed),
-        genes = if (is.null(genes)) NULL else as.list(genes),
-        normalized = isTRUE(normalized), progress = .stem_verbose(verbose),
-        keep_model = isTRUE(keep_model), readout = readout,
-        sigma_scale = as.double(sigma_scale), adjacency_k = as.integer(adjacency_k)
+    if (!is.null(normalized) && !(is.logical(normalized) && length(normalized) == 1L && !is.na(normalized))) {
+        .stem_abort("{.arg normalized} must be TRUE or FALSE; found {.val {format(normalized)}}.")
+    }
+    out <- list(
+        epochs = if (!is.null(epochs)) as.integer(epochs), lr = if (!is.null(lr)) as.double(lr),
+        alpha = if (!is.null(alpha)) as.double(alpha),
+        sigma = if (!is.null(sigma)) as.list(as.double(sigma)),
+        hidden = if (!is.null(hidden)) as.list(as.integer(hidden)), device = device,
+        seed = if (!is.null(seed)) as.integer(seed),
+        genes = if (!is.null(genes)) as.list(genes), normalized = normalized,
+        progress = .stem_verbose(verbose), keep_model = isTRUE(keep_model), readout = readout,
+        sigma_scale = if (!is.null(sigma_scale)) as.double(sigma_scale),
+        adjacency_k = if (!is.null(adjacency_k)) as.integer(adjacency_k), preset = preset
     )
+    out[!vapply(out, is.null, logical(1))]
 }
+
+# Choices of the core's string arguments, checked here before anything runs. The same
+# lists as the core's (stemmap._r_bridge.defaults()$choices); tests/testthat/test-defaults.R
+# fails when they differ.
+.stem_choices <- list(readout = c("hybrid", "paper"), preset = c("paper", "fast"))
 
 .stem_match_arg <- function(x, choices, arg) {
     if (identical(x, choices)) return(choices[[1L]])
@@ -85,7 +101,7 @@
         ))
     }
     .stem_inform(
-        "Mapping {n_cells} cells onto {st$n} spots ({length(st$slices)} slice{?s}) on {length(shared)} shared genes; {params$epochs} epochs.",
+        "Mapping {n_cells} cells onto {st$n} spots ({length(st$slices)} slice{?s}) on {length(shared)} shared genes.",
         verbose = verbose
     )
     sc_in <- list(x = .pack(sc_mat), genes = as.list(rownames(sc_mat)), cells = as.list(cell_ids))
@@ -98,7 +114,7 @@
     t0 <- Sys.time()
     res <- .run_python(.worker_stem, sc = sc_in, st = st_in, params = params,
                        labels = lab_in, transfer = tr_in, mapping = mapping, mapping_k = k)
-    .stem_inform("Trained in {format(round(difftime(Sys.time(), t0, units = 'secs'), 1))}.",
+    .stem_inform("Trained {res$settings$epochs} epochs in {format(round(difftime(Sys.time(), t0, units = 'secs'), 1))}.",
                  verbose = verbose)
     .stem_collect(res, cell_ids, cell_names, spot_ids, st, labels, transfer)
 }

@@ -8,9 +8,11 @@
 .worker_attribution <- function(model, cells, target, steps, method, batch_size, device,
                                 progress) {
     bridge <- .stem_bridge()
+    # NULL steps/method/batch_size: the core's defaults
     reticulate::py_to_r(bridge$attribution(
-        model = model, cells = cells, target = target, steps = as.integer(steps),
-        method = method, batch_size = as.integer(batch_size), device = device,
+        model = model, cells = cells, target = target,
+        steps = if (!is.null(steps)) as.integer(steps), method = method,
+        batch_size = if (!is.null(batch_size)) as.integer(batch_size), device = device,
         progress = isTRUE(progress)
     ))
 }
@@ -24,6 +26,9 @@
 .run_analysis <- function(fun, ...) {
     .run_python(.worker_analysis, fun = fun, args = list(...))
 }
+
+# NULL stays NULL (not sent: the core's default), anything else becomes an integer.
+.int_or_null <- function(x) if (is.null(x)) NULL else as.integer(x)
 
 # {columns, data} from _r_bridge._table() -> data.frame
 .unpack_table <- function(t) {
@@ -127,7 +132,7 @@
         .stem_abort("{.code what = \"expression\"} needs a SingleCellExperiment or Seurat object; give a cells x genes matrix as {.arg x} instead.")
     }
     x <- methods::as(x, "CsparseMatrix")
-    if (!isTRUE(p$normalized)) {
+    if (!isTRUE(res$settings$normalized)) {  # what the core used
         lib <- Matrix::colSums(x)
         lib[lib == 0] <- 1
         x <- x %*% Matrix::Diagonal(x = 1e4 / lib)
@@ -200,9 +205,10 @@
 #' @param cells Cells to explain: names, indices or a logical vector (default all).
 #' @param target `"best_spot"` (each cell's most probable spot) or spot names, whose
 #'   summed probability is explained (a region).
-#' @param steps Points of the path integral.
+#' @param steps Points of the path integral. Default (`NULL`): `50`.
 #' @param method Quadrature rule (`"riemann_trapezoid"`, `"gausslegendre"`, ...).
-#' @param batch_size Cells per forward/backward pass.
+#'   Default (`NULL`): `"riemann_trapezoid"`.
+#' @param batch_size Cells per forward/backward pass. Default (`NULL`): `128`.
 #' @param device Where to run (`"cpu"`, `"cuda"`, `"auto"`).
 #' @param store Return `sc` with the attribution stored (SingleCellExperiment:
 #'   `reducedDim(sc, "STEM_attribution")`; Seurat: DimReduc `"STEM_attribution"`,
@@ -224,8 +230,8 @@ setGeneric("stemAttribution", function(sc, ...) standardGeneric("stemAttribution
 #' @rdname stemAttribution
 #' @export
 setMethod("stemAttribution", "ANY", function(sc, ..., cells = NULL, target = "best_spot",
-                                             steps = 50L, method = "riemann_trapezoid",
-                                             batch_size = 128L, device = "cpu",
+                                             steps = NULL, method = NULL,
+                                             batch_size = NULL, device = "cpu",
                                              store = FALSE, verbose = NULL) {
     if (!.has_stem(sc)) {
         .stem_abort(c(
@@ -240,8 +246,11 @@ setMethod("stemAttribution", "ANY", function(sc, ..., cells = NULL, target = "be
             i = "Run {.fn runSTEM} first with {.code keep_model = TRUE}; attribution needs the trained weights."
         ))
     }
-    .check_number(steps, "steps", integer = TRUE, min = 2)
-    .check_number(batch_size, "batch_size", integer = TRUE, min = 1)
+    if (!is.null(steps)) .check_number(steps, "steps", integer = TRUE, min = 2)
+    if (!is.null(batch_size)) .check_number(batch_size, "batch_size", integer = TRUE, min = 1)
+    if (!is.null(method) && (!is.character(method) || length(method) != 1L)) {
+        .stem_abort("{.arg method} must be the name of a quadrature rule; found {.val {format(method)}}.")
+    }
     all_cells <- .cell_names(sc)
     n <- length(all_cells)
     idx <- .resolve_cells(cells, all_cells)
@@ -259,7 +268,7 @@ setMethod("stemAttribution", "ANY", function(sc, ..., cells = NULL, target = "be
         }
         tgt <- as.list(paste0("s", match(target, spots)))
     }
-    .stem_inform("Attributing {length(idx)} cell{?s} to their genes ({steps} steps).", verbose = verbose)
+    .stem_inform("Attributing {length(idx)} cell{?s} to their genes.", verbose = verbose)
     out <- .run_python(.worker_attribution, model = res$model,
                        cells = as.list(paste0("c", idx)), target = tgt, steps = steps,
                        method = method, batch_size = batch_size, device = device,
@@ -360,14 +369,19 @@ setMethod("stemAttribution", "ANY", function(sc, ..., cells = NULL, target = "be
 #' @param coords Cells x 2 coordinates (default: the STEM pseudo-coordinates of `x`;
 #'   for a SingleCellExperiment also a reducedDim name).
 #' @param axis `"x"`, `"y"`, `"pc1"` (first principal axis) or a direction `c(dx, dy)`.
-#' @param n_segments Number of quantile segments along `axis`.
+#'   Default (`NULL`): `"x"`.
+#' @param n_segments Number of quantile segments along `axis` (R's default, 3; the
+#'   Python function's is 10).
 #' @param segments Segment of each cell instead: a cell metadata column or a vector.
 #' @param fdr Keep rows with `padj < fdr` (`1` keeps all).
 #' @param what For a STEM object: `"attribution"` (stored by
 #'   `stemAttribution(store = TRUE)`, else computed) or `"expression"`
 #'   (log-normalised counts of the assay STEM was trained on).
 #' @param alternative `"greater"` (higher in the segment), `"two-sided"` or `"less"`.
+#'   Default (`NULL`): `"greater"`.
 #' @param min_cells Segments (groups) with fewer cells are skipped.
+#'   Default (`NULL`): `3` for `stemSpatialDominantGenes()`, `10` for
+#'   `stemAxisGenes()` and `stemExpressionTrends()`.
 #' @param assay.type Assay of a SingleCellExperiment `x` for `what = "expression"`.
 #' @return `stemSpatialDominantGenes()`: a data.frame with columns `segment, gene,
 #'   statistic, auc, mean_in, mean_out, mean_diff, pval, padj, n_in`, sorted by
@@ -384,24 +398,26 @@ setMethod("stemAttribution", "ANY", function(sc, ..., cells = NULL, target = "be
 #' ne <- stemNeighbourhoodEnrichment(sce, labels = "celltype")
 #' }
 #' @export
-stemSpatialDominantGenes <- function(x, coords = NULL, axis = "x", n_segments = 3L,
+stemSpatialDominantGenes <- function(x, coords = NULL, axis = NULL, n_segments = 3L,
                                      segments = NULL, fdr = 0.05,
                                      what = c("attribution", "expression"),
-                                     alternative = c("greater", "two-sided", "less"),
-                                     min_cells = 3L, assay.type = NULL) {
+                                     alternative = NULL, min_cells = NULL,
+                                     assay.type = NULL) {
     what <- match.arg(what)
-    alternative <- match.arg(alternative)
+    if (!is.null(alternative) && (!is.character(alternative) || length(alternative) != 1L)) {
+        .stem_abort("{.arg alternative} must be {.val greater}, {.val two-sided} or {.val less}; found {.val {format(alternative)}}.")
+    }
     .check_number(fdr, "fdr", min = 0)
     .check_number(n_segments, "n_segments", integer = TRUE, min = 2)
-    .check_number(min_cells, "min_cells", integer = TRUE, min = 1)
+    if (!is.null(min_cells)) .check_number(min_cells, "min_cells", integer = TRUE, min = 1)
     vals <- .stem_values(x, what, assay.type)
     n <- nrow(vals)
     seg <- .per_cell(segments, x, n, "segments")
     xy <- NULL
-    ax <- "x"
+    ax <- NULL
     if (is.null(seg)) {
         xy <- .resolve_coords(coords, x, n)
-        ax <- .check_axis(axis)
+        if (!is.null(axis)) ax <- .check_axis(axis)
     }
     keep <- stats::complete.cases(vals) & (if (is.null(xy)) !is.na(seg) else stats::complete.cases(xy))
     res <- .run_analysis(
@@ -410,7 +426,7 @@ stemSpatialDominantGenes <- function(x, coords = NULL, axis = "x", n_segments = 
         coords = if (is.null(xy)) NULL else .pack(unname(xy[keep, , drop = FALSE])),
         segments = if (is.null(seg)) NULL else as.list(as.character(seg[keep])),
         axis = ax, n_segments = as.integer(n_segments), alternative = alternative,
-        min_cells = as.integer(min_cells)
+        min_cells = if (!is.null(min_cells)) as.integer(min_cells)
     )
     tab <- .unpack_table(res)
     tab$n_in <- as.integer(tab$n_in)
@@ -459,34 +475,35 @@ stemSpatialDominantGenes <- function(x, coords = NULL, axis = "x", n_segments = 
 #' @return `stemAxisGenes()`: a data.frame `group, gene, rho, pval, padj`.
 #' @export
 stemAxisGenes <- function(x, score = "x", groups = NULL, genes = NULL, coords = NULL,
-                          min_cells = 10L, what = c("expression", "attribution"),
+                          min_cells = NULL, what = c("expression", "attribution"),
                           assay.type = NULL) {
     what <- match.arg(what)
-    .check_number(min_cells, "min_cells", integer = TRUE, min = 1)
+    if (!is.null(min_cells)) .check_number(min_cells, "min_cells", integer = TRUE, min = 1)
     args <- .axis_inputs(x, score, groups, genes, coords, what, assay.type)
     res <- do.call(.run_analysis, c(list("axis_genes"), args,
-                                    list(min_cells = as.integer(min_cells))))
+                                    list(min_cells = .int_or_null(min_cells))))
     .unpack_table(res)
 }
 
 #' @rdname stemSpatialDominantGenes
 #' @param n_knots,degree Spline flexibility (interior knots at score quantiles;
-#'   `n_knots = 0` gives a polynomial of `degree`).
-#' @param n_points Grid points per trend.
+#'   `n_knots = 0` gives a polynomial of `degree`). Default (`NULL`): `3` each.
+#' @param n_points Grid points per trend. Default (`NULL`): `50`.
 #' @return `stemExpressionTrends()`: a data.frame `group, gene, score, fitted, se`.
 #' @export
 stemExpressionTrends <- function(x, score = "x", groups = NULL, genes = NULL, coords = NULL,
-                                 n_knots = 3L, degree = 3L, n_points = 50L, min_cells = 10L,
-                                 what = c("expression", "attribution"), assay.type = NULL) {
+                                 n_knots = NULL, degree = NULL, n_points = NULL,
+                                 min_cells = NULL, what = c("expression", "attribution"),
+                                 assay.type = NULL) {
     what <- match.arg(what)
-    .check_number(n_knots, "n_knots", integer = TRUE, min = 0)
-    .check_number(degree, "degree", integer = TRUE, min = 0)
-    .check_number(n_points, "n_points", integer = TRUE, min = 2)
-    .check_number(min_cells, "min_cells", integer = TRUE, min = 1)
+    if (!is.null(n_knots)) .check_number(n_knots, "n_knots", integer = TRUE, min = 0)
+    if (!is.null(degree)) .check_number(degree, "degree", integer = TRUE, min = 0)
+    if (!is.null(n_points)) .check_number(n_points, "n_points", integer = TRUE, min = 2)
+    if (!is.null(min_cells)) .check_number(min_cells, "min_cells", integer = TRUE, min = 1)
     args <- .axis_inputs(x, score, groups, genes, coords, what, assay.type)
     res <- do.call(.run_analysis, c(list("expression_trends"), args, list(
-        n_knots = as.integer(n_knots), degree = as.integer(degree),
-        n_points = as.integer(n_points), min_cells = as.integer(min_cells)
+        n_knots = .int_or_null(n_knots), degree = .int_or_null(degree),
+        n_points = .int_or_null(n_points), min_cells = .int_or_null(min_cells)
     )))
     .unpack_table(res)
 }
@@ -496,29 +513,29 @@ stemExpressionTrends <- function(x, score = "x", groups = NULL, genes = NULL, co
 #'   [runSTEM()] (its pseudo-coordinates are used unless `coords` is given), or any
 #'   object/`NULL` together with `coords`.
 #' @param labels Label of each cell: a cell metadata column or a vector.
-#' @param n_neighbors k of the (symmetrised) kNN graph.
-#' @param n_perms Label permutations.
-#' @param seed Seed of the permutations.
+#' @param n_neighbors k of the (symmetrised) kNN graph. Default (`NULL`): `10`.
+#' @param n_perms Label permutations. Default (`NULL`): `200`.
+#' @param seed Seed of the permutations. Default (`NULL`): `0`.
 #' @return `stemNeighbourhoodEnrichment()`: `list(zscore, count)`, labels x labels
 #'   matrices (z-scores of observed vs permuted kNN edge counts, and observed counts).
 #' @export
-stemNeighbourhoodEnrichment <- function(sc, labels, n_neighbors = 10L, n_perms = 200L,
-                                        seed = 0L, coords = NULL) {
-    .check_number(n_neighbors, "n_neighbors", integer = TRUE, min = 1)
-    .check_number(n_perms, "n_perms", integer = TRUE, min = 1)
-    .check_number(seed, "seed", integer = TRUE, min = 0)
+stemNeighbourhoodEnrichment <- function(sc, labels, n_neighbors = NULL, n_perms = NULL,
+                                        seed = NULL, coords = NULL) {
+    if (!is.null(n_neighbors)) .check_number(n_neighbors, "n_neighbors", integer = TRUE, min = 1)
+    if (!is.null(n_perms)) .check_number(n_perms, "n_perms", integer = TRUE, min = 1)
+    if (!is.null(seed)) .check_number(seed, "seed", integer = TRUE, min = 0)
     xy <- .resolve_coords(coords, sc, if (is.null(coords)) NA else NROW(coords))
     n <- nrow(xy)
     lab <- .per_cell(labels, sc, n, "labels")
     if (is.null(lab)) .stem_abort("{.arg labels} must be given.")
     keep <- stats::complete.cases(xy) & !is.na(lab)
-    if (n_neighbors >= sum(keep)) {
+    if (!is.null(n_neighbors) && n_neighbors >= sum(keep)) {
         .stem_abort("{.arg n_neighbors} must be below the number of cells ({sum(keep)}); found {n_neighbors}.")
     }
     res <- .run_analysis(
         "neighbourhood_enrichment", coords = .pack(unname(xy[keep, , drop = FALSE])),
-        labels = as.list(as.character(lab[keep])), n_neighbors = as.integer(n_neighbors),
-        n_perms = as.integer(n_perms), seed = as.integer(seed)
+        labels = as.list(as.character(lab[keep])), n_neighbors = .int_or_null(n_neighbors),
+        n_perms = .int_or_null(n_perms), seed = .int_or_null(seed)
     )
     labs <- .chr(res$labels)
     z <- matrix(.unpack(res$zscore), length(labs), dimnames = list(labs, labs))

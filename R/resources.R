@@ -12,10 +12,10 @@
 #'   and shared genes. `n_cells` may be a single-cell object and `n_spots` a
 #'   spatial object (their `ncol()` is used); then `n_genes` defaults to the number
 #'   of genes they share.
-#' @param device `"auto"`, `"cpu"` or `"cuda"`.
-#' @param epochs Epochs for the total time.
+#' @param device `"auto"`, `"cpu"` or `"cuda"`. Default (`NULL`): `"auto"`.
+#' @param epochs Epochs for the total time. Default (`NULL`): `400`.
 #' @param cell_batch_size,spot_batch_size Batch sizes to check (default: chosen).
-#' @param hidden Encoder layer sizes.
+#' @param hidden Encoder layer sizes. Default (`NULL`): `c(512, 256, 128)`.
 #' @return A one-row data.frame: `device`, `cell_batch_size` and
 #'   `spot_batch_size` (`NA` = all), `step_GiB`, `step_seconds`, `total_minutes`,
 #'   `full_batch_GiB`, `full_batch_step_seconds`, `free_GiB` and `reason` (why
@@ -28,9 +28,9 @@
 #' }
 #' @seealso [runSTEM()]
 #' @export
-stemEstimateResources <- function(n_cells, n_spots, n_genes = NULL, device = "auto",
-                                  epochs = 400L, cell_batch_size = NULL,
-                                  spot_batch_size = NULL, hidden = c(512L, 256L, 128L)) {
+stemEstimateResources <- function(n_cells, n_spots, n_genes = NULL, device = NULL,
+                                  epochs = NULL, cell_batch_size = NULL,
+                                  spot_batch_size = NULL, hidden = NULL) {
     genes <- list()
     size_of <- function(x, arg) {
         if (is.numeric(x) && length(x) == 1L && !is.na(x)) return(x)
@@ -52,16 +52,19 @@ stemEstimateResources <- function(n_cells, n_spots, n_genes = NULL, device = "au
     .check_number(n_cells, "n_cells", integer = TRUE, min = 1)
     .check_number(n_spots, "n_spots", integer = TRUE, min = 1)
     .check_number(n_genes, "n_genes", integer = TRUE, min = 1)
-    .check_number(epochs, "epochs", integer = TRUE, min = 1)
-    for (b in c("cell_batch_size", "spot_batch_size")) {
+    for (b in c("epochs", "cell_batch_size", "spot_batch_size")) {
         v <- get(b)
         if (!is.null(v)) .check_number(v, b, integer = TRUE, min = 1)
     }
+    if (!is.null(hidden) && (!is.numeric(hidden) || !length(hidden) || anyNA(hidden) || any(hidden < 1))) {
+        .stem_abort("{.arg hidden} must be positive layer sizes; found {.val {hidden}}.")
+    }
+    # NULL arguments are not sent: the core uses its defaults
     res <- .run_python(.worker_resources, n_cells = as.integer(n_cells),
                        n_spots = as.integer(n_spots), n_genes = as.integer(n_genes),
-                       hidden = as.list(as.integer(hidden)), device = device,
+                       hidden = if (!is.null(hidden)) as.list(as.integer(hidden)), device = device,
                        cell_batch_size = cell_batch_size, spot_batch_size = spot_batch_size,
-                       epochs = as.integer(epochs))
+                       epochs = if (!is.null(epochs)) as.integer(epochs))
     if (!is.null(res$error)) {
         .stem_abort(c(
             "Training {n_cells} cells x {n_spots} spots does not fit in memory.",

@@ -36,25 +36,43 @@
 #' @param mapping How to store the cell x spot mapping: `"topk"` (sparse, the `k`
 #'   most probable spots per cell), `"dense"` (the full matrix) or `"none"`.
 #' @param k Spots per cell kept by `mapping = "topk"`.
-#' @param epochs,lr Training epochs and learning rate (Python: `STEM.train()`).
-#' @param alpha,sigma,hidden,device,seed,genes,normalized As in the Python
-#'   `stemmap.STEM()`: MMD loss weight, Gaussian-kernel sigma (default from the
-#'   spot spacing; one per slice allowed), encoder layer sizes, `"auto"`/`"cpu"`/
-#'   `"cuda"`, random seed, genes to use (default all shared), and whether the
-#'   data are already log-normalised.
+#' @param epochs Training epochs (Python `STEM.train(epochs=)`).
+#'   Default (`NULL`): `400`, or the preset's.
+#' @param lr AdamW learning rate (Python `STEM.train(lr=)`).
+#'   Default (`NULL`): `0.002`, or the preset's.
+#' @param alpha Weight of the MMD loss (Python `stemmap.STEM(alpha=)`).
+#'   Default (`NULL`): `0.5`.
+#' @param sigma Gaussian-kernel sigma of the ground-truth adjacency, one number or
+#'   one per slice. Default (`NULL`): `sigma_scale` times the mean
+#'   nearest-neighbour spot distance of each slice.
+#' @param hidden Encoder layer sizes; the last is the embedding size.
+#'   Default (`NULL`): `c(512, 256, 128)`.
+#' @param device `"auto"` (CUDA when available, else CPU), `"cpu"`, `"cuda"`, ...
+#'   Default (`NULL`): `"auto"`.
+#' @param seed Random seed; same seed and device give the same mapping.
+#'   Default (`NULL`): `0`.
+#' @param genes Genes to use. Default (`NULL`): all genes shared by `sc` and `st`.
+#' @param normalized Whether the data are already log-normalised (then not
+#'   normalised again). Default (`NULL`): `FALSE`.
 #' @param readout How the mapping is read off the trained embeddings:
-#'   `"hybrid"` (default; embeddings plus each cell's expression correlation with
-#'   each spot, balanced over spots: more accurate on both benchmark datasets) or
-#'   `"paper"` (the publication's softmax of embedding inner products).
+#'   `"hybrid"` (embeddings plus each cell's expression correlation with each spot,
+#'   balanced over spots: more accurate on both benchmark datasets) or `"paper"`
+#'   (the publication's softmax of embedding inner products).
+#'   Default (`NULL`): `"hybrid"`, or the preset's (`"paper"` for `preset = "paper"`).
 #' @param sigma_scale Default sigma in units of the mean nearest-neighbour spot
-#'   distance: 1 (default; better on both benchmark datasets) or 0.5 (the
-#'   paper's). With `readout = "paper", sigma_scale = 0.5` the run follows the
-#'   publication.
+#'   distance (used when `sigma` is `NULL`); the paper's is 0.5.
+#'   Default (`NULL`): `1` (better on both benchmark datasets), or the preset's
+#'   (0.5 for `preset = "paper"`).
 #' @param adjacency_k Neighbours per cell in the SC-SC spatial kNN graph
 #'   (0: not computed). With the hybrid readout its edge weights are the
 #'   expected spatial closeness of two cells under their mappings (Python
 #'   `StemMapping.sc_adjacency()`); with the paper readout, embedding inner
-#'   products.
+#'   products. Default (`NULL`): `15`.
+#' @param preset Named settings of the core (Python `STEM.train(preset=)`, the
+#'   table `stemmap.PRESETS`): `"paper"` (the publication's schedule, sigma scale
+#'   0.5 and paper readout where `sigma`, `sigma_scale` and `readout` are left
+#'   `NULL`; its schedule overrides `epochs` and `lr`) or `"fast"` (a shorter
+#'   schedule on cell batches). Default (`NULL`): none.
 #' @param verbose Show progress (default `getOption("stemmap.verbose", TRUE)`).
 #' @param keep_model Keep the trained model (its saved weights and prepared
 #'   inputs, as a raw vector in `metadata(sc)$STEM$model` / `Misc(sc, "STEM")$model`)
@@ -105,12 +123,12 @@ setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
                                      st.assay.type = "counts", st.assay = NULL,
                                      st.layer = "counts", image = NULL, labels = NULL,
                                      transfer = NULL, mapping = c("topk", "dense", "none"),
-                                     k = 10L, epochs = 400L, lr = 0.002, alpha = 0.5,
-                                     sigma = NULL, hidden = c(512L, 256L, 128L),
-                                     device = "auto", seed = 0L, genes = NULL,
-                                     normalized = FALSE, verbose = NULL,
-                                     keep_model = FALSE, readout = c("hybrid", "paper"),
-                                     sigma_scale = 1, adjacency_k = 15L) {
+                                     k = 10L, epochs = NULL, lr = NULL, alpha = NULL,
+                                     sigma = NULL, hidden = NULL,
+                                     device = NULL, seed = NULL, genes = NULL,
+                                     normalized = NULL, verbose = NULL,
+                                     keep_model = FALSE, readout = NULL,
+                                     sigma_scale = NULL, adjacency_k = NULL, preset = NULL) {
     if (inherits(sc, "Seurat")) {
         return(.run_stem_seurat(
             sc, st, ..., assay = assay, layer = layer, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
@@ -118,7 +136,8 @@ setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
             transfer = transfer, mapping = mapping, k = k, epochs = epochs, lr = lr,
             alpha = alpha, sigma = sigma, hidden = hidden, device = device, seed = seed,
             genes = genes, normalized = normalized, verbose = verbose, keep_model = keep_model,
-            readout = readout, sigma_scale = sigma_scale, adjacency_k = adjacency_k
+            readout = readout, sigma_scale = sigma_scale, adjacency_k = adjacency_k,
+            preset = preset
         ))
     }
     .check_expr_matrix(sc, "sc")
@@ -129,7 +148,8 @@ setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
                            hidden = hidden, device = device, seed = seed, genes = genes,
                            normalized = normalized, verbose = verbose,
                            keep_model = keep_model, readout = readout,
-                           sigma_scale = sigma_scale, adjacency_k = adjacency_k)
+                           sigma_scale = sigma_scale, adjacency_k = adjacency_k,
+                           preset = preset)
     st_in <- .st_input(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
                        st.assay = st.assay, st.layer = st.layer, image = image)
     labels <- .resolve_labels(labels, data.frame(row.names = colnames(sc)), ncol(sc))

@@ -20,8 +20,9 @@ if "torch" not in _sys.modules:
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import analysis, attribution, datasets, metrics, plotting, simulate  # noqa: E402
+from ._defaults import PRESETS  # noqa: E402
 from ._device import estimate_resources  # noqa: E402
-from ._model import PRESETS, STEM  # noqa: E402
+from ._model import STEM  # noqa: E402
 from ._result import StemMapping  # noqa: E402
 from ._settings import settings  # noqa: E402
 from ._validate import StemInputWarning  # noqa: E402

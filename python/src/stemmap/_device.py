@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._defaults import MODEL, TRAIN
+
 logger = logging.getLogger(__name__)
 
 # Automatic batches (see plan_batches): a full-batch step estimated slower than
@@ -181,7 +183,7 @@ def plan_batches(
                     f"needs about {fmt_bytes(need)} but {fmt_bytes(free)} is free on {device}"
                     if need > budget
                     else f"would take about {fmt_seconds(t_full)} on {device} "
-                    f"({fmt_seconds(400 * t_full)} for 400 epochs)"
+                    f"({fmt_seconds(TRAIN['epochs'] * t_full)} for {TRAIN['epochs']} epochs)"
                 ),
             )
             return out
@@ -197,11 +199,11 @@ def estimate_resources(
     n_cells: int,
     n_spots: int,
     n_genes: int,
-    hidden: tuple[int, ...] = (512, 256, 128),
-    device: str | torch.device = "auto",
+    hidden: tuple[int, ...] = MODEL["hidden"],
+    device: str | torch.device = MODEL["device"],
     cell_batch_size: int | None = None,
     spot_batch_size: int | None = None,
-    epochs: int = 400,
+    epochs: int = TRAIN["epochs"],
     memory_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Memory and time of training before anything is allocated, and the batches chosen.

@@ -14,6 +14,7 @@ import torch
 
 from . import __version__
 from ._data import PreparedData, SliceData, dropout_rate, mean_nn_distance, prepare
+from ._defaults import ATTRIBUTION, MAPPING, MODEL, PAPER_SIGMA_SCALE, PRESETS, TRAIN
 from ._device import (
     available_memory,
     fmt_seconds,
@@ -30,35 +31,6 @@ from ._runtime import check_threads, compute
 from ._validate import check_choice, check_positive
 
 logger = logging.getLogger(__name__)
-
-
-#: σ in units of the mean nearest-neighbour spot distance: stemmap's default and the paper's.
-DEFAULT_SIGMA_SCALE = 1.0
-PAPER_SIGMA_SCALE = 0.5
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # The paper's / reference implementation's schedule (the defaults of train()); with this
-    # preset, σ defaults to the paper's ½ × the mean NN spot distance and mapping() to the
-    # paper's readout, so that results can be compared with the publication.
-    "paper": {
-        "epochs": 400,
-        "lr": 0.002,
-        "lr_step": 200,
-        "lr_gamma": 0.5,
-        "warmup": 50,
-        "cell_batch_size": None,
-    },
-    # A shorter schedule on cell batches: see benchmarks/results/speed.md for its accuracy
-    # against the paper schedule and the reference implementation.
-    "fast": {
-        "epochs": 200,
-        "lr": 0.004,
-        "lr_step": 100,
-        "lr_gamma": 0.5,
-        "warmup": 25,
-        "cell_batch_size": 2048,
-    },
-}
 
 
 class STEM:
@@ -134,20 +106,20 @@ class STEM:
         self,
         sc: Any,
         st: Any,
-        spatial_key: str = "spatial",
+        spatial_key: str = MODEL["spatial_key"],
         layer: str | None = None,
         genes: Sequence[str] | None = None,
         sigma: float | Sequence[float] | None = None,
-        alpha: float = 0.5,
-        hidden: Sequence[int] = (512, 256, 128),
-        device: str | torch.device = "auto",
-        seed: int = 0,
-        normalized: bool = False,
+        alpha: float = MODEL["alpha"],
+        hidden: Sequence[int] = MODEL["hidden"],
+        device: str | torch.device = MODEL["device"],
+        seed: int = MODEL["seed"],
+        normalized: bool = MODEL["normalized"],
         dropout: float | None = None,
-        kernel: str = "gaussian",
+        kernel: str = MODEL["kernel"],
         scale: float | None = None,
-        n_neighbors: int = 6,
-        mmd_batch: int = 1000,
+        n_neighbors: int = MODEL["n_neighbors"],
+        mmd_batch: int = MODEL["mmd_batch"],
         slice_names: Sequence[str] | None = None,
         sigma_scale: float | None = None,
         threads: int | None = None,
@@ -180,7 +152,7 @@ class STEM:
         sigmas = _per_slice(sigma, n_sl, "sigma")
         # slices whose σ follows the default scale (a paper preset may still set it to ½ × NN)
         self._sigma_default = [s is None and sigma_scale is None for s in sigmas]
-        scale_ = DEFAULT_SIGMA_SCALE if sigma_scale is None else float(sigma_scale)
+        scale_ = MODEL["sigma_scale"] if sigma_scale is None else float(sigma_scale)
         for sl, s in zip(self.data.slices, sigmas):
             sl.sigma = scale_ * mean_nn_distance(sl.coords) if s is None else float(s)
         if dropout is None:
@@ -236,15 +208,15 @@ class STEM:
     @compute
     def train(
         self,
-        epochs: int = 400,
-        lr: float = 0.002,
+        epochs: int = TRAIN["epochs"],
+        lr: float = TRAIN["lr"],
         *,
-        weight_decay: float = 0.01,
-        lr_step: int = 200,
-        lr_gamma: float = 0.5,
-        warmup: int = 50,
-        cell_batch_size: int | None = None,
-        spot_batch_size: int | None = None,
+        weight_decay: float = TRAIN["weight_decay"],
+        lr_step: int = TRAIN["lr_step"],
+        lr_gamma: float = TRAIN["lr_gamma"],
+        warmup: int = TRAIN["warmup"],
+        cell_batch_size: int | None = TRAIN["cell_batch_size"],
+        spot_batch_size: int | None = TRAIN["spot_batch_size"],
         progress: bool | None = None,
         preset: str | None = None,
         mixed_precision: bool = False,
@@ -314,12 +286,13 @@ class STEM:
             p = PRESETS[preset]
             epochs, lr, lr_step, lr_gamma = p["epochs"], p["lr"], p["lr_step"], p["lr_gamma"]
             warmup, cell_batch_size = p["warmup"], p["cell_batch_size"]
-            if preset == "paper" and len(self.history) == 0 and any(self._sigma_default):
+            p_scale = p.get("sigma_scale")
+            if p_scale is not None and len(self.history) == 0 and any(self._sigma_default):
                 for sl, dflt in zip(self.data.slices, self._sigma_default):
                     if dflt:
-                        sl.sigma = PAPER_SIGMA_SCALE * mean_nn_distance(sl.coords)
-                        logger.info("preset 'paper': slice %r sigma = %.4g", sl.name, sl.sigma)
-                self.config["sigma_scale"] = PAPER_SIGMA_SCALE
+                        sl.sigma = p_scale * mean_nn_distance(sl.coords)
+                        logger.info("preset %r: slice %r sigma = %.4g", preset, sl.name, sl.sigma)
+                self.config["sigma_scale"] = p_scale
             self.config["preset"] = preset
         check_positive(epochs, "epochs", integer=True)
         check_positive(lr, "lr")
@@ -546,9 +519,9 @@ class STEM:
         slice: str | None = None,
         readout: str | None = None,
         *,
-        expression_weight: float = 1.0,
+        expression_weight: float = MAPPING["expression_weight"],
         balance: bool | None = None,
-        temperature: float = 1.0,
+        temperature: float = MAPPING["temperature"],
         spot_weights: Any = None,
     ) -> StemMapping:
         """Read the mapping off the trained embeddings.
@@ -575,8 +548,9 @@ class STEM:
         """
         if not self.is_trained:
             logger.warning("the model has not been trained; the mapping reflects random weights")
-        if readout is None:
-            readout = "paper" if self.config.get("preset") == "paper" else "hybrid"
+        if readout is None:  # the preset's readout, else the table's
+            preset = PRESETS.get(self.config.get("preset") or "", {})
+            readout = preset.get("readout", MAPPING["readout"])
         slices = self.select_slices(slice)
         z_sc = self.embed(self.data.sc_x)
         x_st = np.concatenate([s.x for s in slices])
@@ -605,7 +579,11 @@ class STEM:
 
     @compute
     def attribution(
-        self, cells: Any = None, target: Any = "best_spot", steps: int = 50, **kwargs: Any
+        self,
+        cells: Any = None,
+        target: Any = "best_spot",
+        steps: int = ATTRIBUTION["steps"],
+        **kwargs: Any,
     ) -> pd.DataFrame:
         """Integrated-gradient gene attribution of each cell's mapping (cells × genes DataFrame).
 

@@ -8,13 +8,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._defaults import MODEL
+
 EPS = 1e-7
 
 
 class Encoder(nn.Module):
     """Shared MLP encoder: H → 512 → 256 → 128 (LayerNorm + ReLU after the hidden layers)."""
 
-    def __init__(self, n_genes: int, hidden: Sequence[int] = (512, 256, 128)) -> None:
+    def __init__(self, n_genes: int, hidden: Sequence[int] = MODEL["hidden"]) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         d_in = n_genes
@@ -68,7 +70,7 @@ class STEMModule(nn.Module):
     """
 
     def __init__(
-        self, n_genes: int, hidden: Sequence[int] = (512, 256, 128), st_dropout: float = 0.0
+        self, n_genes: int, hidden: Sequence[int] = MODEL["hidden"], st_dropout: float = 0.0
     ) -> None:
         super().__init__()
         self.encoder = Encoder(n_genes, hidden)

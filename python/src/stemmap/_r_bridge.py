@@ -25,7 +25,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["pack", "unpack", "info", "roundtrip", "run_stem", "write_h5ad", "read_h5ad"]
+__all__ = [
+    "pack",
+    "unpack",
+    "info",
+    "defaults",
+    "roundtrip",
+    "run_stem",
+    "write_h5ad",
+    "read_h5ad",
+]
 
 _DTYPES = {"float64": "<f8", "int32": "<i4"}
 
@@ -155,6 +164,24 @@ def info() -> dict:
     return out
 
 
+def defaults() -> dict:
+    """The core's table of defaults and presets (:mod:`stemmap._defaults`), for R.
+
+    Returns
+    -------
+    dict
+        :func:`stemmap._defaults.table` plus ``choices`` (``readout``: the readouts,
+        ``preset``: the preset names): what R's arguments that default to ``NULL`` mean,
+        and the choices R checks before anything runs.
+    """
+    from ._defaults import PRESETS, table
+    from ._result import READOUTS
+
+    out = table()
+    out["choices"] = {"readout": list(READOUTS), "preset": list(PRESETS)}
+    return out
+
+
 def roundtrip(x: dict, rownames: Any = None, colnames: Any = None) -> dict:
     """Unpack a matrix from R into numpy/pandas and pack it back (a bridge test).
 
@@ -268,9 +295,12 @@ def run_stem(
         List of slices, each ``{"x": packed genes × spots, "genes", "spots",
         "coords": packed spots × 2, "name": slice name}``, in slice order.
     params
-        Keyword arguments for :class:`stemmap.STEM` (``genes``, ``sigma``, ``alpha``,
-        ``hidden``, ``device``, ``seed``, ``normalized``...) plus ``epochs``, ``lr`` and
-        ``progress`` for :meth:`stemmap.STEM.train`.
+        Only what the caller set: arguments of :class:`stemmap.STEM` (``genes``, ``sigma``,
+        ``sigma_scale``, ``alpha``, ``hidden``, ``device``, ``seed``, ``normalized``...), of
+        :meth:`stemmap.STEM.train` (``epochs``, ``lr``, ``preset``... ), of
+        :meth:`stemmap.STEM.mapping` (``readout``...), ``adjacency_k``, and ``progress``
+        and ``keep_model``. Absent or None keys take the core's defaults
+        (:mod:`stemmap._defaults`); the bridge has none of its own.
     labels
         ``{name: [label per input cell]}``; each is deconvolved into spots × types.
     transfer
@@ -287,19 +317,30 @@ def run_stem(
         ``best_spot`` (names), ``best_slice``, ``confidence``, ``sc_to_st``,
         ``deconvolution`` ({name: {"x": packed N×T, "types"}}), ``transfer``
         ({name: packed M×F}), ``history`` ({term: packed}), ``settings``,
-        ``adjacency`` (sparse M×M SC–SC kNN graph, when ``params["adjacency_k"]`` > 0); with
+        ``adjacency`` (sparse M×M SC–SC kNN graph, when ``adjacency_k`` > 0); with
         ``params["keep_model"]`` also ``model`` (the :meth:`stemmap.STEM.save` file as bytes).
     """
 
     import stemmap
 
-    params = dict(params or {})
-    epochs = int(params.pop("epochs", 400))
-    lr = float(params.pop("lr", 0.002))
+    from ._defaults import MAPPING, PRESETS, TRAIN
+    from ._result import READOUTS
+    from ._validate import check_choice
+
+    params = {k: v for k, v in dict(params or {}).items() if v is not None}
     progress = bool(params.pop("progress", False))
     keep_model = bool(params.pop("keep_model", False))
-    readout = str(params.pop("readout", "hybrid"))
-    adjacency_k = int(params.pop("adjacency_k", 0) or 0)
+    train_kw = {k: params.pop(k) for k in (*TRAIN, "preset") if k in params}
+    map_kw = {k: params.pop(k) for k in MAPPING if k in params and k != "adjacency_k"}
+    adjacency_k = int(params.pop("adjacency_k", MAPPING["adjacency_k"]))
+    # choices are checked before training, not after it
+    if "preset" in train_kw:
+        check_choice(train_kw["preset"], list(PRESETS), "preset")
+    if "readout" in map_kw:
+        check_choice(map_kw["readout"], READOUTS, "readout")
+    for key in ("epochs", "lr_step", "warmup", "cell_batch_size", "spot_batch_size"):
+        if key in train_kw:
+            train_kw[key] = int(train_kw[key])
     if params.get("hidden") is not None:
         params["hidden"] = tuple(int(h) for h in _strs_or_nums(params["hidden"]))
     if params.get("genes") is not None:
@@ -321,8 +362,9 @@ def run_stem(
             model = stemmap.STEM(sc_ad, slices[0], spatial_key="spatial", **params)
         else:
             model = stemmap.STEM(sc_ad, slices, spatial_key="spatial", slice_names=names, **params)
-        model.train(epochs=epochs, lr=lr, progress=progress)
-        m = model.mapping(readout=readout)
+        model.train(progress=progress, **train_kw)
+        m = model.mapping(**map_kw)
+        map_kw["readout"] = m.readout  # the one the model chose (a preset's, or the default)
 
         best_slice = np.asarray(m.best_slice, dtype=object)
         if len(m.slices) == 1:
@@ -332,7 +374,7 @@ def run_stem(
             for name in m.slices:
                 sel = best_slice == name
                 if sel.any():
-                    coords[sel] = np.asarray(model.mapping(slice=name, readout=readout).coords)[sel]
+                    coords[sel] = np.asarray(model.mapping(slice=name, **map_kw).coords)[sel]
 
         out: dict[str, Any] = {
             "cells": list(m.sc_names),
@@ -345,7 +387,7 @@ def run_stem(
             "best_slice": [str(v) for v in best_slice],
             "confidence": pack(np.asarray(m.confidence, dtype=np.float64)),
             "history": _history(getattr(model, "history", None)),
-            "settings": _builtin(getattr(model, "settings", {})),
+            "settings": _builtin(m.settings),  # the model's, and the mapping's readout
         }
         if adjacency_k > 0 and m.n_cells > 1:
             out["adjacency"] = pack(m.sc_adjacency(min(adjacency_k, m.n_cells - 1), weighted=True))
@@ -503,13 +545,17 @@ def attribution(
     model: Any,
     cells: Any = None,
     target: Any = "best_spot",
-    steps: int = 50,
-    method: str = "riemann_trapezoid",
-    batch_size: int = 128,
+    steps: Any = None,
+    method: Any = None,
+    batch_size: Any = None,
     device: str = "cpu",
     progress: bool = False,
 ) -> dict:
     """Integrated-gradient attribution of a model saved by R (see :func:`model_bytes`).
+
+    ``steps``, ``method`` and ``batch_size`` left None (R ``NULL``) take the defaults of
+    :func:`stemmap.attribution.integrated_gradients`; ``device`` is where R runs it (R
+    always sends it; ``stemAttribution(device = "cpu")``).
 
     Parameters
     ----------
@@ -555,15 +601,14 @@ def _attribution(model, cells, target, steps, method, batch_size, device) -> dic
             "genes": [str(g) for g in m.data.genes],
             "delta": pack(np.zeros(0)),
         }
-    attr, delta = integrated_gradients(
-        m,
-        cells=keep,
-        target=tgt,
-        steps=int(steps),
-        method=str(method),
-        batch_size=int(batch_size),
-        return_delta=True,
-    )
+    kw: dict[str, Any] = {}
+    if steps is not None:
+        kw["steps"] = int(steps)
+    if method is not None:
+        kw["method"] = str(method)
+    if batch_size is not None:
+        kw["batch_size"] = int(batch_size)
+    attr, delta = integrated_gradients(m, cells=keep, target=tgt, return_delta=True, **kw)
     return {
         "x": pack(attr.to_numpy(dtype=np.float64)),
         "cells": [str(c) for c in attr.index],
@@ -588,46 +633,60 @@ def _labels(x: Any) -> Any:
     return None if x is None else np.asarray(_strs(x), dtype=object)
 
 
+def _given(**kwargs: Any) -> dict[str, Any]:
+    """The keyword arguments R set; None (an R ``NULL``) leaves the core's default."""
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def _axis(axis: Any) -> Any:
+    """An axis name, or a direction packed by R."""
+    return unpack(axis).ravel().tolist() if isinstance(axis, dict) else axis
+
+
 def spatial_dominant_genes(
     values: dict,
     genes: Any,
     coords: Any = None,
     segments: Any = None,
-    axis: Any = "x",
-    n_segments: int = 3,
-    alternative: str = "greater",
-    min_cells: int = 3,
+    axis: Any = None,
+    n_segments: Any = None,
+    alternative: Any = None,
+    min_cells: Any = None,
 ) -> dict:
     """:func:`stemmap.analysis.spatial_dominant_genes` on a packed cells × genes matrix."""
     from .analysis import spatial_dominant_genes as sdg
 
     X = np.asarray(unpack(values), dtype=np.float64)
     xy = None if coords is None else np.asarray(unpack(coords), dtype=np.float64)
-    ax = unpack(axis).ravel().tolist() if isinstance(axis, dict) else axis
     res = sdg(
         X,
         xy,
         segments=_labels(segments),
-        axis=ax,
-        n_segments=int(n_segments),
         genes=_strs(genes),
-        alternative=str(alternative),
-        min_cells=int(min_cells),
+        **_given(
+            axis=_axis(axis),
+            n_segments=_int(n_segments),
+            alternative=alternative,
+            min_cells=_int(min_cells),
+        ),
     )
     res["segment"] = res["segment"].astype(str)
     return _table(res)
 
 
-def axis_score(coords: dict, axis: Any = "x") -> dict:
+def axis_score(coords: dict, axis: Any) -> dict:
     """:func:`stemmap.analysis.axis_score` of packed (cells × 2) coordinates."""
     from .analysis import axis_score as score
 
-    ax = unpack(axis).ravel().tolist() if isinstance(axis, dict) else axis
-    return pack(score(np.asarray(unpack(coords), dtype=np.float64), ax))
+    return pack(score(np.asarray(unpack(coords), dtype=np.float64), _axis(axis)))
 
 
 def axis_genes(
-    expr: dict, genes: Any, score: dict, groups: Any = None, min_cells: int = 10
+    expr: dict, genes: Any, score: dict, groups: Any = None, min_cells: Any = None
 ) -> dict:
     """:func:`stemmap.analysis.axis_genes` on a packed cells × genes matrix."""
     from .analysis import axis_genes as ag
@@ -637,7 +696,7 @@ def axis_genes(
         unpack(score).ravel(),
         groups=_labels(groups),
         genes=_strs(genes),
-        min_cells=int(min_cells),
+        **_given(min_cells=_int(min_cells)),
     )
     res["group"] = res["group"].astype(str)
     return _table(res)
@@ -648,10 +707,10 @@ def expression_trends(
     genes: Any,
     score: dict,
     groups: Any = None,
-    n_knots: int = 3,
-    degree: int = 3,
-    n_points: int = 50,
-    min_cells: int = 10,
+    n_knots: Any = None,
+    degree: Any = None,
+    n_points: Any = None,
+    min_cells: Any = None,
 ) -> dict:
     """:func:`stemmap.analysis.expression_trends` on a packed cells × genes matrix."""
     import pandas as pd
@@ -663,17 +722,19 @@ def expression_trends(
         df,
         unpack(score).ravel(),
         groups=_labels(groups),
-        n_knots=int(n_knots),
-        degree=int(degree),
-        n_points=int(n_points),
-        min_cells=int(min_cells),
+        **_given(
+            n_knots=_int(n_knots),
+            degree=_int(degree),
+            n_points=_int(n_points),
+            min_cells=_int(min_cells),
+        ),
     )
     res["group"] = res["group"].astype(str)
     return _table(res)
 
 
 def neighbourhood_enrichment(
-    coords: dict, labels: Any, n_neighbors: int = 10, n_perms: int = 200, seed: int = 0
+    coords: dict, labels: Any, n_neighbors: Any = None, n_perms: Any = None, seed: Any = None
 ) -> dict:
     """:func:`stemmap.analysis.neighbourhood_enrichment`; z-scores and counts packed."""
     from .analysis import neighbourhood_enrichment as ne
@@ -681,9 +742,7 @@ def neighbourhood_enrichment(
     res = ne(
         np.asarray(unpack(coords), dtype=np.float64),
         _labels(labels),
-        n_neighbors=int(n_neighbors),
-        n_perms=int(n_perms),
-        seed=int(seed),
+        **_given(n_neighbors=_int(n_neighbors), n_perms=_int(n_perms), seed=_int(seed)),
     )
     return {
         "zscore": pack(res.zscore.to_numpy(dtype=np.float64)),
@@ -696,26 +755,32 @@ def estimate_resources(
     n_cells: int,
     n_spots: int,
     n_genes: int,
-    hidden: Any = (512, 256, 128),
-    device: str = "auto",
+    hidden: Any = None,
+    device: Any = None,
     cell_batch_size: Any = None,
     spot_batch_size: Any = None,
-    epochs: int = 400,
+    epochs: Any = None,
 ) -> dict:
     """:func:`stemmap.estimate_resources` for R: builtins in, builtins out; a MemoryError
-    becomes ``{"error": message}`` so that R can show it as its own error."""
+    becomes ``{"error": message}`` so that R can show it as its own error. None (an R
+    ``NULL``) leaves an argument to the core's default."""
     import stemmap
 
+    kw: dict[str, Any] = {}
+    if hidden is not None:
+        kw["hidden"] = tuple(int(h) for h in _strs_or_nums(hidden))
+    if device is not None:
+        kw["device"] = str(device)
+    if epochs is not None:
+        kw["epochs"] = int(epochs)
     try:
         out = stemmap.estimate_resources(
             int(n_cells),
             int(n_spots),
             int(n_genes),
-            hidden=tuple(int(h) for h in _strs_or_nums(hidden)),
-            device=str(device),
             cell_batch_size=None if cell_batch_size is None else int(cell_batch_size),
             spot_batch_size=None if spot_batch_size is None else int(spot_batch_size),
-            epochs=int(epochs),
+            **kw,
         )
     except MemoryError as e:
         return {"error": str(e)}

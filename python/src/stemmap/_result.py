@@ -11,6 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from ._defaults import MAPPING
 from ._device import available_memory, fmt_bytes
 from ._runtime import check_threads, compute
 from ._validate import check_choice, check_positive
@@ -50,10 +51,10 @@ class StemMapping:
         (M × G) and (N × G) normalised expression of cells and spots on the shared genes,
         needed by ``readout="hybrid"``.
     readout
-        How C is read off: ``"paper"`` (the publication: ``C = softmax_rows(Z_SC Z_STᵀ)``,
-        ``Ĉ = softmax_columns(Z_SC Z_STᵀ)``) or ``"hybrid"`` (logits
-        ``Z_SC Z_STᵀ + λ R`` with R the Pearson correlation of cell and spot expression,
-        then balanced so that every spot receives the same share of cells; see Notes).
+        How C is read off: ``"hybrid"`` (default; logits ``Z_SC Z_STᵀ + λ R`` with R the
+        Pearson correlation of cell and spot expression, then balanced so that every spot
+        receives the same share of cells; see Notes) or ``"paper"`` (the publication:
+        ``C = softmax_rows(Z_SC Z_STᵀ)``, ``Ĉ = softmax_columns(Z_SC Z_STᵀ)``).
     expression_weight
         w in ``λ = w · sd(Z_SC Z_STᵀ) / sd(R)`` (row standard deviations, averaged): 1 gives
         the expression term the same spread as the embedding term; 0 uses the embeddings
@@ -97,10 +98,10 @@ class StemMapping:
         chunk_size: int = 8192,
         sc_expr: np.ndarray | None = None,
         st_expr: np.ndarray | None = None,
-        readout: str = "paper",
-        expression_weight: float = 1.0,
+        readout: str = MAPPING["readout"],
+        expression_weight: float = MAPPING["expression_weight"],
         balance: bool | None = None,
-        temperature: float = 1.0,
+        temperature: float = MAPPING["temperature"],
         spot_weights: np.ndarray | None = None,
         threads: int | None = None,
     ) -> None:
@@ -141,7 +142,10 @@ class StemMapping:
         self.expression_scale = 0.0
         if readout == "hybrid" and self.expression_weight > 0:
             if sc_expr is None or st_expr is None:
-                raise ValueError('`readout="hybrid"` needs `sc_expr` and `st_expr`.')
+                raise ValueError(
+                    '`readout="hybrid"` (the default) needs `sc_expr` and `st_expr`; pass them, '
+                    'or readout="paper" for the embeddings alone.'
+                )
             self._esc = torch.from_numpy(_standardize_rows(sc_expr))
             self._est = torch.from_numpy(_standardize_rows(st_expr))
             if (
@@ -608,7 +612,7 @@ class StemMapping:
     @compute
     def sc_adjacency(
         self,
-        k: int = 15,
+        k: int = MAPPING["adjacency_k"],
         weighted: bool = False,
         basis: str = "auto",
         bandwidth: float | None = None,

@@ -25,6 +25,8 @@ import scipy.sparse as sp
 from scipy import stats
 from scipy.spatial import cKDTree
 
+from ._defaults import ANALYSIS
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -204,11 +206,11 @@ def spatial_dominant_genes(
     coords: Any = None,
     *,
     segments: Any = None,
-    axis: Any = "x",
+    axis: Any = ANALYSIS["spatial_dominant_genes"]["axis"],
     n_segments: int = 10,
     genes: Sequence[str] | None = None,
-    alternative: str = "greater",
-    min_cells: int = 3,
+    alternative: str = ANALYSIS["spatial_dominant_genes"]["alternative"],
+    min_cells: int = ANALYSIS["spatial_dominant_genes"]["min_cells"],
     **ig_kwargs: Any,
 ) -> pd.DataFrame:
     """Genes whose attribution (or expression) differs in each spatial segment vs the rest.
@@ -412,12 +414,12 @@ def expression_trends(
     expr: Any,
     score: Any,
     groups: Any = None,
-    n_knots: int = 3,
+    n_knots: int = ANALYSIS["expression_trends"]["n_knots"],
     *,
-    degree: int = 3,
+    degree: int = ANALYSIS["expression_trends"]["degree"],
     genes: Sequence[str] | None = None,
-    n_points: int = 50,
-    min_cells: int = 10,
+    n_points: int = ANALYSIS["expression_trends"]["n_points"],
+    min_cells: int = ANALYSIS["expression_trends"]["min_cells"],
 ) -> pd.DataFrame:
     """Smooth per gene × group trends of expression along a score (least-squares splines).
 
@@ -509,7 +511,7 @@ def axis_genes(
     groups: Any = None,
     *,
     genes: Sequence[str] | None = None,
-    min_cells: int = 10,
+    min_cells: int = ANALYSIS["axis_genes"]["min_cells"],
 ) -> pd.DataFrame:
     """Genes that vary monotonically along an axis: Spearman correlation with BH FDR.
 
@@ -587,9 +589,9 @@ class NhoodEnrichment:
 def neighbourhood_enrichment(
     coords: Any,
     labels: Any,
-    n_neighbors: int = 10,
-    n_perms: int = 200,
-    seed: int = 0,
+    n_neighbors: int = ANALYSIS["neighbourhood_enrichment"]["n_neighbors"],
+    n_perms: int = ANALYSIS["neighbourhood_enrichment"]["n_perms"],
+    seed: int = ANALYSIS["neighbourhood_enrichment"]["seed"],
 ) -> NhoodEnrichment:
     """Label neighbourhood enrichment on a kNN graph: permutation z-scores (as squidpy).
 

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ._defaults import ATTRIBUTION
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["integrated_gradients", "path_weights", "METHODS"]
@@ -129,10 +131,10 @@ def integrated_gradients(
     model: Any,
     cells: Any = None,
     target: Any = "best_spot",
-    steps: int = 50,
+    steps: int = ATTRIBUTION["steps"],
     *,
-    method: str = "riemann_trapezoid",
-    batch_size: int = 128,
+    method: str = ATTRIBUTION["method"],
+    batch_size: int = ATTRIBUTION["batch_size"],
     slice: str | None = None,
     return_delta: bool = False,
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.Series]:

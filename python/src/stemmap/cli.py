@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from ._defaults import MAPPING, MODEL, PRESETS, TRAIN
+from ._result import READOUTS
+
 logger = logging.getLogger(__name__)
 
 
@@ -39,9 +42,11 @@ def _read_h5ad(path: str, what: str):
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=400, help="training epochs (paper: 400)")
-    p.add_argument("--lr", type=float, default=0.002, help="learning rate (paper: 0.002)")
-    p.add_argument("--alpha", type=float, default=0.5, help="MMD weight (paper: 0.5)")
+    p.add_argument(
+        "--epochs", type=int, default=TRAIN["epochs"], help="training epochs (%(default)s)"
+    )
+    p.add_argument("--lr", type=float, default=TRAIN["lr"], help="learning rate (%(default)s)")
+    p.add_argument("--alpha", type=float, default=MODEL["alpha"], help="MMD weight (%(default)s)")
     p.add_argument(
         "--sigma",
         type=float,
@@ -52,24 +57,30 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--sigma-scale",
         type=float,
         default=None,
-        help="default σ in mean nearest-neighbour spot distances (default 1; paper: 0.5)",
+        help=f"default σ in mean nearest-neighbour spot distances (default {MODEL['sigma_scale']:g}"
+        f"; paper: {PRESETS['paper']['sigma_scale']:g})",
     )
     p.add_argument(
         "--preset",
-        choices=["paper", "fast"],
+        choices=list(PRESETS),
         default=None,
         help="named settings (overrides --epochs/--lr): paper = the publication's schedule, "
         "σ and readout; fast = a shorter schedule on cell batches",
     )
     p.add_argument(
         "--readout",
-        choices=["hybrid", "paper"],
+        choices=list(READOUTS),
         default=None,
-        help="mapping readout: hybrid (embeddings + expression correlation, balanced; "
-        "default) or paper (softmax of embedding inner products; default with --preset paper)",
+        help="mapping readout: hybrid (embeddings + expression correlation, balanced) or paper "
+        "(softmax of embedding inner products); default: the preset's, else "
+        f"{MAPPING['readout']}",
     )
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument(
+        "--device",
+        default=MODEL["device"],
+        help="auto (CUDA if available), cpu, cuda, cuda:N (%(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=MODEL["seed"], help="random seed (%(default)s)")
     p.add_argument(
         "--cell-batch-size",
         type=int,
@@ -345,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument(
         "--out", required=True, help="output .h5ad for cells (spots go to <out>_st.h5ad)"
     )
-    pm.add_argument("--spatial-key", default="spatial", help="obsm key of spot coordinates")
+    pm.add_argument(
+        "--spatial-key", default=MODEL["spatial_key"], help="obsm key of spot coordinates"
+    )
     pm.add_argument("--layer", default=None, help="layer with counts (default X)")
     pm.add_argument("--label-key", default=None, help="SC obs column to deconvolve spots by")
     pm.add_argument("--normalized", action="store_true", help="data already normalised (log1p)")

@@ -1,0 +1,175 @@
+"""Every user-facing default of stemmap and its named presets: the one table.
+
+The model (:class:`~stemmap.STEM`, :meth:`~stemmap.STEM.train`, :meth:`~stemmap.STEM.mapping`,
+:class:`~stemmap.StemMapping`), the resource planner, the command line and the R bridge take
+their defaults from here. The R package's arguments default to ``NULL``, which means "the value
+in this table" (an argument left ``NULL`` is not sent to Python), and its test
+``tests/testthat/test-defaults.R`` compares every R argument with this table through
+:func:`table`. Change a default here and nowhere else.
+
+Each group is keyed by the argument names of the function that uses it (and of R's
+``runSTEM()``, which takes them all):
+
+* :data:`MODEL`: ``stemmap.STEM(...)``.
+* :data:`TRAIN`: ``STEM.train(...)``.
+* :data:`MAPPING`: ``STEM.mapping(...)`` / ``StemMapping(...)``, and ``adjacency_k``, the
+  neighbours per cell of the SC–SC graph (``StemMapping.sc_adjacency(k=)``, R's
+  ``adjacency_k``; R stores the graph by default).
+* :data:`ATTRIBUTION`: :func:`stemmap.attribution.integrated_gradients`.
+* :data:`ANALYSIS`: the spatial analyses of :mod:`stemmap.analysis`, one group per function.
+
+:data:`PRESETS` are named sets of overrides for :meth:`STEM.train` (``preset=``): the
+schedule keys replace the train arguments; ``sigma_scale`` replaces the σ scale of slices
+whose σ the caller left to the default (untrained model only) and ``readout`` becomes the
+default of :meth:`STEM.mapping` (and with it the SC–SC adjacency basis).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+__all__ = [
+    "ANALYSIS",
+    "ATTRIBUTION",
+    "MAPPING",
+    "MODEL",
+    "PAPER_SIGMA_SCALE",
+    "PRESETS",
+    "TRAIN",
+    "table",
+]
+
+#: σ in units of the mean nearest-neighbour spot distance in the publication (½); stemmap's
+#: default is ``MODEL["sigma_scale"]`` (1: better on both shared benchmark datasets,
+#: ``benchmarks/results/results.md``).
+PAPER_SIGMA_SCALE = 0.5
+
+#: ``stemmap.STEM(...)``. ``sigma_scale`` is used where the caller gives neither ``sigma`` nor
+#: ``sigma_scale`` (``STEM(sigma_scale=None)``), so that ``preset="paper"`` can still apply
+#: the paper's scale.
+MODEL: MappingProxyType[str, Any] = MappingProxyType(
+    {
+        "spatial_key": "spatial",
+        "alpha": 0.5,
+        "hidden": (512, 256, 128),
+        "device": "auto",
+        "seed": 0,
+        "normalized": False,
+        "kernel": "gaussian",
+        "n_neighbors": 6,
+        "mmd_batch": 1000,
+        "sigma_scale": 1.0,
+    }
+)
+
+#: ``STEM.train(...)``: the paper's schedule (AdamW, lr halved every 200 epochs, β warm-up).
+TRAIN: MappingProxyType[str, Any] = MappingProxyType(
+    {
+        "epochs": 400,
+        "lr": 0.002,
+        "weight_decay": 0.01,
+        "lr_step": 200,
+        "lr_gamma": 0.5,
+        "warmup": 50,
+        "cell_batch_size": None,
+        "spot_batch_size": None,
+    }
+)
+
+#: ``STEM.mapping(...)`` / ``StemMapping(...)`` and the SC–SC graph. ``readout`` is the
+#: default of a model trained without a preset that sets one (``benchmarks/results/
+#: readout.md``: the hybrid readout was more accurate on both shared datasets).
+MAPPING: MappingProxyType[str, Any] = MappingProxyType(
+    {
+        "readout": "hybrid",
+        "expression_weight": 1.0,
+        "temperature": 1.0,
+        "adjacency_k": 15,
+    }
+)
+
+#: :func:`stemmap.attribution.integrated_gradients`.
+ATTRIBUTION: MappingProxyType[str, Any] = MappingProxyType(
+    {
+        "steps": 50,
+        "method": "riemann_trapezoid",
+        "batch_size": 128,
+    }
+)
+
+#: :mod:`stemmap.analysis`, by function. ``n_segments`` is not here: Python's
+#: ``spatial_dominant_genes`` uses 10 segments, R's ``stemSpatialDominantGenes()`` 3 (an
+#: open decision; both kept as they were).
+ANALYSIS: MappingProxyType[str, Any] = MappingProxyType(
+    {
+        "spatial_dominant_genes": MappingProxyType(
+            {"axis": "x", "alternative": "greater", "min_cells": 3}
+        ),
+        "axis_genes": MappingProxyType({"min_cells": 10}),
+        "expression_trends": MappingProxyType(
+            {"n_knots": 3, "degree": 3, "n_points": 50, "min_cells": 10}
+        ),
+        "neighbourhood_enrichment": MappingProxyType(
+            {"n_neighbors": 10, "n_perms": 200, "seed": 0}
+        ),
+    }
+)
+
+#: Named overrides for ``STEM.train(preset=...)`` (a plain dict: ``stemmap.PRESETS``).
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's / reference implementation's schedule (the defaults of train()), σ = ½ × the
+    # mean NN spot distance and the paper readout, so that results can be compared with the
+    # publication.
+    "paper": {
+        "epochs": 400,
+        "lr": 0.002,
+        "lr_step": 200,
+        "lr_gamma": 0.5,
+        "warmup": 50,
+        "cell_batch_size": None,
+        "sigma_scale": PAPER_SIGMA_SCALE,
+        "readout": "paper",
+    },
+    # A shorter schedule on cell batches: see benchmarks/results/speed.md for its accuracy
+    # against the paper schedule and the reference implementation.
+    "fast": {
+        "epochs": 200,
+        "lr": 0.004,
+        "lr_step": 100,
+        "lr_gamma": 0.5,
+        "warmup": 25,
+        "cell_batch_size": 2048,
+    },
+}
+
+#: the keys of a preset that are not train() arguments
+PRESET_MODEL_KEYS = ("sigma_scale", "readout")
+
+
+def table() -> dict[str, Any]:
+    """The whole table as plain builtins (tuples as lists), e.g. for the R package.
+
+    Returns
+    -------
+    dict
+        ``{"model": {...}, "train": {...}, "mapping": {...}, "attribution": {...},
+        "analysis": {function: {...}}, "presets": {...}, "paper_sigma_scale": 0.5}``.
+    """
+
+    def plain(d: Any) -> Any:
+        if isinstance(d, (dict, MappingProxyType)):
+            return {str(k): plain(v) for k, v in d.items()}
+        if isinstance(d, (list, tuple)):
+            return [plain(v) for v in d]
+        return d
+
+    return {
+        "model": plain(MODEL),
+        "train": plain(TRAIN),
+        "mapping": plain(MAPPING),
+        "attribution": plain(ATTRIBUTION),
+        "analysis": plain(ANALYSIS),
+        "presets": plain(PRESETS),
+        "paper_sigma_scale": PAPER_SIGMA_SCALE,
+    }

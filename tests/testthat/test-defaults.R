@@ -1,0 +1,156 @@
+d <- make_stem_data()
+
+# R never repeats a default of the core: arguments that the core defaults are NULL in R,
+# NULL is not sent to Python, and the documentation states the core's value. These tests
+# read the core's table (python/src/stemmap/_defaults.py) through the bridge and fail
+# when R and Python disagree.
+
+.core_table <- function() {
+    stemmap:::.run_python(function() {
+        reticulate::py_to_r(stemmap:::.stem_bridge()$defaults())
+    })
+}
+
+# Formals of a function or of an S4 method (whose own arguments live in .local).
+.verb_formals <- function(f, sig = NULL) {
+    if (is.null(sig)) return(formals(f))
+    m <- methods::getMethod(f, sig, where = asNamespace("stemmap"))
+    b <- body(m)
+    if (is.call(b) && length(b) >= 2L && is.call(b[[2L]]) &&
+        identical(b[[2L]][[2L]], as.name(".local"))) {
+        return(formals(eval(b[[2L]][[3L]])))
+    }
+    formals(m)
+}
+
+# The text of each \item of an Rd file's \arguments, by argument name.
+.rd_arguments <- function(rd_name) {
+    rd <- tools::Rd_db("stemmap")[[rd_name]]
+    tags <- vapply(rd, function(x) attr(x, "Rd_tag"), "")
+    out <- list()
+    for (it in rd[[which(tags == "\\arguments")]]) {
+        if (!identical(attr(it, "Rd_tag"), "\\item")) next
+        txt <- paste(as.character(structure(it[[2L]], class = "Rd"), deparse = TRUE), collapse = "")
+        for (nm in trimws(strsplit(paste(unlist(it[[1L]]), collapse = ""), ",")[[1L]])) {
+            out[[nm]] <- txt
+        }
+    }
+    out
+}
+
+# How the documentation writes a value: 400, 0.002, "hybrid", c(512, 256, 128), FALSE.
+.doc_value <- function(v) {
+    v <- unlist(v)
+    if (is.character(v)) return(paste0("\"", v, "\""))
+    s <- as.character(v)
+    if (length(v) > 1L) paste0("c(", paste(s, collapse = ", "), ")") else s
+}
+
+test_that("every R default is the core's and is documented with its value", {
+    skip_if_no_python()
+    tab <- .core_table()
+    verbs <- list(
+        list(fun = "runSTEM", sig = "ANY", rd = "runSTEM.Rd",
+             groups = c("model", "train", "mapping"), min = 10L),
+        list(fun = stemEstimateResources, sig = NULL, rd = "stemEstimateResources.Rd",
+             groups = c("model", "train"), min = 5L),
+        list(fun = "stemAttribution", sig = "ANY", rd = "stemAttribution.Rd",
+             groups = "attribution", min = 3L),
+        list(fun = stemSpatialDominantGenes, sig = NULL, rd = "stemSpatialDominantGenes.Rd",
+             groups = c("analysis", "spatial_dominant_genes"), min = 3L),
+        list(fun = stemAxisGenes, sig = NULL, rd = "stemSpatialDominantGenes.Rd",
+             groups = c("analysis", "axis_genes"), min = 1L),
+        list(fun = stemExpressionTrends, sig = NULL, rd = "stemSpatialDominantGenes.Rd",
+             groups = c("analysis", "expression_trends"), min = 4L),
+        list(fun = stemNeighbourhoodEnrichment, sig = NULL, rd = "stemSpatialDominantGenes.Rd",
+             groups = c("analysis", "neighbourhood_enrichment"), min = 3L)
+    )
+    for (v in verbs) {
+        f <- .verb_formals(v$fun, v$sig)
+        docs <- .rd_arguments(v$rd)
+        # a group of the table, or (analysis) the group of one function
+        core <- if (v$groups[[1L]] == "analysis") tab$analysis[[v$groups[[2L]]]] else
+            do.call(c, unname(tab[v$groups]))
+        shared <- intersect(names(f), names(core))
+        label <- if (is.character(v$fun)) v$fun else paste(v$rd, v$groups[[length(v$groups)]])
+        expect_gte(length(shared), v$min, label = paste(label, "arguments in the core's table"))
+        for (nm in shared) {
+            # NULL in R: "the core's default" (not sent to Python)
+            expect_null(f[[nm]], label = sprintf("%s(%s =) default", label, nm))
+            expect_false(is.null(docs[[nm]]), label = sprintf("%s: %s documented", label, nm))
+            if (is.null(core[[nm]])) next  # the core decides at run time (e.g. batch sizes)
+            # "Default (`NULL`): `value`" (several values: one per function of the page)
+            marker <- "Default (\\code{NULL}):"
+            value <- sprintf("\\code{%s}", .doc_value(core[[nm]]))
+            after <- strsplit(docs[[nm]], marker, fixed = TRUE)[[1L]][-1L]
+            expect_true(any(grepl(value, after, fixed = TRUE)),
+                        label = sprintf("%s: the documentation of %s says '%s %s'", v$rd, nm,
+                                        marker, value))
+        }
+    }
+    # the choices R checks before anything runs are the core's
+    expect_identical(stemmap:::.stem_choices$readout, unlist(tab$choices$readout))
+    expect_identical(stemmap:::.stem_choices$preset, unlist(tab$choices$preset))
+})
+
+test_that("NULL arguments are not sent to Python", {
+    p <- stemmap:::.stem_params(verbose = FALSE)
+    expect_identical(sort(names(p)), c("keep_model", "progress"))
+    p <- stemmap:::.stem_params(epochs = 3, sigma_scale = 0.5, preset = "paper", verbose = FALSE)
+    expect_identical(p$epochs, 3L)
+    expect_identical(p$sigma_scale, 0.5)
+    expect_identical(p$preset, "paper")
+    expect_error(runSTEM(d$sc, d$st, coords = d$coords, preset = "turbo"),
+                 regexp = "preset.*must be one of")
+})
+
+test_that("runSTEM(preset = 'paper') gives the sigma, readout and adjacency of STEM.train(preset='paper')", {
+    py <- skip_if_no_python()
+    skip_if_no_core_model()
+    # preset "paper" trains its 400 epochs; small layers keep that short
+    res <- runSTEM(d$sc, d$st, coords = d$coords, preset = "paper", hidden = c(16, 8),
+                   seed = 3, adjacency_k = 5, mapping = "none", verbose = FALSE)
+    dir <- withr::local_tempdir()
+    utils::write.csv(t(d$sc), file.path(dir, "sc.csv"))
+    utils::write.csv(t(d$st), file.path(dir, "st.csv"))
+    utils::write.csv(d$coords, file.path(dir, "xy.csv"), row.names = FALSE)
+    script <- file.path(dir, "run.py")
+    writeLines(c(
+        "import sys, numpy as np, pandas as pd, anndata as ad, stemmap",
+        "d = sys.argv[1]",
+        "sc = pd.read_csv(f'{d}/sc.csv', index_col=0); st = pd.read_csv(f'{d}/st.csv', index_col=0)",
+        "a = ad.AnnData(sc.to_numpy(float), obs=pd.DataFrame(index=sc.index), var=pd.DataFrame(index=sc.columns))",
+        "b = ad.AnnData(st.to_numpy(float), obs=pd.DataFrame(index=st.index), var=pd.DataFrame(index=st.columns))",
+        "b.obsm['spatial'] = pd.read_csv(f'{d}/xy.csv').to_numpy(float)",
+        "m = stemmap.STEM(a, b, seed=3, hidden=(16, 8)); m.train(preset='paper', progress=False)",
+        "mp = m.mapping()",
+        "A = mp.sc_adjacency(5, weighted=True).tocoo()",
+        "np.savetxt(f'{d}/adj.txt', np.column_stack([A.row, A.col, A.data]))",
+        "with open(f'{d}/settings.txt', 'w') as fh:",
+        "    fh.write(f\"sigma\\t{m.data.slices[0].sigma!r}\\nreadout\\t{mp.readout}\\n\")",
+        "    fh.write(f\"sigma_scale\\t{m.settings['sigma_scale']}\\nepochs\\t{m.settings['epochs']}\\n\")"
+    ), script)
+    out <- system2(py, c(script, dir), stdout = TRUE, stderr = TRUE)
+    expect_true(file.exists(file.path(dir, "settings.txt")), label = paste(out, collapse = "\n"))
+    kv <- utils::read.delim(file.path(dir, "settings.txt"), header = FALSE,
+                            colClasses = "character")
+    ref <- stats::setNames(as.list(kv[[2]]), kv[[1]])
+    ref$sigma <- as.numeric(ref$sigma)
+    ref$epochs <- as.integer(ref$epochs)
+    s <- res$settings
+    expect_equal(unlist(s$sigma), unlist(ref$sigma), tolerance = 1e-10)
+    nn <- apply(as.matrix(dist(d$coords)) + diag(Inf, nrow(d$coords)), 1, min)
+    expect_equal(unlist(s$sigma), 0.5 * mean(nn), tolerance = 1e-10)  # the paper's sigma
+    expect_identical(s$mapping$readout, "paper")
+    expect_identical(ref$readout, "paper")
+    expect_equal(unlist(s$sigma_scale), 0.5)
+    expect_equal(unlist(s$epochs), unlist(ref$epochs))
+    A <- as.matrix(utils::read.table(file.path(dir, "adj.txt")))
+    ref_adj <- Matrix::sparseMatrix(i = A[, 1] + 1, j = A[, 2] + 1, x = A[, 3], dims = c(60, 60))
+    got <- res$adjacency
+    expect_s4_class(got, "dgCMatrix")
+    # the same graph (embedding inner products: the paper's basis), up to float32 rounding
+    expect_gt(mean((as.matrix(got) != 0) == (as.matrix(ref_adj) != 0)), 0.99)
+    both <- as.matrix(got) != 0 & as.matrix(ref_adj) != 0
+    expect_equal(as.matrix(got)[both], as.matrix(ref_adj)[both], tolerance = 1e-3)
+})
