@@ -68,9 +68,9 @@ def check_output_path(path: str | Path, what: str) -> Path:
     return p
 
 
-def temp_path_for(path: Path) -> Path:
+def temp_path_for(path: Path, suffix: str = ".tmp") -> Path:
     """An empty temporary file next to ``path`` (same folder, so that a rename is atomic)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     return Path(tmp)
 

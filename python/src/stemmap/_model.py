@@ -313,7 +313,14 @@ class STEM:
                 self.config["sigma_scale"] = PAPER_SIGMA_SCALE
             self.config["preset"] = preset
         check_train_args(
-            epochs, lr, weight_decay, lr_step, lr_gamma, warmup, cell_batch_size, spot_batch_size
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            lr_step=lr_step,
+            lr_gamma=lr_gamma,
+            warmup=warmup,
+            cell_batch_size=cell_batch_size,
+            spot_batch_size=spot_batch_size,
         )
         m = self.data.sc_x.shape[0]
         cell_batch_size, spot_batch_size = self._plan_batches(cell_batch_size, spot_batch_size)

@@ -246,26 +246,30 @@ def check_names(values: Any, name: str, what: str = "gene") -> list[str] | None:
     return out
 
 
-def check_train_args(
-    epochs: Any,
-    lr: Any,
-    weight_decay: Any,
-    lr_step: Any,
-    lr_gamma: Any,
-    warmup: Any,
-    cell_batch_size: Any,
-    spot_batch_size: Any,
-) -> None:
-    """Validate the arguments of :meth:`stemmap.STEM.train` (also run by the CLI up front)."""
-    check_positive(epochs, "epochs", integer=True)
-    check_positive(lr, "lr")
-    check_nonnegative(weight_decay, "weight_decay")
-    check_positive(lr_step, "lr_step", integer=True)
-    check_positive(lr_gamma, "lr_gamma")
-    check_positive(cell_batch_size, "cell_batch_size", allow_none=True, integer=True, minimum=2)
-    check_positive(spot_batch_size, "spot_batch_size", allow_none=True, integer=True, minimum=2)
-    if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
-        raise ValueError(f"`warmup` must be a non-negative integer; found {warmup!r}.")
+def check_train_args(**kwargs: Any) -> None:
+    """Validate arguments of :meth:`stemmap.STEM.train` by name (only those given).
+
+    ``train()`` checks all of them; the CLI checks its own before reading any data.
+    """
+    rules: dict[str, Any] = {
+        "epochs": lambda v: check_positive(v, "epochs", integer=True),
+        "lr": lambda v: check_positive(v, "lr"),
+        "weight_decay": lambda v: check_nonnegative(v, "weight_decay"),
+        "lr_step": lambda v: check_positive(v, "lr_step", integer=True),
+        "lr_gamma": lambda v: check_positive(v, "lr_gamma"),
+        "cell_batch_size": lambda v: check_positive(
+            v, "cell_batch_size", allow_none=True, integer=True, minimum=2
+        ),
+        "spot_batch_size": lambda v: check_positive(
+            v, "spot_batch_size", allow_none=True, integer=True, minimum=2
+        ),
+    }
+    for name, value in kwargs.items():
+        if name == "warmup":
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"`warmup` must be a non-negative integer; found {value!r}.")
+        else:
+            rules[name](value)
 
 
 def missing_mask(values: Any) -> np.ndarray:
@@ -294,14 +298,7 @@ def check_labels(values: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
                 "labels must be categories (cell types, clusters). Pass the category column, "
                 "or use `transfer()` / `spot_aggregate()` for continuous values."
             )
-        # 1.0, 2.0 ... are clusters stored as floats: name them 1, 2 ...
-        ints = np.all(levels == np.round(levels))
-        out = np.array(
-            ["" if m else (str(int(v)) if ints else str(v)) for v, m in zip(arr, miss)],
-            dtype=object,
-        )
-    else:
-        out = np.array(["" if m else str(v) for v, m in zip(arr, miss)], dtype=object)
+    out = np.array(["" if m else str(v) for v, m in zip(arr, miss)], dtype=object)
     if miss.all():
         raise ValueError(f"`{name}` are all missing (None/NaN); nothing to deconvolve.")
     return out, miss
