@@ -23,6 +23,14 @@
     if (ncol(x) < 2L) {
         .stem_abort("{.arg {arg}} must have at least 2 columns; found {ncol(x)}.")
     }
+    cn <- colnames(x)
+    if (!is.null(cn) && anyDuplicated(cn)) {
+        dup <- unique(cn[duplicated(cn)])
+        .stem_abort(c(
+            "{.arg {arg}} has {length(dup)} duplicated column (cell/spot) name{?s}, e.g. {.val {utils::head(dup, 3)}}.",
+            i = "Results are stored by name: make them unique first (e.g. {.code make.unique()})."
+        ))
+    }
     invisible(x)
 }
 
@@ -31,11 +39,16 @@
     x
 }
 
-# Numeric n x 2 coordinate matrix from a matrix/data.frame.
-.as_coords <- function(coords, n, where) {
+# Numeric n x 2 coordinate matrix from a matrix/data.frame, in the order of the spots
+# (`names`): coordinates with row names are aligned by them.
+.as_coords <- function(coords, n, where, names = NULL) {
+    rn <- NULL
     if (is.data.frame(coords)) {
+        if (.row_names_info(coords) > 0L) rn <- rownames(coords)  # not automatic 1..n
         num <- vapply(coords, is.numeric, logical(1))
         coords <- as.matrix(coords[, num, drop = FALSE])
+    } else if (is.matrix(coords)) {
+        rn <- rownames(coords)
     }
     if (!is.matrix(coords) || !is.numeric(coords) || ncol(coords) < 2L) {
         .stem_abort(c(
@@ -48,6 +61,24 @@
             "Spatial coordinates must have one row per spot of {.arg st}.",
             x = "{.arg st} has {n} spots but the coordinates ({where}) have {nrow(coords)} rows."
         ))
+    }
+    if (ncol(coords) > 2L) {
+        .stem_abort(c(
+            "Spatial coordinates of {.arg st} must have 2 columns (x, y); found {ncol(coords)} ({where}).",
+            i = "stemmap maps onto 2-D sections and does not drop z silently: pass the x/y columns, or each z-section as its own slice ({.arg sample_id})."
+        ))
+    }
+    if (!is.null(rn) && !is.null(names)) {
+        pos <- match(names, rn)
+        if (anyNA(pos) || anyDuplicated(rn)) {
+            miss <- names[is.na(pos)]
+            .stem_abort(c(
+                "The row names of the spatial coordinates ({where}) do not match the spot names of {.arg st}.",
+                x = "{sum(is.na(pos))} spot{?s} ha{?s/ve} no row{if (anyDuplicated(rn)) ' (or row names are duplicated)' else ''}, e.g. {.val {utils::head(miss, 3)}}.",
+                i = "Name the rows by spot, or remove the row names to match by position."
+            ))
+        }
+        coords <- coords[pos, , drop = FALSE]
     }
     coords <- coords[, 1:2, drop = FALSE]
     if (anyNA(coords)) {
@@ -129,7 +160,7 @@
             }
             sample_id <- cd[[sample_id]]
         }
-        out <- .slices(x, .as_coords(xy, ncol(x), where), sample_id)
+        out <- .slices(x, .as_coords(xy, ncol(x), where, colnames(x)), sample_id)
         out$coldata <- cd
         return(out)
     }
@@ -142,7 +173,7 @@
                 i = "Pass {.arg coords}: a numeric matrix with one row per spot and 2 columns."
             ))
         }
-        out <- .slices(st, .as_coords(coords, ncol(st), "argument coords"), sample_id)
+        out <- .slices(st, .as_coords(coords, ncol(st), "argument coords", colnames(st)), sample_id)
         out$coldata <- data.frame(row.names = colnames(st))
         return(out)
     }

@@ -8,17 +8,16 @@
 .worker_attribution <- function(model, cells, target, steps, method, batch_size, device,
                                 progress) {
     bridge <- .stem_bridge()
-    reticulate::py_to_r(bridge$attribution(
+    .stem_call(bridge, "attribution",
         model = model, cells = cells, target = target, steps = as.integer(steps),
         method = method, batch_size = as.integer(batch_size), device = device,
         progress = isTRUE(progress)
-    ))
+    )
 }
 
 .worker_analysis <- function(fun, args) {
     bridge <- .stem_bridge()
-    f <- bridge[[fun]]
-    reticulate::py_to_r(do.call(f, args))
+    do.call(.stem_call, c(list(bridge, fun), args))
 }
 
 .run_analysis <- function(fun, ...) {

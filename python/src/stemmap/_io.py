@@ -61,6 +61,8 @@ def check_output_path(path: str | Path, what: str) -> Path:
     if p.is_dir():
         raise IsADirectoryError(f"{what}: {p} is a folder; give a file name.")
     parent = p.parent if str(p.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise NotADirectoryError(f"{what}: cannot write {p}: {parent} is a file, not a folder.")
     if not parent.is_dir():
         raise FileNotFoundError(f"{what}: cannot write {p}: folder {parent} does not exist.")
     if not os.access(parent, os.W_OK | os.X_OK):
