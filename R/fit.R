@@ -104,7 +104,7 @@
         list(x = .pack(s$x), genes = as.list(rownames(s$x)), spots = as.list(spot_ids[s$index]),
              coords = .pack(unname(as.matrix(s$coords))), name = s$name)
     })
-    lab_in <- lapply(labels, function(l) as.list(as.character(l)))
+    lab_in <- lapply(labels, .labels_for_python)
     tr_in <- lapply(transfer, function(v) .pack(as.matrix(v)))
     t0 <- Sys.time()
     res <- .run_python(.worker_stem, sc = sc_in, st = st_in, params = params,

@@ -203,16 +203,31 @@
     m
 }
 
+# Label values as given (factors as character): numbers stay numbers so that the core can
+# refuse continuous values; NA stays NA (the core skips it with a warning).
+.label_values <- function(v) {
+    if (is.factor(v)) as.character(v) else v
+}
+
+# Labels for the core: a list with NULL (None) for NA. Whole numbers go as text (cluster
+# ids "1", "2"), other doubles as numbers.
+.labels_for_python <- function(l) {
+    whole <- is.numeric(l) && all(l[!is.na(l)] == round(l[!is.na(l)]))
+    out <- if (is.double(l) && !whole) as.list(as.double(l)) else as.list(as.character(l))
+    out[is.na(l)] <- list(NULL)
+    out
+}
+
 # Per-cell labels: column names of the SC metadata or a named list of vectors.
 .resolve_labels <- function(labels, meta, n) {
     if (is.null(labels) || (is.list(labels) && !length(labels))) return(list())
     if (is.character(labels) && all(labels %in% colnames(meta)) && length(labels) <= ncol(meta)) {
-        out <- lapply(labels, function(l) as.character(meta[[l]]))
+        out <- lapply(labels, function(l) .label_values(meta[[l]]))
         names(out) <- labels
     } else if (is.list(labels) && !is.null(names(labels))) {
-        out <- lapply(labels, as.character)
+        out <- lapply(labels, .label_values)
     } else if (is.atomic(labels) && length(labels) == n) {
-        out <- list(label = as.character(labels))
+        out <- list(label = .label_values(labels))
     } else {
         .stem_abort(c(
             "{.arg labels} must name columns of the cell metadata, or be a vector with one label per cell.",
@@ -243,11 +258,14 @@
             if (is.numeric(v)) {
                 m <- matrix(as.double(v), ncol = 1, dimnames = list(NULL, col))
             } else {
+                # one column per category; a spot without a value is NA in every column
+                # (skipped by the core with a warning), not dropped
                 f <- factor(v)
-                m <- stats::model.matrix(~ f - 1)
-                colnames(m) <- paste0(col, "_", levels(f))
-                attr(m, "assign") <- NULL
-                attr(m, "contrasts") <- NULL
+                m <- matrix(0, length(f), nlevels(f),
+                            dimnames = list(NULL, paste0(col, "_", levels(f))))
+                ok <- which(!is.na(f))
+                m[cbind(ok, as.integer(f[ok]))] <- 1
+                m[is.na(f), ] <- NA_real_
             }
             m
         })

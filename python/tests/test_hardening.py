@@ -742,3 +742,18 @@ def test_pickle_module_not_needed_for_loading(saved, monkeypatch):
     monkeypatch.setattr(pickle, "load", no_unpickling)
     monkeypatch.setattr(pickle, "Unpickler", no_unpickling)
     stemmap.STEM.load(path)
+
+
+@pytest.mark.parametrize(
+    "values,expect",
+    [
+        (["a", None, "b"], np.array(["a", None, "b"], dtype=object)),
+        ([1.5, None, 2.5], np.array([1.5, np.nan, 2.5])),
+        ([1, 2, None], np.array(["1", "2", None], dtype=object)),
+    ],
+)
+def test_bridge_labels_keep_missing_and_numbers(values, expect):
+    got = rb._label_values(values)
+    assert got.dtype == expect.dtype
+    assert pd.isna(got).tolist() == pd.isna(expect).tolist()
+    np.testing.assert_array_equal(got[~pd.isna(got)], expect[~pd.isna(expect)])

@@ -259,3 +259,45 @@ test_that("coordinates aligned by row names give the same mapping as ordered one
     expect_identical(a$coords, b$coords)
     expect_identical(a$best_spot, b$best_spot)
 })
+
+test_that("NA labels are skipped with a warning and continuous labels refused", {
+    skip_if_no_python()
+    d <- make_stem_data()
+    lab <- d$celltype
+    lab[1:4] <- NA
+    expect_warning(res <- run_small(d, labels = lab), class = "stemmap_input_warning",
+                   regexp = "4 of 60 cells have no label")
+    dec <- res$deconvolution$label
+    expect_identical(sort(colnames(dec)), c("left", "right"))  # no "NA" column
+    expect_equal(unname(rowSums(dec)), rep(1, nrow(dec)), tolerance = 1e-6)
+    cont <- seq(0, 1, length.out = 60)
+    expect_stem_error(run_small(d, labels = cont), "value",
+                      "`labels` are floating-point numbers with 60 distinct values")
+    clusters <- as.double(rep(1:3, 20))  # whole numbers: cluster ids, named "1", "2", "3"
+    res2 <- run_small(d, labels = clusters)
+    expect_identical(colnames(res2$deconvolution$label), c("1", "2", "3"))
+})
+
+test_that("NA spot values are skipped in transfer with a warning, never NaN everywhere", {
+    skip_if_no_python()
+    d <- make_stem_data()
+    st <- SingleCellExperiment::SingleCellExperiment(list(counts = d$st))
+    st$score <- seq_len(ncol(d$st)) / 10
+    st$score[2] <- NA
+    st$zone <- ifelse(d$coords[, 1] > 2, "a", "b")
+    st$zone[5] <- NA
+    SingleCellExperiment::reducedDim(st, "spatial") <- d$coords
+    seen <- character()
+    res <- withCallingHandlers(
+        runSTEM(d$sc, st, coords = "spatial", transfer = c("score", "zone"), epochs = 2L,
+                hidden = 8L, verbose = FALSE, mapping = "none", adjacency_k = 0L),
+        stemmap_input_warning = function(w) {
+            seen <<- c(seen, conditionMessage(w))
+            invokeRestart("muffleWarning")
+        }
+    )
+    expect_identical(sum(grepl("1 of 20 spots have missing", seen)), 2L)
+    expect_true(all(is.finite(res$transfer$score)))
+    expect_identical(colnames(res$transfer$zone), c("zone_a", "zone_b"))
+    expect_equal(unname(rowSums(res$transfer$zone)), rep(1, 60), tolerance = 1e-6)
+})

@@ -427,7 +427,7 @@ def run_stem(
 
         out["deconvolution"] = {}
         for name, lab in (labels or {}).items():
-            series = pd.Series(_strs(lab), index=_strs(sc["cells"]), dtype=object)
+            series = pd.Series(_label_values(lab), index=_strs(sc["cells"]))
             df = m.deconvolve(series)
             out["deconvolution"][str(name)] = {
                 "x": pack(df.to_numpy(dtype=np.float64)),
@@ -455,6 +455,17 @@ def _verbosity(stemmap: Any, progress: bool):
         yield
     finally:
         stemmap.settings.verbosity = old_level
+
+
+def _label_values(x: Any) -> np.ndarray:
+    """Labels from R: None stays missing; numbers sent as numbers stay numbers (so that
+    :func:`stemmap._validate.check_labels` can refuse continuous values), else text."""
+    vals = list(x) if isinstance(x, (list, tuple)) else [x]
+    nums = [v for v in vals if v is not None]
+    if nums and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in nums):
+        if any(isinstance(v, float) for v in nums):
+            return np.array([np.nan if v is None else float(v) for v in vals])
+    return np.array([None if v is None else str(v) for v in vals], dtype=object)
 
 
 def _strs_or_nums(x: Any) -> list:
