@@ -757,3 +757,83 @@ def test_bridge_labels_keep_missing_and_numbers(values, expect):
     assert got.dtype == expect.dtype
     assert pd.isna(got).tolist() == pd.isna(expect).tolist()
     np.testing.assert_array_equal(got[~pd.isna(got)], expect[~pd.isna(expect)])
+
+
+def _with(adata, **changes):
+    a = adata.copy()
+    for k, v in changes.items():
+        if k == "coords":
+            a.obsm["spatial"] = v(a)
+        else:
+            setattr(a, k, v(a))
+    return a
+
+
+@pytest.mark.parametrize(
+    "case,exc,match",
+    [
+        ("spatial_key_list", TypeError, "`spatial_key` must be the name"),
+        ("identical_coords", ValueError, r"`st.obsm\['spatial'\]`: all spots have the same"),
+        ("float32_overflow", ValueError, "`sc.X` has values beyond the float32 range"),
+        ("bool_counts", TypeError, "`sc.X` must be numeric"),
+        ("one_column_coords", ValueError, r"must be a \(spots × 2\) array"),
+        ("text_coords", TypeError, "must be numeric coordinates"),
+        ("st_none", TypeError, "`st` must be an AnnData"),
+        ("st_empty_list", ValueError, "`st` is an empty list"),
+    ],
+)
+def test_careless_data(toy, case, exc, match):
+    sc, st = toy
+    kw = {}
+    if case == "spatial_key_list":
+        kw["spatial_key"] = ["spatial"]
+    elif case == "identical_coords":
+        st = _with(st, coords=lambda a: np.zeros((a.n_obs, 2)))
+    elif case == "float32_overflow":
+        sc = _with(sc, X=lambda a: _dense(a.X) * 1e300)
+    elif case == "bool_counts":
+        sc = _with(sc, X=lambda a: _dense(a.X) > 0)
+    elif case == "one_column_coords":
+        st = _with(st, coords=lambda a: np.zeros((a.n_obs, 1)))
+    elif case == "text_coords":
+        st = _with(
+            st,
+            coords=lambda a: pd.DataFrame(
+                {"x": ["a"] * a.n_obs, "y": ["b"] * a.n_obs}, index=a.obs_names
+            ),
+        )
+    elif case == "st_none":
+        st = None
+    elif case == "st_empty_list":
+        st = []
+    with pytest.raises(exc, match=match):
+        stemmap.STEM(sc, st, hidden=HIDDEN, **kw)
+
+
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda m: m.deconvolve(None), TypeError, "`labels` must be one value per mapped cell"),
+        (lambda m: m.deconvolve("a"), TypeError, "`labels` must be one value per mapped cell"),
+        (lambda m: m.spot_aggregate(np.zeros(3)), ValueError, "`values` must have one row"),
+        (lambda m: m.transfer(None), ValueError, "`spot_values` must have one row per spot"),
+    ],
+    ids=["deconvolve_none", "deconvolve_scalar", "spot_aggregate_short", "transfer_none"],
+)
+def test_careless_result_calls(mapping, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(mapping)
+
+
+@pytest.mark.parametrize("path", [None, 5, ""])
+def test_model_paths_must_be_paths(saved, path):
+    model, _ = saved
+    with pytest.raises(TypeError, match="`path` must be a file path"):
+        stemmap.STEM.load(path)
+    with pytest.raises(TypeError, match="`path` must be a file path"):
+        model.save(path)
+
+
+def test_progress_must_be_a_flag(small_model):
+    with pytest.raises(TypeError, match="`progress` must be True or False"):
+        small_model.train(epochs=1, progress="x")

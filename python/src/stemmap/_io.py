@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._validate import StemModelFileError
+from ._validate import StemModelFileError, check_path
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ def check_output_path(path: str | Path, what: str) -> Path:
     Raises ``IsADirectoryError`` / ``FileNotFoundError`` / ``PermissionError`` naming ``what``
     (the argument) and the path.
     """
+    check_path(path, what.lstrip("-").replace("-", "_"))
     p = Path(path)
     if p.is_dir():
         raise IsADirectoryError(f"{what}: {p} is a folder; give a file name.")
@@ -122,6 +123,7 @@ def read_model(path: str | Path, trust: bool = False) -> dict[str, Any]:
     """
     import torch
 
+    check_path(path)
     p = Path(path)
     if p.is_dir():
         raise IsADirectoryError(f"{p} is a folder, not a stemmap model file.")

@@ -312,6 +312,8 @@ class STEM:
                         logger.info("preset 'paper': slice %r sigma = %.4g", sl.name, sl.sigma)
                 self.config["sigma_scale"] = PAPER_SIGMA_SCALE
             self.config["preset"] = preset
+        if progress is not None:
+            progress = check_flag(progress, "progress")
         check_train_args(
             epochs=epochs,
             lr=lr,

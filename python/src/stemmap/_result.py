@@ -521,6 +521,11 @@ class StemMapping:
         V = torch.from_numpy(np.asarray(values, dtype=np.float64))
         if V.ndim == 1:
             V = V[:, None]
+        if V.ndim != 2 or V.shape[0] != self.n_cells:
+            raise ValueError(
+                f"`values` must have one row per mapped cell ({self.n_cells}); found shape "
+                f"{tuple(V.shape)}."
+            )
         lse = self._cell_lse()
         acc = torch.zeros((self.n_spots, V.shape[1]), dtype=torch.float64)
         for a, b in self._chunks():
@@ -764,6 +769,10 @@ class StemMapping:
                 )
             return values.set_axis(idx).loc[self.sc_names].to_numpy()
         arr = np.asarray(values)
+        if arr.ndim == 0:
+            raise TypeError(
+                f"`{name}` must be one value per mapped cell ({self.n_cells}); found {values!r}."
+            )
         if arr.shape[0] != self.n_cells:
             raise ValueError(
                 f"`{name}` must have one entry per mapped cell ({self.n_cells}); found "

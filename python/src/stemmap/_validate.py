@@ -87,6 +87,11 @@ def get_matrix(adata: Any, layer: str | None, name: str) -> np.ndarray | sp.csr_
             f"`{where}` has {n_bad} NaN/Inf value(s); expected finite counts. "
             "Remove or impute them first."
         )
+    if data.size and np.abs(data).max() > np.finfo(np.float32).max:
+        raise ValueError(
+            f"`{where}` has values beyond the float32 range (max {float(np.abs(data).max()):.3g}); "
+            "expected counts or normalised expression."
+        )
     if data.size and data.min() < 0:
         raise ValueError(
             f"`{where}` has negative values (min {float(data.min()):.3g}); expected raw counts "
@@ -134,6 +139,10 @@ def warn_if_counts(X: np.ndarray | sp.csr_matrix, where: str) -> None:
 
 def get_coords(adata: Any, spatial_key: str, name: str) -> np.ndarray:
     """Spot coordinates ``adata.obsm[spatial_key]`` as a float (N × 2) array."""
+    if not isinstance(spatial_key, str):
+        raise TypeError(
+            f"`spatial_key` must be the name (a string) of an obsm entry; found {spatial_key!r}."
+        )
     if spatial_key not in adata.obsm:
         raise KeyError(
             f"`{name}.obsm[{spatial_key!r}]` not found: spatial coordinates are required. "
@@ -171,6 +180,11 @@ def get_coords(adata: Any, spatial_key: str, name: str) -> np.ndarray:
     Y = Y.astype(np.float64)
     if not np.all(np.isfinite(Y)):
         raise ValueError(f"`{name}.obsm[{spatial_key!r}]` has NaN/Inf coordinates.")
+    if Y.shape[0] > 1 and np.all(Y == Y[0]):
+        raise ValueError(
+            f"`{name}.obsm[{spatial_key!r}]`: all spots have the same coordinates; STEM needs "
+            "the spots' positions."
+        )
     return Y
 
 
@@ -219,6 +233,14 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"`{name}` must be an integer in [0, 2**32 - 1]; found {seed!r}.")
     return int(seed)
+
+
+def check_path(path: Any, name: str = "path") -> None:
+    """Raise ``TypeError`` unless ``path`` is a str or ``os.PathLike``."""
+    import os
+
+    if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path):
+        raise TypeError(f"`{name}` must be a file path (str or Path); found {path!r}.")
 
 
 def check_flag(value: Any, name: str) -> bool:
