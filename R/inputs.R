@@ -23,11 +23,13 @@
     if (ncol(x) < 2L) {
         .stem_abort("{.arg {arg}} must have at least 2 columns; found {ncol(x)}.")
     }
+    # cells: results are stored per cell by name. (Spots are matched by position: spot
+    # barcodes repeated across the samples of one SpatialExperiment are common and fine.)
     cn <- colnames(x)
-    if (!is.null(cn) && anyDuplicated(cn)) {
+    if (arg == "sc" && !is.null(cn) && anyDuplicated(cn)) {
         dup <- unique(cn[duplicated(cn)])
         .stem_abort(c(
-            "{.arg {arg}} has {length(dup)} duplicated column (cell/spot) name{?s}, e.g. {.val {utils::head(dup, 3)}}.",
+            "{.arg {arg}} has {length(dup)} duplicated column (cell) name{?s}, e.g. {.val {utils::head(dup, 3)}}.",
             i = "Results are stored by name: make them unique first (e.g. {.code make.unique()})."
         ))
     }

@@ -41,16 +41,15 @@ test_that("logical flags must be TRUE or FALSE", {
                       "type", "keep_model")
 })
 
-test_that("duplicated cell or spot names are refused", {
+test_that("duplicated cell names are refused", {
     d <- make_stem_data()
     sc <- d$sc
-    colnames(sc)[2] <- colnames(sc)[1]
+    colnames(sc)[2:3] <- colnames(sc)[1]
     expect_stem_error(runSTEM(sc, d$st, coords = d$coords, verbose = FALSE),
-                      "value", "sc.*duplicated column")
-    st <- d$st
-    colnames(st)[3:4] <- "spotX"
-    expect_stem_error(runSTEM(d$sc, st, coords = d$coords, verbose = FALSE),
-                      "value", "st.*duplicated column.*spotX")
+                      "value", "sc.*1 duplicated column \\(cell\\) name.*cell1")
+    sce <- SingleCellExperiment::SingleCellExperiment(list(counts = sc))
+    expect_stem_error(runSTEM(sce, d$st, coords = d$coords, verbose = FALSE),
+                      "value", "duplicated column")
 })
 
 test_that("coordinates with row names are aligned by them, or refused when they do not match", {

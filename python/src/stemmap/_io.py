@@ -255,6 +255,7 @@ def load_model(
         raise ValueError("pass both `sc` and `st` to map new data, or neither.")
     blob = read_model(path, trust=trust)
     self = cls.__new__(cls)
+    self.threads = None  # a runtime choice (main's STEM.threads), not saved
     self.device = device
     self.config = blob["config"]
     self.train_settings = blob["train_settings"]
