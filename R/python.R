@@ -26,7 +26,7 @@
             paste0(origin, " must name an existing Python executable."),
             x = "Found {.path {py}}, which is not a file.",
             i = "Point it to e.g. {.path /path/to/venv/bin/python}, or unset it to use basilisk."
-        ))
+        ), kind = "setup")
     }
     py
 }
@@ -46,7 +46,7 @@
                 "reticulate is already bound to another Python in this R session.",
                 x = "Bound: {.path {cfg$python}}; requested: {.path {py}}.",
                 i = "Restart R and run stemmap before anything else initialises reticulate."
-            ))
+            ), kind = "setup")
         }
         return(invisible(py))
     }

@@ -35,7 +35,8 @@ NULL
 # `stemmap_value_error` (a bad value: the default), `stemmap_type_error`,
 # `stemmap_file_error`, `stemmap_model_file_error`, `stemmap_memory_error`,
 # `stemmap_training_error`, `stemmap_python_error` (the Python core failed in an
-# unexpected way) and `stemmap_setup_error` (no usable Python). Errors of the Python
+# unexpected way) and `stemmap_setup_error` (no usable Python, a missing optional
+# package, a misnamed Python). Errors of the Python
 # core arrive with the same kinds and messages (see .stem_unwrap() in R/python.R).
 .stem_error_class <- function(kind = "value") {
     c(paste0("stemmap_", kind, "_error"), "stemmap_error")
@@ -82,7 +83,7 @@ NULL
         .stem_abort(c(
             "Package {.pkg {pkg}} is needed{if (is.null(why)) '' else paste0(' ', why)} but is not installed.",
             i = "Install it with {.code {cmd}}."
-        ))
+        ), kind = "setup")
     }
     invisible(TRUE)
 }

@@ -300,3 +300,8 @@ test_that("NA spot values are skipped in transfer with a warning, never NaN ever
     expect_identical(colnames(res$transfer$zone), c("zone_a", "zone_b"))
     expect_equal(unname(rowSums(res$transfer$zone)), rep(1, 60), tolerance = 1e-6)
 })
+
+test_that("a misnamed Python is a setup error", {
+    withr::local_options(stemmap.python = tempfile("nopython"))
+    expect_stem_error(stemPythonInfo(), "setup", "must name an existing Python executable")
+})
