@@ -602,6 +602,7 @@ def _one_error_line(capsys, match: str) -> str:
         ("lr", "--lr"),
         ("spot_batch", "--spot-batch-size"),
         ("epochs", "--epochs"),
+        ("out_empty", "--out: give a file name"),
     ],
 )
 def test_cli_refuses_before_training(files, capsys, no_training, case, match):
@@ -621,6 +622,7 @@ def test_cli_refuses_before_training(files, capsys, no_training, case, match):
         "lr": (["--lr", "-1"], "o.h5ad"),
         "spot_batch": (["--spot-batch-size", "1"], "o.h5ad"),
         "epochs": (["--epochs", "0"], "o.h5ad"),
+        "out_empty": ([], None),
     }[case]
     if case == "st_output_is_st":
         # --out x.h5ad writes x_st.h5ad: an input named like that must not be overwritten

@@ -147,6 +147,8 @@ def _map_outputs(a: argparse.Namespace) -> dict[str, Path]:
     from ._io import check_output_path
 
     out = Path(a.out)
+    if not a.out or out.name in ("", ".", ".."):
+        raise CLIError(f"--out: give a file name such as results.h5ad; found {a.out!r}.")
     outs = {"--out": out, "--out (spots)": out.with_name(out.stem + "_st.h5ad")}
     if a.save_model:
         outs["--save-model"] = Path(a.save_model)
@@ -198,11 +200,8 @@ def cmd_map(a: argparse.Namespace) -> int:
             cell_batch_size=a.cell_batch_size,
             spot_batch_size=a.spot_batch_size,
         )
-    except (TypeError, ValueError) as e:  # name the option, not the Python argument
-        msg = str(e)
-        for name in ("cell_batch_size", "spot_batch_size", "epochs", "lr"):
-            msg = msg.replace(f"`{name}`", "--" + name.replace("_", "-"))
-        raise CLIError(msg) from None
+    except (TypeError, ValueError) as e:  # _error_line() names the option
+        raise CLIError(str(e)) from None
     rank = _init_distributed(a)
     sc = _read_h5ad(a.sc, "sc")
     st = _read_h5ad(a.st, "st")
@@ -453,9 +452,29 @@ def main(argv: list[str] | None = None) -> int:
 _USER_ERRORS = (CLIError, ValueError, TypeError, KeyError, OSError, MemoryError, ArithmeticError)
 
 
+#: Python argument names the CLI sets from an option of the same name (`x_y` -> --x-y)
+_OPTION_ARGS = (
+    "epochs",
+    "lr",
+    "alpha",
+    "sigma",
+    "sigma_scale",
+    "device",
+    "seed",
+    "cell_batch_size",
+    "spot_batch_size",
+    "spatial_key",
+    "preset",
+    "readout",
+    "threads",
+)
+
+
 def _error_line(command: str, e: BaseException) -> None:
     msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
     msg = " ".join(str(msg).split()) or type(e).__name__
+    for name in _OPTION_ARGS:  # name the option the user typed, not the Python argument
+        msg = msg.replace(f"`{name}`", "--" + name.replace("_", "-"))
     if not isinstance(e, _USER_ERRORS):
         msg = f"{type(e).__name__}: {msg}"
     print(f"stemmap {command}: error: {msg}", file=sys.stderr)
