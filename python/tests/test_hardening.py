@@ -674,7 +674,13 @@ def test_cli_unexpected_error_is_one_line(files, capsys, monkeypatch):
 
 
 def test_cli_writes_all_outputs(files):
-    assert _map(files, "--epochs", "1", "--save-model", str(files / "m.stem")) == 0
+    umask = os.umask(0o022)
+    try:
+        assert _map(files, "--epochs", "1", "--save-model", str(files / "m.stem")) == 0
+    finally:
+        os.umask(umask)
+    for name in ("o.h5ad", "o_st.h5ad", "m.stem"):  # not the 0600 of a temporary file
+        assert (files / name).stat().st_mode & 0o777 == 0o644
     assert ad.read_h5ad(files / "o.h5ad").n_obs > 0
     assert ad.read_h5ad(files / "o_st.h5ad").n_obs > 0
     stemmap.STEM.load(files / "m.stem")

@@ -78,6 +78,19 @@ def temp_path_for(path: Path, suffix: str = ".tmp") -> Path:
     return Path(tmp)
 
 
+def replace_with(tmp: Path, dest: Path) -> None:
+    """Rename ``tmp`` onto ``dest`` (atomic in one folder), with the permissions ``dest`` had,
+    or those a new file gets (umask), not the private ones of a temporary file."""
+    if dest.exists():
+        mode = dest.stat().st_mode & 0o777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
+    os.replace(tmp, dest)
+
+
 def write_model(path: str | Path, blob: dict[str, Any]) -> None:
     """Write a model (see :func:`model_blob`) to ``path`` atomically, in the safe format."""
     p = check_output_path(path, "path")
@@ -104,7 +117,7 @@ def write_model(path: str | Path, blob: dict[str, Any]) -> None:
             for name, arr in arrays.items():
                 with zf.open(name, "w", force_zip64=True) as fh:
                     np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
-        os.replace(tmp, p)
+        replace_with(tmp, p)
     finally:
         if tmp.exists():
             tmp.unlink()

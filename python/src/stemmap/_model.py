@@ -640,7 +640,7 @@ class STEM:
         ------
         FileNotFoundError, IsADirectoryError
             ``path`` does not exist or is a folder.
-        stemmap._validate.StemModelFileError
+        stemmap.StemModelFileError
             (a ``ValueError``) ``path`` is not a stemmap model file, is truncated or damaged,
             has a newer format version, or is an old pickle file and ``trust`` is False.
         """

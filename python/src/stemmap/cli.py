@@ -188,7 +188,7 @@ def cmd_map(a: argparse.Namespace) -> int:
     """
     import stemmap
 
-    from ._io import temp_path_for
+    from ._io import replace_with, temp_path_for
     from ._validate import check_train_args
 
     outs = _map_outputs(a)
@@ -234,7 +234,7 @@ def cmd_map(a: argparse.Namespace) -> int:
         if "--save-model" in outs:
             model.save(tmps["--save-model"])
         for what, tmp in tmps.items():
-            tmp.replace(outs[what])
+            replace_with(tmp, outs[what])
     finally:
         for tmp in tmps.values():
             if tmp.exists():
