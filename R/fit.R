@@ -3,10 +3,10 @@
 # Worker: runs in the Python process (reticulate or basilisk).
 .worker_stem <- function(sc, st, params, labels, transfer, mapping, mapping_k) {
     bridge <- .stem_bridge()
-    reticulate::py_to_r(bridge$run_stem(
+    .stem_call(bridge, "run_stem",
         sc = sc, st = st, params = params, labels = labels, transfer = transfer,
         mapping = mapping, mapping_k = as.integer(mapping_k)
-    ))
+    )
 }
 
 # The arguments of a STEM run as the core takes them. Every argument left NULL is left
@@ -39,6 +39,8 @@
     if (!is.null(device) && (!is.character(device) || length(device) != 1L)) {
         .stem_abort("{.arg device} must be a string such as {.val auto}, {.val cpu} or {.val cuda}.")
     }
+    .check_flag(normalized, "normalized")
+    .check_flag(keep_model, "keep_model")
     if (!is.null(genes) && (!is.character(genes) || !length(genes))) {
         .stem_abort("{.arg genes} must be NULL or a character vector of gene names.")
     }
@@ -72,12 +74,21 @@
     x
 }
 
+.check_flag <- function(x, arg) {
+    if (!is.logical(x) || length(x) != 1L || is.na(x)) {
+        .stem_abort("{.arg {arg}} must be TRUE or FALSE; found {.val {format(x)}}.", kind = "type")
+    }
+}
+
+# R structure only (one number, not NA; whole numbers must fit R's integers); the value
+# checks (finite, positive, ranges) are the Python core's, which R shows as its own errors.
 .check_number <- function(x, arg, integer = FALSE, min = -Inf) {
     ok <- is.numeric(x) && length(x) == 1L && !is.na(x) && x >= min &&
-        (!integer || x == round(x))
+        (!integer || (is.finite(x) && x == round(x) && abs(x) <= .Machine$integer.max))
     if (!ok) {
         what <- if (integer) "a whole number" else "a number"
-        .stem_abort("{.arg {arg}} must be {what} >= {min}; found {.val {format(x)}}.")
+        .stem_abort("{.arg {arg}} must be {what} >= {min}; found {.val {format(x)}}.",
+                    kind = if (is.numeric(x)) "value" else "type")
     }
 }
 
@@ -109,7 +120,7 @@
         list(x = .pack(s$x), genes = as.list(rownames(s$x)), spots = as.list(spot_ids[s$index]),
              coords = .pack(unname(as.matrix(s$coords))), name = s$name)
     })
-    lab_in <- lapply(labels, function(l) as.list(as.character(l)))
+    lab_in <- lapply(labels, .labels_for_python)
     tr_in <- lapply(transfer, function(v) .pack(as.matrix(v)))
     t0 <- Sys.time()
     res <- .run_python(.worker_stem, sc = sc_in, st = st_in, params = params,

@@ -102,7 +102,7 @@
     }
     if (!is.null(coords)) {
         nc <- .seurat_named_coords(st, coords, colnames(x))
-        out <- .slices(x, .as_coords(nc$xy, ncol(x), nc$where), sample_id)
+        out <- .slices(x, .as_coords(nc$xy, ncol(x), nc$where, colnames(x)), sample_id)
         out$coldata <- st[[]]
         return(out)
     }

@@ -2,12 +2,12 @@
 
 .worker_write_h5ad <- function(path, result) {
     bridge <- .stem_bridge()
-    reticulate::py_to_r(bridge$write_h5ad(path, result))
+    .stem_call(bridge, "write_h5ad", path = path, result = result)
 }
 
 .worker_read_h5ad <- function(path) {
     bridge <- .stem_bridge()
-    reticulate::py_to_r(bridge$read_h5ad(path))
+    .stem_call(bridge, "read_h5ad", path = path)
 }
 
 #' Write and read a STEM mapping as .h5ad

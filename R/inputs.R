@@ -23,6 +23,16 @@
     if (ncol(x) < 2L) {
         .stem_abort("{.arg {arg}} must have at least 2 columns; found {ncol(x)}.")
     }
+    # cells: results are stored per cell by name. (Spots are matched by position: spot
+    # barcodes repeated across the samples of one SpatialExperiment are common and fine.)
+    cn <- colnames(x)
+    if (arg == "sc" && !is.null(cn) && anyDuplicated(cn)) {
+        dup <- unique(cn[duplicated(cn)])
+        .stem_abort(c(
+            "{.arg {arg}} has {length(dup)} duplicated column (cell) name{?s}, e.g. {.val {utils::head(dup, 3)}}.",
+            i = "Results are stored by name: make them unique first (e.g. {.code make.unique()})."
+        ))
+    }
     invisible(x)
 }
 
@@ -31,11 +41,16 @@
     x
 }
 
-# Numeric n x 2 coordinate matrix from a matrix/data.frame.
-.as_coords <- function(coords, n, where) {
+# Numeric n x 2 coordinate matrix from a matrix/data.frame, in the order of the spots
+# (`names`): coordinates with row names are aligned by them.
+.as_coords <- function(coords, n, where, names = NULL) {
+    rn <- NULL
     if (is.data.frame(coords)) {
+        if (.row_names_info(coords) > 0L) rn <- rownames(coords)  # not automatic 1..n
         num <- vapply(coords, is.numeric, logical(1))
         coords <- as.matrix(coords[, num, drop = FALSE])
+    } else if (is.matrix(coords)) {
+        rn <- rownames(coords)
     }
     if (!is.matrix(coords) || !is.numeric(coords) || ncol(coords) < 2L) {
         .stem_abort(c(
@@ -48,6 +63,24 @@
             "Spatial coordinates must have one row per spot of {.arg st}.",
             x = "{.arg st} has {n} spots but the coordinates ({where}) have {nrow(coords)} rows."
         ))
+    }
+    if (ncol(coords) > 2L) {
+        .stem_abort(c(
+            "Spatial coordinates of {.arg st} must have 2 columns (x, y); found {ncol(coords)} ({where}).",
+            i = "stemmap maps onto 2-D sections and does not drop z silently: pass the x/y columns, or each z-section as its own slice ({.arg sample_id})."
+        ))
+    }
+    if (!is.null(rn) && !is.null(names)) {
+        pos <- match(names, rn)
+        if (anyNA(pos) || anyDuplicated(rn)) {
+            miss <- names[is.na(pos)]
+            .stem_abort(c(
+                "The row names of the spatial coordinates ({where}) do not match the spot names of {.arg st}.",
+                x = "{sum(is.na(pos))} spot{?s} ha{?s/ve} no row{if (anyDuplicated(rn)) ' (or row names are duplicated)' else ''}, e.g. {.val {utils::head(miss, 3)}}.",
+                i = "Name the rows by spot, or remove the row names to match by position."
+            ))
+        }
+        coords <- coords[pos, , drop = FALSE]
     }
     coords <- coords[, 1:2, drop = FALSE]
     if (anyNA(coords)) {
@@ -129,7 +162,7 @@
             }
             sample_id <- cd[[sample_id]]
         }
-        out <- .slices(x, .as_coords(xy, ncol(x), where), sample_id)
+        out <- .slices(x, .as_coords(xy, ncol(x), where, colnames(x)), sample_id)
         out$coldata <- cd
         return(out)
     }
@@ -142,7 +175,7 @@
                 i = "Pass {.arg coords}: a numeric matrix with one row per spot and 2 columns."
             ))
         }
-        out <- .slices(st, .as_coords(coords, ncol(st), "argument coords"), sample_id)
+        out <- .slices(st, .as_coords(coords, ncol(st), "argument coords", colnames(st)), sample_id)
         out$coldata <- data.frame(row.names = colnames(st))
         return(out)
     }
@@ -172,16 +205,31 @@
     m
 }
 
+# Label values as given (factors as character): numbers stay numbers so that the core can
+# refuse continuous values; NA stays NA (the core skips it with a warning).
+.label_values <- function(v) {
+    if (is.factor(v)) as.character(v) else v
+}
+
+# Labels for the core: a list with NULL (None) for NA. Whole numbers go as text (cluster
+# ids "1", "2"), other doubles as numbers.
+.labels_for_python <- function(l) {
+    whole <- is.numeric(l) && all(l[!is.na(l)] == round(l[!is.na(l)]))
+    out <- if (is.double(l) && !whole) as.list(as.double(l)) else as.list(as.character(l))
+    out[is.na(l)] <- list(NULL)
+    out
+}
+
 # Per-cell labels: column names of the SC metadata or a named list of vectors.
 .resolve_labels <- function(labels, meta, n) {
     if (is.null(labels) || (is.list(labels) && !length(labels))) return(list())
     if (is.character(labels) && all(labels %in% colnames(meta)) && length(labels) <= ncol(meta)) {
-        out <- lapply(labels, function(l) as.character(meta[[l]]))
+        out <- lapply(labels, function(l) .label_values(meta[[l]]))
         names(out) <- labels
     } else if (is.list(labels) && !is.null(names(labels))) {
-        out <- lapply(labels, as.character)
+        out <- lapply(labels, .label_values)
     } else if (is.atomic(labels) && length(labels) == n) {
-        out <- list(label = as.character(labels))
+        out <- list(label = .label_values(labels))
     } else {
         .stem_abort(c(
             "{.arg labels} must name columns of the cell metadata, or be a vector with one label per cell.",
@@ -212,11 +260,14 @@
             if (is.numeric(v)) {
                 m <- matrix(as.double(v), ncol = 1, dimnames = list(NULL, col))
             } else {
+                # one column per category; a spot without a value is NA in every column
+                # (skipped by the core with a warning), not dropped
                 f <- factor(v)
-                m <- stats::model.matrix(~ f - 1)
-                colnames(m) <- paste0(col, "_", levels(f))
-                attr(m, "assign") <- NULL
-                attr(m, "contrasts") <- NULL
+                m <- matrix(0, length(f), nlevels(f),
+                            dimnames = list(NULL, paste0(col, "_", levels(f))))
+                ok <- which(!is.na(f))
+                m[cbind(ok, as.integer(f[ok]))] <- 1
+                m[is.na(f), ] <- NA_real_
             }
             m
         })

@@ -9,18 +9,17 @@
                                 progress) {
     bridge <- .stem_bridge()
     # NULL steps/method/batch_size: the core's defaults
-    reticulate::py_to_r(bridge$attribution(
+    .stem_call(bridge, "attribution",
         model = model, cells = cells, target = target,
         steps = if (!is.null(steps)) as.integer(steps), method = method,
         batch_size = if (!is.null(batch_size)) as.integer(batch_size), device = device,
         progress = isTRUE(progress)
-    ))
+    )
 }
 
 .worker_analysis <- function(fun, args) {
     bridge <- .stem_bridge()
-    f <- bridge[[fun]]
-    reticulate::py_to_r(do.call(f, args))
+    do.call(.stem_call, c(list(bridge, fun), args))
 }
 
 .run_analysis <- function(fun, ...) {

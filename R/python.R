@@ -26,7 +26,7 @@
             paste0(origin, " must name an existing Python executable."),
             x = "Found {.path {py}}, which is not a file.",
             i = "Point it to e.g. {.path /path/to/venv/bin/python}, or unset it to use basilisk."
-        ))
+        ), kind = "setup")
     }
     py
 }
@@ -46,7 +46,7 @@
                 "reticulate is already bound to another Python in this R session.",
                 x = "Bound: {.path {cfg$python}}; requested: {.path {py}}.",
                 i = "Restart R and run stemmap before anything else initialises reticulate."
-            ))
+            ), kind = "setup")
         }
         return(invisible(py))
     }
@@ -89,7 +89,8 @@
     if (!ok) {
         src <- system.file("python", "src", package = "stemmap")
         if (!nzchar(src)) {
-            stop("the stemmap Python core is neither importable nor shipped in the R package")
+            .stem_abort("The stemmap Python core is neither importable nor shipped in the R package.",
+                        kind = "setup")
         }
         sys <- reticulate::import("sys", convert = FALSE)
         sys$path$insert(0L, src)
@@ -99,16 +100,98 @@
 
 # Runs `FUN(...)` where Python lives. FUN must only take and return plain R objects.
 # Argument names of `...` must not clash with basiliskRun()'s (proc, fun, env,
-# persist, testload).
+# persist, testload). Workers return the envelope of .stem_call(); it is opened here,
+# in the caller's R process, so that warnings and errors reach the caller's handlers.
 .run_python <- function(FUN, ...) {
     py <- .stem_existing_python()
     if (!is.null(py)) {
         .stem_use_python(py)
-        return(FUN(...))
+        res <- tryCatch(FUN(...), error = function(e) {
+            if (inherits(e, "stemmap_error")) stop(e)
+            .stem_abort(c("The Python core failed.", x = "{conditionMessage(e)}"),
+                        kind = "python")
+        })
+        return(.stem_unwrap(res))
     }
+    .stem_basilisk_usable(stop_if_not = TRUE)
     proc <- basilisk::basiliskStart(stemmapEnv)
     on.exit(basilisk::basiliskStop(proc), add = TRUE)
-    basilisk::basiliskRun(proc, FUN, ...)
+    .stem_unwrap(basilisk::basiliskRun(proc, FUN, ...))
+}
+
+# In a worker: bridge function `fun` with named arguments, through _r_bridge.call(), which
+# returns an envelope (value, StemInputWarning messages, error) instead of raising.
+.stem_call <- function(bridge, fun, ...) {
+    args <- list(...)
+    kwargs <- if (length(args)) args else reticulate::dict()
+    reticulate::py_to_r(bridge$call(fun, kwargs))
+}
+
+# In the caller's process: re-signal the core's input warnings as R warnings and its
+# error as a classed R condition (same message); else return the value.
+.stem_unwrap <- function(res) {
+    if (!is.list(res) || !isTRUE(res$stemmap_envelope)) return(res)
+    for (w in res$warnings) .stem_py_warning(w)
+    if (!is.null(res$error)) .stem_py_error(res$error)
+    res$value
+}
+
+# basilisk can only run the core if it has a conda (basilisk 1.10-1.20) or can download
+# one. Offline, with no Python named, it would try to download Miniconda on every call
+# and fail with "cannot open URL". Returns TRUE/FALSE (with the reason as attribute
+# "reason"); with `stop_if_not = TRUE` stops BEFORE any download attempt with one
+# `stemmap_setup_error` that says how to name an existing Python.
+.stem_basilisk_usable <- function(stop_if_not = FALSE,
+                                  conda_dir = NULL,
+                                  online = NULL) {
+    ok <- TRUE
+    reason <- NULL
+    if (!.stem_basilisk_uses_venv()) {
+        if (is.null(conda_dir)) {
+            # basilisk.utils comes with basilisk (not a direct dependency of stemmap)
+            conda_dir <- Sys.getenv("BASILISK_EXTERNAL_CONDA", "")
+            if (!nzchar(conda_dir)) {
+                conda_dir <- tryCatch({
+                    get_dir <- getExportedValue("basilisk.utils", "getCondaDir")
+                    get_dir(installed = FALSE)
+                }, error = function(e) "")
+            }
+        }
+        have_conda <- nzchar(conda_dir) && tryCatch({
+            get_bin <- getExportedValue("basilisk.utils", "getCondaBinary")
+            file.exists(get_bin(conda_dir))
+        }, error = function(e) file.exists(file.path(conda_dir, "bin", "conda")))
+        if (!have_conda) {
+            if (is.null(online)) online <- .stem_can_download()
+            if (!isTRUE(online)) {
+                ok <- FALSE
+                reason <- sprintf("basilisk has no conda (%s) and cannot download one (offline)",
+                                  if (nzchar(conda_dir)) conda_dir else "none")
+            }
+        }
+    }
+    if (!ok && stop_if_not) {
+        .stem_abort(c(
+            "No Python to run the stemmap core: none is named, and {reason}.",
+            i = "Name an existing Python with torch, anndata and scipy: {.code options(stemmap.python = \"/path/to/venv/bin/python\")} or the environment variable {.envvar STEMMAP_PYTHON} (e.g. the {.path .venv/bin/python} made by {.code make setup})."
+        ), kind = "setup")
+    }
+    structure(ok, reason = reason)
+}
+
+# Whether the Miniconda installer basilisk would fetch can be reached (a HEAD request,
+# a few seconds at most). `options(stemmap.offline = TRUE)` answers FALSE without trying.
+.stem_can_download <- function() {
+    if (isTRUE(getOption("stemmap.offline", FALSE))) return(FALSE)
+    url <- "https://repo.anaconda.com/miniconda/"
+    old <- options(timeout = 5)
+    on.exit(options(old), add = TRUE)
+    ok <- tryCatch({
+        con <- url(url, open = "rb")
+        close(con)
+        TRUE
+    }, error = function(e) FALSE, warning = function(w) FALSE)
+    ok
 }
 
 # ---- packed arrays: R side of _r_bridge.pack()/unpack() ---------------------------
@@ -124,7 +207,8 @@
         ))
     }
     shape <- if (is.null(dim(x))) length(x) else dim(x)
-    if (is.integer(x) || is.logical(x)) {
+    # integer/logical NA has no int32 value (it would arrive as -2^31): send NaN instead
+    if ((is.integer(x) || is.logical(x)) && !anyNA(x)) {
         list(dtype = "int32", shape = as.integer(shape),
              data = writeBin(as.integer(x), raw(), size = 4L, endian = "little"))
     } else {
@@ -163,13 +247,12 @@
 
 .worker_info <- function() {
     bridge <- .stem_bridge()
-    reticulate::py_to_r(bridge$info())
+    .stem_call(bridge, "info")
 }
 
 .worker_roundtrip <- function(x, rownames, colnames) {
     bridge <- .stem_bridge()
-    res <- reticulate::py_to_r(bridge$roundtrip(x, rownames, colnames))
-    res
+    .stem_call(bridge, "roundtrip", x = x, rownames = rownames, colnames = colnames)
 }
 
 # ---- exported -----------------------------------------------------------------------

@@ -69,7 +69,7 @@ stemEstimateResources <- function(n_cells, n_spots, n_genes = NULL, device = NUL
         .stem_abort(c(
             "Training {n_cells} cells x {n_spots} spots does not fit in memory.",
             x = res$error
-        ))
+        ), kind = "memory")
     }
     num <- function(v) if (is.null(v)) NA_real_ else as.numeric(v)
     gib <- 1024^3
@@ -91,7 +91,9 @@ stemEstimateResources <- function(n_cells, n_spots, n_genes = NULL, device = NUL
 .worker_resources <- function(n_cells, n_spots, n_genes, hidden, device, cell_batch_size,
                               spot_batch_size, epochs) {
     bridge <- .stem_bridge()
-    reticulate::py_to_r(bridge$estimate_resources(
-        n_cells, n_spots, n_genes, hidden, device, cell_batch_size, spot_batch_size, epochs
-    ))
+    .stem_call(bridge, "estimate_resources",
+        n_cells = n_cells, n_spots = n_spots, n_genes = n_genes, hidden = hidden,
+        device = device, cell_batch_size = cell_batch_size,
+        spot_batch_size = spot_batch_size, epochs = epochs
+    )
 }

@@ -12,10 +12,16 @@
 NULL
 
 .stem_verbose <- function(verbose = NULL) {
+    arg <- "verbose"
     if (is.null(verbose)) {
         verbose <- getOption("stemmap.verbose", TRUE)
+        arg <- "options(stemmap.verbose)"
     }
-    isTRUE(as.logical(verbose)[1])
+    if (!is.logical(verbose) || length(verbose) != 1L || is.na(verbose)) {
+        .stem_abort("{.arg {arg}} must be TRUE or FALSE; found {.val {format(verbose)}}.",
+                    kind = "type")
+    }
+    verbose
 }
 
 .stem_inform <- function(message, ..., verbose = NULL, .envir = parent.frame()) {
@@ -25,8 +31,40 @@ NULL
     invisible(NULL)
 }
 
-.stem_abort <- function(message, ..., call = NULL, .envir = parent.frame()) {
-    cli::cli_abort(message, ..., call = call, class = "stemmap_error", .envir = .envir)
+# Every error of stemmap is a `stemmap_error` with a subclass naming its kind:
+# `stemmap_value_error` (a bad value: the default), `stemmap_type_error`,
+# `stemmap_file_error`, `stemmap_model_file_error`, `stemmap_memory_error`,
+# `stemmap_training_error`, `stemmap_python_error` (the Python core failed in an
+# unexpected way) and `stemmap_setup_error` (no usable Python, a missing optional
+# package, a misnamed Python). Errors of the Python
+# core arrive with the same kinds and messages (see .stem_unwrap() in R/python.R).
+.stem_error_class <- function(kind = "value") {
+    c(paste0("stemmap_", kind, "_error"), "stemmap_error")
+}
+
+.stem_abort <- function(message, ..., call = NULL, kind = "value", .envir = parent.frame()) {
+    cli::cli_abort(message, ..., call = call, class = .stem_error_class(kind), .envir = .envir)
+}
+
+# A message from the Python core, re-signalled verbatim (no cli markup applied to it).
+.stem_py_error <- function(err) {
+    kind <- if (is.null(err$kind)) "python" else as.character(err$kind)
+    cond <- structure(
+        class = c(.stem_error_class(kind), "error", "condition"),
+        list(message = as.character(err$message), call = NULL,
+             python_class = as.character(err$python_class))
+    )
+    stop(cond)
+}
+
+# A StemInputWarning of the Python core as an R warning (seen by suppressWarnings() and
+# withCallingHandlers()).
+.stem_py_warning <- function(message) {
+    cond <- structure(
+        class = c("stemmap_input_warning", "stemmap_warning", "warning", "condition"),
+        list(message = as.character(message), call = NULL)
+    )
+    warning(cond)
 }
 
 .stem_warn <- function(message, ..., .envir = parent.frame()) {
@@ -45,7 +83,7 @@ NULL
         .stem_abort(c(
             "Package {.pkg {pkg}} is needed{if (is.null(why)) '' else paste0(' ', why)} but is not installed.",
             i = "Install it with {.code {cmd}}."
-        ))
+        ), kind = "setup")
     }
     invisible(TRUE)
 }

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         nn = mean_nn_distance(np.asarray(st.obsm["spatial"]))
         for f in a.sigma:
             for seed in a.seeds:
-                path = a.models / f"{ds}_f{f}_s{seed}_e{a.epochs}.pt"
+                path = a.models / f"{ds}_f{f}_s{seed}_e{a.epochs}.stem"  # safe format (issue 16)
                 if path.exists():
                     model = stemmap.STEM.load(path, device=a.device)
                     how = "loaded"

@@ -25,12 +25,13 @@ from ._device import estimate_resources  # noqa: E402
 from ._model import STEM  # noqa: E402
 from ._result import StemMapping  # noqa: E402
 from ._settings import settings  # noqa: E402
-from ._validate import StemInputWarning  # noqa: E402
+from ._validate import StemInputWarning, StemModelFileError  # noqa: E402
 
 __all__ = [
     "STEM",
     "StemMapping",
     "StemInputWarning",
+    "StemModelFileError",
     "PRESETS",
     "estimate_resources",
     "settings",

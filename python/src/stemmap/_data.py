@@ -13,11 +13,14 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from ._validate import (
+    MIN_SHARED_GENES,
     StemInputWarning,
     check_anndata,
+    check_names,
     check_unique,
     get_coords,
     get_matrix,
+    warn_if_counts,
     warn_if_not_counts,
 )
 
@@ -109,6 +112,40 @@ def dropout_rate(sc_x: np.ndarray, st_xs: Sequence[np.ndarray]) -> float:
     return float(np.clip(1.0 - n_sc / n_st, 0.0, 0.95))
 
 
+def _check_spot_names_across_slices(st_list: Sequence[Any], st_names: Sequence[str]) -> None:
+    """Spot names must be unique over all slices: the mapping indexes spots by name."""
+    seen: dict[str, str] = {}
+    for s, nm in zip(st_list, st_names):
+        for spot in map(str, s.obs_names):
+            if spot in seen:
+                raise ValueError(
+                    f"spot name {spot!r} is in both `{seen[spot]}` and `{nm}`; spot names must be "
+                    "unique over all slices (the mapping indexes spots by name). Prefix them with "
+                    f"the slice, e.g. `{nm}.obs_names = '{nm}_' + {nm}.obs_names`."
+                )
+            seen[spot] = nm
+
+
+def _warn_slice_genes(
+    sc: Any, st_list: Sequence[Any], st_names: Sequence[str], shared: set[str]
+) -> None:
+    """Several slices with different gene sets: only the genes of all of them are used; say so."""
+    sc_genes = set(map(str, sc.var_names))
+    lost = []
+    for s, nm in zip(st_list, st_names):
+        n_own = len(sc_genes & set(map(str, s.var_names)))
+        if n_own > len(shared):
+            lost.append(f"`{nm}` shares {n_own} genes with `sc`")
+    if lost:
+        warnings.warn(
+            f"the ST slices have different genes: {'; '.join(lost)}, but only the {len(shared)} "
+            "genes in `sc` and every slice are used. Subset the slices to common genes to "
+            "silence this.",
+            StemInputWarning,
+            stacklevel=4,
+        )
+
+
 def prepare(
     sc: Any,
     st: Any,
@@ -167,20 +204,28 @@ def prepare(
         check_unique(s.obs_names, "spot", nm)
         if s.n_obs < 2:
             raise ValueError(f"`{nm}` has {s.n_obs} spot(s); STEM needs at least 2 spots.")
+    _check_spot_names_across_slices(st_list, st_names)
 
     # shared genes, in SC order, order-independent matching by name
     shared = set(map(str, sc.var_names))
     for s in st_list:
         shared &= set(map(str, s.var_names))
+    if len(st_list) > 1:
+        _warn_slice_genes(sc, st_list, st_names, shared)
+    genes = check_names(genes, "genes")
     if genes is not None:
-        genes = [str(g) for g in genes]
         missing = [g for g in genes if g not in shared]
+        if len(missing) == len(genes):
+            raise ValueError(
+                f"none of the {len(genes)} genes in `genes` are in both `sc` and `st` "
+                f"(e.g. {missing[:3]}); check the gene identifiers."
+            )
         if missing:
-            logger.info(
-                "%d of the %d requested genes are not in both SC and ST; ignored (e.g. %s)",
-                len(missing),
-                len(genes),
-                missing[:3],
+            warnings.warn(
+                f"{len(missing)} of the {len(genes)} genes in `genes` are not in both `sc` and "
+                f"`st` and are ignored (e.g. {missing[:3]}).",
+                StemInputWarning,
+                stacklevel=3,
             )
         shared &= set(genes)
     sc_genes = [str(g) for g in sc.var_names]
@@ -191,6 +236,12 @@ def prepare(
             f"(sc e.g. {sc_genes[:3]}, st e.g. {list(map(str, st_list[0].var_names[:3]))}). "
             "Check that both use the same gene identifiers (symbols vs Ensembl IDs, case)."
         )
+    if len(gene_list) < MIN_SHARED_GENES:
+        raise ValueError(
+            f"`sc` and `st` share only {len(gene_list)} gene(s) {gene_list[:5]}"
+            f"{' among `genes`' if genes is not None else ''}; STEM needs at least "
+            f"{MIN_SHARED_GENES} shared genes to learn from."
+        )
     logger.info(
         "using %d shared genes (sc has %d, st has %s)",
         len(gene_list),
@@ -199,8 +250,11 @@ def prepare(
     )
 
     sc_X = get_matrix(sc, layer, "sc")
-    if not normalized:
-        warn_if_not_counts(sc_X, "sc.X" if layer is None else f"sc.layers[{layer!r}]")
+    sc_where = "sc.X" if layer is None else f"sc.layers[{layer!r}]"
+    if normalized:
+        warn_if_counts(sc_X, sc_where)
+    else:
+        warn_if_not_counts(sc_X, sc_where)
     sc_X = _subset_genes(sc_X, sc_genes, gene_list)
     sc_X, sc_cells, sc_dropped = _drop_empty(sc_X, list(map(str, sc.obs_names)), "cells", "sc")
     if len(sc_cells) == 0:
@@ -213,8 +267,11 @@ def prepare(
     for s, nm, slice_name in zip(st_list, st_names, slice_names):
         coords = get_coords(s, spatial_key, nm)
         X = get_matrix(s, st_layer, nm)
-        if not normalized:
-            warn_if_not_counts(X, f"{nm}.X" if st_layer is None else f"{nm}.layers[{st_layer!r}]")
+        where = f"{nm}.X" if st_layer is None else f"{nm}.layers[{st_layer!r}]"
+        if normalized:
+            warn_if_counts(X, where)
+        else:
+            warn_if_not_counts(X, where)
         X = _subset_genes(X, [str(g) for g in s.var_names], gene_list)
         spot_names = list(map(str, s.obs_names))
         totals = np.asarray(X.sum(axis=1)).ravel()

@@ -19,9 +19,13 @@ MAX_STEP_SECONDS = 1.0
 TARGET_STEP_SECONDS = 1.0
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` → CUDA when available, else CPU; an explicit device is honoured."""
-    if device is None or (isinstance(device, str) and device == "auto"):
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"`device` must be 'auto', 'cpu', 'cuda' or 'cuda:N' (a string); found {device!r}."
+        )
+    if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)

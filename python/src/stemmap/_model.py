@@ -14,7 +14,7 @@ import torch
 
 from . import __version__
 from ._data import PreparedData, SliceData, dropout_rate, mean_nn_distance, prepare
-from ._defaults import ATTRIBUTION, MAPPING, MODEL, PAPER_SIGMA_SCALE, PRESETS, TRAIN
+from ._defaults import ATTRIBUTION, MAPPING, MODEL, PRESETS, TRAIN
 from ._device import (
     available_memory,
     fmt_seconds,
@@ -28,7 +28,14 @@ from ._module import STEMModule
 from ._progress import progress_bar
 from ._result import StemMapping
 from ._runtime import check_threads, compute
-from ._validate import check_choice, check_positive
+from ._validate import (
+    check_choice,
+    check_flag,
+    check_nonnegative,
+    check_positive,
+    check_seed,
+    check_train_args,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,16 +135,18 @@ class STEM:
         #: torch threads for training and readout (None: every usable CPU; see Notes)
         self.threads = check_threads(threads)
         check_positive(sigma_scale, "sigma_scale", allow_none=True)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
-            raise ValueError(f"`alpha` must be a non-negative number; found {alpha!r}.")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"`seed` must be an integer; found {seed!r}.")
-        hidden = tuple(int(h) for h in hidden)
-        if not hidden or min(hidden) < 1:
-            raise ValueError(f"`hidden` must be positive layer sizes; found {hidden!r}.")
-        check_positive(mmd_batch, "mmd_batch", integer=True)
-        if dropout is not None and not (0 <= dropout < 1):
-            raise ValueError(f"`dropout` must be in [0, 1); found {dropout!r}.")
+        check_nonnegative(alpha, "alpha")
+        check_seed(seed)
+        normalized = check_flag(normalized, "normalized")
+        hidden = _check_hidden(hidden)
+        check_positive(mmd_batch, "mmd_batch", integer=True, minimum=2)
+        check_positive(n_neighbors, "n_neighbors", integer=True)
+        check_positive(scale, "scale", allow_none=True)
+        if dropout is not None:
+            if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.number)):
+                raise TypeError(f"`dropout` must be a number in [0, 1) or None; found {dropout!r}.")
+            if not (0 <= dropout < 1):
+                raise ValueError(f"`dropout` must be in [0, 1); found {dropout!r}.")
         self.device = resolve_device(device)
         self.data: PreparedData = prepare(
             sc,
@@ -294,16 +303,19 @@ class STEM:
                         logger.info("preset %r: slice %r sigma = %.4g", preset, sl.name, sl.sigma)
                 self.config["sigma_scale"] = p_scale
             self.config["preset"] = preset
-        check_positive(epochs, "epochs", integer=True)
-        check_positive(lr, "lr")
-        check_positive(lr_step, "lr_step", integer=True)
-        check_positive(cell_batch_size, "cell_batch_size", allow_none=True, integer=True)
-        check_positive(spot_batch_size, "spot_batch_size", allow_none=True, integer=True)
-        if not isinstance(warmup, (int, np.integer)) or warmup < 0:
-            raise ValueError(f"`warmup` must be a non-negative integer; found {warmup!r}.")
-        if not isinstance(mixed_precision, (bool, np.bool_)):
-            raise TypeError(f"`mixed_precision` must be True or False; found {mixed_precision!r}.")
-        amp = bool(mixed_precision)
+        if progress is not None:
+            progress = check_flag(progress, "progress")
+        check_train_args(
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            lr_step=lr_step,
+            lr_gamma=lr_gamma,
+            warmup=warmup,
+            cell_batch_size=cell_batch_size,
+            spot_batch_size=spot_batch_size,
+        )
+        amp = check_flag(mixed_precision, "mixed_precision")
         m = self.data.sc_x.shape[0]
         cell_batch_size, spot_batch_size = self._plan_batches(cell_batch_size, spot_batch_size)
         bs = m if cell_batch_size is None else min(int(cell_batch_size), m)
@@ -595,40 +607,26 @@ class STEM:
 
     # ------------------------------------------------------------ save/load
     def save(self, path: str | Path) -> None:
-        """Save weights, settings, history and the prepared inputs (reload without retraining)."""
-        d = self.data
-        torch.save(
-            {
-                "format": "stemmap-model/1",
-                "version": __version__,
-                "config": self.config,
-                "train_settings": self.train_settings,
-                "is_trained": self.is_trained,
-                "state_dict": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
-                "history": self.history.to_dict(orient="list"),
-                "genes": d.genes,
-                "sc_x": d.sc_x,
-                "sc_names": d.sc_names,
-                "sc_dropped": d.sc_dropped,
-                "slices": [
-                    {
-                        "name": s.name,
-                        "x": s.x,
-                        "coords": s.coords,
-                        "spot_names": s.spot_names,
-                        "sigma": s.sigma,
-                        "dropped": s.dropped,
-                    }
-                    for s in d.slices
-                ],
-            },
-            Path(path),
-        )
+        """Save weights, settings, history and the prepared inputs (reload without retraining).
+
+        The file is a zip of JSON settings and NumPy arrays that cannot run code when read
+        (see :mod:`stemmap._io`); it is written to a temporary file next to ``path`` and
+        renamed, so ``path`` is either the old file or the complete new one.
+        """
+        from ._io import model_blob, write_model
+
+        write_model(path, model_blob(self))
         logger.info("saved model to %s", path)
 
     @classmethod
     def load(
-        cls, path: str | Path, device: str | torch.device = "auto", sc: Any = None, st: Any = None
+        cls,
+        path: str | Path,
+        device: str | torch.device = "auto",
+        sc: Any = None,
+        st: Any = None,
+        *,
+        trust: bool = False,
     ) -> STEM:
         """Load a saved model (on CPU or GPU) without retraining.
 
@@ -641,63 +639,22 @@ class STEM:
         sc, st
             Optional new data to map with the trained encoder; their genes must include all
             genes the model was trained on.
+        trust
+            Also read model files of stemmap 0.1 (PyTorch pickles). **Unsafe**: reading such
+            a file runs any code it contains. Use it only for files you wrote yourself, and
+            :meth:`save` the model again to convert it.
+
+        Raises
+        ------
+        FileNotFoundError, IsADirectoryError
+            ``path`` does not exist or is a folder.
+        stemmap.StemModelFileError
+            (a ``ValueError``) ``path`` is not a stemmap model file, is truncated or damaged,
+            has a newer format version, or is an old pickle file and ``trust`` is False.
         """
-        blob = torch.load(Path(path), map_location="cpu", weights_only=False)
-        if not isinstance(blob, dict) or blob.get("format") != "stemmap-model/1":
-            raise ValueError(f"{path} is not a stemmap model file (saved with STEM.save()).")
-        self = cls.__new__(cls)
-        self.threads = None  # a runtime choice, not saved: set ``model.threads`` after loading
-        self.device = resolve_device(device)
-        self.config = blob["config"]
-        self.train_settings = blob["train_settings"]
-        self.is_trained = blob["is_trained"]
-        self.history = pd.DataFrame(blob["history"])
-        genes = list(blob["genes"])
-        if sc is None and st is None:
-            slices = [
-                SliceData(s["name"], s["x"], s["coords"], s["spot_names"], s["sigma"], s["dropped"])
-                for s in blob["slices"]
-            ]
-            self.data = PreparedData(
-                genes, blob["sc_x"], blob["sc_names"], slices, blob["sc_dropped"]
-            )
-        else:
-            if sc is None or st is None:
-                raise ValueError("pass both `sc` and `st` to map new data, or neither.")
-            for obj, nm in (
-                (sc, "sc"),
-                *((s, "st") for s in (st if isinstance(st, list) else [st])),
-            ):
-                have = set(map(str, obj.var_names))
-                missing = [g for g in genes if g not in have]
-                if missing:
-                    raise ValueError(
-                        f"`{nm}` lacks {len(missing)} of the {len(genes)} genes the model was "
-                        f"trained on (e.g. {missing[:3]}); a trained model can only embed data "
-                        "with all of its genes."
-                    )
-            self.data = prepare(
-                sc,
-                st,
-                spatial_key=self.config["spatial_key"],
-                layer=self.config["layer"],
-                genes=genes,
-                normalized=self.config["normalized"],
-            )
-            order = {g: i for i, g in enumerate(self.data.genes)}
-            idx = [order[g] for g in genes]
-            self.data.sc_x = self.data.sc_x[:, idx]
-            for s in self.data.slices:
-                s.x = s.x[:, idx]
-                s.sigma = self.config.get("sigma_scale", PAPER_SIGMA_SCALE) * mean_nn_distance(
-                    s.coords
-                )
-            self.data.genes = genes
-        self._sigma_default = [False] * len(self.data.slices)  # a saved model keeps its σ
-        self.module = STEMModule(len(genes), self.config["hidden"], self.config["dropout"])
-        self.module.load_state_dict(blob["state_dict"])
-        self.module.to(self.device)
-        return self
+        from ._io import load_model
+
+        return load_model(cls, path, device=device, sc=sc, st=st, trust=check_flag(trust, "trust"))
 
     def __repr__(self) -> str:
         d = self.data
@@ -748,8 +705,26 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
+def _check_hidden(hidden: Any) -> tuple[int, ...]:
+    """Encoder layer sizes: a non-empty sequence of positive whole numbers."""
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence | np.ndarray):
+        raise TypeError(f"`hidden` must be a list of positive layer sizes; found {hidden!r}.")
+    vals = list(hidden)
+    ok = all(
+        not isinstance(h, bool)
+        and isinstance(h, (int, float, np.number))
+        and np.isfinite(h)
+        and h >= 1
+        and float(h) == int(h)
+        for h in vals
+    )
+    if not vals or not ok:
+        raise ValueError(f"`hidden` must be positive whole layer sizes; found {hidden!r}.")
+    return tuple(int(h) for h in vals)
+
+
 def _per_slice(value: Any, n: int, name: str) -> list[Any]:
-    if value is None or isinstance(value, (int, float)):
+    if value is None or isinstance(value, (int, float, np.number)):
         if value is not None:
             check_positive(value, name)
         return [value] * n

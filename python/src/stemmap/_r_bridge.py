@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "call",
     "pack",
     "unpack",
     "info",
@@ -37,6 +38,77 @@ __all__ = [
 ]
 
 _DTYPES = {"float64": "<f8", "int32": "<i4"}
+
+
+# --------------------------------------------------------------------------- errors
+#: Python exception → R condition kind: R signals ``stemmap_<kind>_error`` (a subclass of
+#: ``stemmap_error``) with the same message. The first matching class wins.
+ERROR_KINDS: list[tuple[type[BaseException], str]] = []
+
+
+def _error_kinds() -> list[tuple[type[BaseException], str]]:
+    if not ERROR_KINDS:
+        from ._validate import StemModelFileError
+
+        ERROR_KINDS.extend(
+            [
+                (StemModelFileError, "model_file"),
+                (OSError, "file"),
+                (MemoryError, "memory"),
+                (ArithmeticError, "training"),
+                (TypeError, "type"),
+                (KeyError, "value"),
+                (ValueError, "value"),
+            ]
+        )
+    return ERROR_KINDS
+
+
+def _error_message(e: BaseException) -> str:
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    return str(msg) or type(e).__name__
+
+
+def call(fun: str, kwargs: Any = None) -> dict:
+    """Run the bridge function ``fun(**kwargs)`` for R and wrap its outcome.
+
+    Every call from R goes through here, so that R sees the core's errors and input
+    warnings as its own conditions (see ``R/python.R``, ``.stem_unwrap()``).
+
+    Returns
+    -------
+    dict
+        ``stemmap_envelope`` (True), ``value`` (the function's result, or None),
+        ``warnings`` (messages of the :class:`stemmap.StemInputWarning` s raised, in order;
+        R re-signals them as ``warning()`` s of class ``stemmap_input_warning``), ``error``
+        (None, or ``{"kind", "message", "python_class"}`` for an exception: R signals
+        ``stemmap_<kind>_error``; kinds are in :data:`ERROR_KINDS`, else ``"python"``).
+    """
+    import warnings
+
+    from ._validate import StemInputWarning
+
+    kwargs = dict(kwargs) if isinstance(kwargs, dict) else {}
+    out: dict[str, Any] = {"stemmap_envelope": True, "value": None, "warnings": [], "error": None}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StemInputWarning)
+        try:
+            if fun not in __all__ and fun not in _EXTRA_ENTRY_POINTS:
+                raise ValueError(f"unknown bridge function {fun!r}")
+            out["value"] = globals()[fun](**kwargs)
+        except Exception as e:  # every error reaches R as a classed condition
+            kind = next((k for cls, k in _error_kinds() if isinstance(e, cls)), "python")
+            out["error"] = {
+                "kind": kind,
+                "message": _error_message(e),
+                "python_class": type(e).__name__,
+            }
+    for w in caught:
+        if issubclass(w.category, StemInputWarning):
+            out["warnings"].append(str(w.message))
+        else:  # other warnings print as before
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return out
 
 
 # --------------------------------------------------------------------------- packing
@@ -398,7 +470,7 @@ def run_stem(
 
         out["deconvolution"] = {}
         for name, lab in (labels or {}).items():
-            series = pd.Series(_strs(lab), index=_strs(sc["cells"]), dtype=object)
+            series = pd.Series(_label_values(lab), index=_strs(sc["cells"]))
             df = m.deconvolve(series)
             out["deconvolution"][str(name)] = {
                 "x": pack(df.to_numpy(dtype=np.float64)),
@@ -426,6 +498,17 @@ def _verbosity(stemmap: Any, progress: bool):
         yield
     finally:
         stemmap.settings.verbosity = old_level
+
+
+def _label_values(x: Any) -> np.ndarray:
+    """Labels from R: None stays missing; numbers sent as numbers stay numbers (so that
+    :func:`stemmap._validate.check_labels` can refuse continuous values), else text."""
+    vals = list(x) if isinstance(x, (list, tuple)) else [x]
+    nums = [v for v in vals if v is not None]
+    if nums and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in nums):
+        if any(isinstance(v, float) for v in nums):
+            return np.array([np.nan if v is None else float(v) for v in vals])
+    return np.array([None if v is None else str(v) for v in vals], dtype=object)
 
 
 def _strs_or_nums(x: Any) -> list:
@@ -787,3 +870,16 @@ def estimate_resources(
     return {
         k: (None if v is None else (v if isinstance(v, str) else float(v))) for k, v in out.items()
     }
+
+
+#: bridge functions R may call through :func:`call` besides those in ``__all__``
+_EXTRA_ENTRY_POINTS = {
+    "attribution",
+    "spatial_dominant_genes",
+    "axis_score",
+    "axis_genes",
+    "expression_trends",
+    "neighbourhood_enrichment",
+    "estimate_resources",
+    "model_bytes",
+}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 from ._defaults import MAPPING
 from ._device import available_memory, fmt_bytes
 from ._runtime import check_threads, compute
-from ._validate import check_choice, check_positive
+from ._validate import StemInputWarning, check_choice, check_labels, check_positive
 
 logger = logging.getLogger(__name__)
 
@@ -542,12 +543,21 @@ class StemMapping:
         pandas.DataFrame
             (N × types) estimated proportions, indexed by spot name.
         """
-        lab = self._align_cells(labels, "labels")
-        lab = pd.Series(lab, dtype="object").astype(str)
-        codes, types = pd.factorize(lab, sort=True)
+        lab, miss = check_labels(self._align_cells(labels, "labels"), "labels")
+        codes, types = pd.factorize(pd.Series(lab[~miss], dtype="object"), sort=True)
         T = np.zeros((self.n_cells, len(types)), dtype=np.float64)
-        T[np.arange(self.n_cells), codes] = 1.0
-        return pd.DataFrame(self.spot_aggregate(T), index=self.spot_names, columns=list(types))
+        T[np.flatnonzero(~miss), codes] = 1.0
+        D = self.spot_aggregate(T)
+        if miss.any():
+            warnings.warn(
+                f"{int(miss.sum())} of {self.n_cells} cells have no label (None/NaN) in "
+                "`labels`; they are left out and each spot's proportions are over the labelled "
+                "cells.",
+                StemInputWarning,
+                stacklevel=2,
+            )
+            D = D / D.sum(axis=1, keepdims=True)
+        return pd.DataFrame(D, index=self.spot_names, columns=list(types))
 
     @compute
     def spot_aggregate(self, values: np.ndarray) -> np.ndarray:
@@ -555,6 +565,11 @@ class StemMapping:
         V = torch.from_numpy(np.asarray(values, dtype=np.float64))
         if V.ndim == 1:
             V = V[:, None]
+        if V.ndim != 2 or V.shape[0] != self.n_cells:
+            raise ValueError(
+                f"`values` must have one row per mapped cell ({self.n_cells}); found shape "
+                f"{tuple(V.shape)}."
+            )
         lse = self._cell_lse()
         acc = torch.zeros((self.n_spots, V.shape[1]), dtype=torch.float64)
         for a, b in self._chunks():
@@ -579,7 +594,14 @@ class StemMapping:
         columns = None
         if isinstance(spot_values, pd.Series):
             if spot_values.dtype == object or isinstance(spot_values.dtype, pd.CategoricalDtype):
-                spot_values = pd.get_dummies(spot_values.astype(str), dtype=float)
+                miss = spot_values.isna().to_numpy()
+                cats = (
+                    spot_values.astype(object)
+                    .where(~miss, None)
+                    .map(lambda v: None if v is None else str(v))
+                )
+                spot_values = pd.get_dummies(cats, dtype=float)  # missing: all-zero rows
+                spot_values.iloc[np.flatnonzero(miss)] = np.nan  # ... skipped below
             else:
                 spot_values = spot_values.to_frame()
         if isinstance(spot_values, pd.DataFrame):
@@ -591,19 +613,51 @@ class StemMapping:
                 )
             spot_values.index = spot_values.index.map(str)
             columns = list(spot_values.columns)
-            spot_values = spot_values.loc[self.spot_names].to_numpy(dtype=np.float64)
-        v = np.asarray(spot_values, dtype=np.float64)
-        if v.shape[0] != self.n_spots:
+            spot_values = spot_values.loc[self.spot_names]
+        try:
+            v = np.asarray(spot_values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(
+                "`spot_values` must be numbers (or a pandas Series of categories); found "
+                f"{type(spot_values).__name__} with non-numeric values."
+            ) from None
+        if v.ndim == 0 or v.ndim > 2 or v.shape[0] != self.n_spots:
             raise ValueError(
-                f"`spot_values` must have one row per spot ({self.n_spots}); found {v.shape[0]}."
+                f"`spot_values` must have one row per spot ({self.n_spots}); found shape {v.shape}."
             )
+        if np.isinf(v).any():
+            raise ValueError(f"`spot_values` has {int(np.isinf(v).sum())} infinite value(s).")
         V = torch.from_numpy(v if v.ndim > 1 else v[:, None])
-        out = np.concatenate(
-            [
-                (torch.softmax(self._row_logits(a, b), dim=1).double() @ V).numpy()
-                for a, b in self._chunks()
-            ]
-        )
+        miss = torch.isnan(V)
+        if miss.any():
+            n_miss = int(miss.any(dim=1).sum())
+            empty = miss.all(dim=0)
+            if empty.any():
+                raise ValueError(
+                    f"`spot_values` column {int(np.flatnonzero(empty.numpy())[0])} is missing "
+                    "(NaN) for every spot."
+                )
+            warnings.warn(
+                f"{n_miss} of {self.n_spots} spots have missing (NaN) values in `spot_values`; "
+                "they are skipped: each cell's value is the mapping-weighted mean over the spots "
+                "with a value.",
+                StemInputWarning,
+                stacklevel=2,
+            )
+            seen = (~miss).double()
+            V0 = torch.where(miss, torch.zeros_like(V), V)
+            parts = []
+            for a, b in self._chunks():
+                C = torch.softmax(self._row_logits(a, b), dim=1).double()
+                parts.append(((C @ V0) / (C @ seen)).numpy())
+            out = np.concatenate(parts)
+        else:
+            out = np.concatenate(
+                [
+                    (torch.softmax(self._row_logits(a, b), dim=1).double() @ V).numpy()
+                    for a, b in self._chunks()
+                ]
+            )
         if columns is not None:
             return pd.DataFrame(out, index=self.sc_names, columns=columns)
         return out if v.ndim > 1 else out[:, 0]
@@ -761,12 +815,37 @@ class StemMapping:
                 )
             return values.set_axis(idx).loc[self.sc_names].to_numpy()
         arr = np.asarray(values)
+        if arr.ndim == 0:
+            raise TypeError(
+                f"`{name}` must be one value per mapped cell ({self.n_cells}); found {values!r}."
+            )
         if arr.shape[0] != self.n_cells:
             raise ValueError(
                 f"`{name}` must have one entry per mapped cell ({self.n_cells}); found "
                 f"{arr.shape[0]}. Pass a pandas Series indexed by cell name to align by name."
             )
         return arr
+
+    def _check_names_known(
+        self, names: Any, ok: np.ndarray, dropped: Sequence[str], arg: str, what: str
+    ) -> None:
+        """Names of ``arg`` the mapping neither mapped nor dropped: error when none is known,
+        else a warning counting them (they get NaN)."""
+        unknown = ~ok & ~pd.Index(names.map(str)).isin(list(dropped))
+        if not unknown.any():
+            return
+        eg = [str(n) for n in np.asarray(names)[unknown][:3]]
+        if not ok.any():
+            raise ValueError(
+                f"none of the {len(names)} {what} of `{arg}` are in the mapping (e.g. {eg}); "
+                f"pass the AnnData the model was trained on (matched by `{arg}.obs_names`)."
+            )
+        warnings.warn(
+            f"{int(unknown.sum())} of the {len(names)} {what} of `{arg}` are not in the mapping "
+            f"(e.g. {eg}); they get NaN.",
+            StemInputWarning,
+            stacklevel=3,
+        )
 
     def to_anndata(
         self, sc: Any, st: Any = None, *, copy: bool = True, label_key: str | None = None
@@ -794,9 +873,25 @@ class StemMapping:
         AnnData or tuple of AnnData
             ``sc`` (and ``st`` when given).
         """
-        sc = sc.copy() if copy else sc
+        from ._validate import check_anndata
+
+        check_anndata(sc, "sc")
         pos = pd.Index(self.sc_names).get_indexer(sc.obs_names.map(str))
         ok = pos >= 0
+        self._check_names_known(sc.obs_names, ok, self.dropped.get("sc", []), "sc", "cells")
+        if st is not None:
+            check_anndata(st, "st")
+            if len(self.slices) == 1:
+                sok = pd.Index(self.spot_names).get_indexer(st.obs_names.map(str)) >= 0
+                self._check_names_known(
+                    st.obs_names, sok, self.dropped.get("st", []), "st", "spots"
+                )
+        if label_key is not None and label_key not in sc.obs:
+            raise KeyError(
+                f"`label_key={label_key!r}` is not a column of `sc.obs` "
+                f"(available: {list(sc.obs.columns)})."
+            )
+        sc = sc.copy() if copy else sc
         h = self.sc_embedding.shape[1]
         emb = np.full((sc.n_obs, h), np.nan, dtype=np.float32)
         emb[ok] = self.sc_embedding[pos[ok]]
@@ -826,8 +921,6 @@ class StemMapping:
             semb[sok] = self.st_embedding[spos[sok]]
             st.obsm["X_stem"] = semb
             if label_key is not None:
-                if label_key not in sc.obs:
-                    raise KeyError(f"`label_key={label_key!r}` is not a column of `sc.obs`.")
                 labels = sc.obs[label_key].iloc[np.flatnonzero(ok)]
                 labels.index = np.asarray(self.sc_names)[pos[ok]]
                 dec = self.deconvolve(labels)

@@ -13,8 +13,23 @@ import scipy.sparse as sp
 logger = logging.getLogger(__name__)
 
 
+#: Fewest genes shared by SC and ST (after ``genes=``) that a model is trained on: with fewer,
+#: the total-count normalisation leaves (almost) no signal and training diverges.
+MIN_SHARED_GENES = 5
+
+#: Largest seed accepted (seeds are offset per epoch block and rank inside ``train()``).
+MAX_SEED = 2**32 - 1
+
+#: Float labels with more distinct values than this are refused as continuous.
+MAX_FLOAT_LABEL_LEVELS = 50
+
+
 class StemInputWarning(UserWarning):
     """Warning about suspicious but usable input."""
+
+
+class StemModelFileError(ValueError):
+    """A file that is not a readable stemmap model (wrong format, truncated, unsafe)."""
 
 
 def check_anndata(obj: Any, name: str) -> None:
@@ -72,6 +87,11 @@ def get_matrix(adata: Any, layer: str | None, name: str) -> np.ndarray | sp.csr_
             f"`{where}` has {n_bad} NaN/Inf value(s); expected finite counts. "
             "Remove or impute them first."
         )
+    if data.size and np.abs(data).max() > np.finfo(np.float32).max:
+        raise ValueError(
+            f"`{where}` has values beyond the float32 range (max {float(np.abs(data).max()):.3g}); "
+            "expected counts or normalised expression."
+        )
     if data.size and data.min() < 0:
         raise ValueError(
             f"`{where}` has negative values (min {float(data.min()):.3g}); expected raw counts "
@@ -98,8 +118,31 @@ def warn_if_not_counts(X: np.ndarray | sp.csr_matrix, where: str) -> None:
         )
 
 
+def warn_if_counts(X: np.ndarray | sp.csr_matrix, where: str) -> None:
+    """Warn when data said to be normalised (``normalized=True``) look like raw counts."""
+    data = X.data if sp.issparse(X) else np.asarray(X).ravel()
+    if data.size == 0:
+        return
+    sample = data[:200_000]
+    integer = np.mean(np.abs(sample - np.round(sample)) <= 1e-6)
+    top = float(sample.max())
+    # log1p of 10,000-normalised data stays below log1p(1e4) ≈ 9.2
+    if integer > 0.99 and top > 20:
+        warnings.warn(
+            f"`{where}` looks like raw counts (integers up to {top:.3g}) but `normalized=True` "
+            "says it is normalised; stemmap will use the values as they are. Drop "
+            "`normalized=True` to let stemmap normalise (total 10,000 + log1p).",
+            StemInputWarning,
+            stacklevel=3,
+        )
+
+
 def get_coords(adata: Any, spatial_key: str, name: str) -> np.ndarray:
     """Spot coordinates ``adata.obsm[spatial_key]`` as a float (N × 2) array."""
+    if not isinstance(spatial_key, str):
+        raise TypeError(
+            f"`spatial_key` must be the name (a string) of an obsm entry; found {spatial_key!r}."
+        )
     if spatial_key not in adata.obsm:
         raise KeyError(
             f"`{name}.obsm[{spatial_key!r}]` not found: spatial coordinates are required. "
@@ -122,14 +165,26 @@ def get_coords(adata: Any, spatial_key: str, name: str) -> np.ndarray:
         raise ValueError(
             f"`{name}.obsm[{spatial_key!r}]` must be a (spots × 2) array; found shape {Y.shape}."
         )
+    if Y.shape[1] > 2:
+        raise ValueError(
+            f"`{name}.obsm[{spatial_key!r}]` has {Y.shape[1]} columns; stemmap maps onto 2-D "
+            "sections and does not drop the extra (z) coordinates silently. Keep the x/y "
+            f"columns (`{name}.obsm[{spatial_key!r}] = {name}.obsm[{spatial_key!r}][:, :2]`), "
+            "or pass each z-section as its own slice (a list of AnnData)."
+        )
     if Y.shape[0] != adata.n_obs:
         raise ValueError(
             f"`{name}.obsm[{spatial_key!r}]` has {Y.shape[0]} rows but `{name}` has "
             f"{adata.n_obs} spots; coordinates must have one row per spot."
         )
-    Y = Y[:, :2].astype(np.float64)
+    Y = Y.astype(np.float64)
     if not np.all(np.isfinite(Y)):
         raise ValueError(f"`{name}.obsm[{spatial_key!r}]` has NaN/Inf coordinates.")
+    if Y.shape[0] > 1 and np.all(Y == Y[0]):
+        raise ValueError(
+            f"`{name}.obsm[{spatial_key!r}]`: all spots have the same coordinates; STEM needs "
+            "the spots' positions."
+        )
     return Y
 
 
@@ -139,8 +194,13 @@ def check_choice(value: Any, choices: Sequence[Any], name: str) -> None:
         raise ValueError(f"`{name}` must be one of {list(choices)}; found {value!r}.")
 
 
-def check_positive(value: Any, name: str, allow_none: bool = False, integer: bool = False) -> None:
-    """Raise unless ``value`` is a positive number (or None when allowed)."""
+def check_positive(
+    value: Any, name: str, allow_none: bool = False, integer: bool = False, minimum: int = 1
+) -> None:
+    """Raise unless ``value`` is a finite positive number (or None when allowed).
+
+    Integers must be at least ``minimum`` (default 1).
+    """
     if value is None and allow_none:
         return
     kind = "integer" if integer else "number"
@@ -151,5 +211,116 @@ def check_positive(value: Any, name: str, allow_none: bool = False, integer: boo
     )
     if isinstance(value, bool) or not ok_type:
         raise TypeError(f"`{name}` must be a positive {kind}; found {value!r}.")
-    if not value > 0:
-        raise ValueError(f"`{name}` must be a positive {kind}; found {value!r}.")
+    if integer and value < minimum:
+        at_least = "" if minimum == 1 else f" >= {minimum}"
+        raise ValueError(f"`{name}` must be a positive integer{at_least}; found {value!r}.")
+    if not value > 0 or not np.isfinite(value):
+        raise ValueError(f"`{name}` must be a finite positive {kind}; found {value!r}.")
+
+
+def check_nonnegative(value: Any, name: str) -> None:
+    """Raise unless ``value`` is a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{name}` must be a non-negative number; found {value!r}.")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"`{name}` must be a non-negative finite number; found {value!r}.")
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """An integer seed in ``[0, MAX_SEED]``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an integer; found {seed!r}.")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"`{name}` must be an integer in [0, 2**32 - 1]; found {seed!r}.")
+    return int(seed)
+
+
+def check_path(path: Any, name: str = "path") -> None:
+    """Raise ``TypeError`` unless ``path`` is a str or ``os.PathLike``."""
+    import os
+
+    if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path):
+        raise TypeError(f"`{name}` must be a file path (str or Path); found {path!r}.")
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """``value`` as a bool; only True/False (numpy bools too) are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False; found {value!r}.")
+    return bool(value)
+
+
+def check_names(values: Any, name: str, what: str = "gene") -> list[str] | None:
+    """A list of names (or None); a single string is refused, not split into characters."""
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)):
+        raise TypeError(
+            f"`{name}` must be a list of {what} names; found the string {values!r} "
+            f"(wrap a single name in a list: [{values!r}])."
+        )
+    try:
+        out = [str(v) for v in values]
+    except TypeError:
+        raise TypeError(f"`{name}` must be a list of {what} names; found {values!r}.") from None
+    if not out:
+        raise ValueError(f"`{name}` is empty; give at least one {what} name or None.")
+    return out
+
+
+def check_train_args(**kwargs: Any) -> None:
+    """Validate arguments of :meth:`stemmap.STEM.train` by name (only those given).
+
+    ``train()`` checks all of them; the CLI checks its own before reading any data.
+    """
+    rules: dict[str, Any] = {
+        "epochs": lambda v: check_positive(v, "epochs", integer=True),
+        "lr": lambda v: check_positive(v, "lr"),
+        "weight_decay": lambda v: check_nonnegative(v, "weight_decay"),
+        "lr_step": lambda v: check_positive(v, "lr_step", integer=True),
+        "lr_gamma": lambda v: check_positive(v, "lr_gamma"),
+        "cell_batch_size": lambda v: check_positive(
+            v, "cell_batch_size", allow_none=True, integer=True, minimum=2
+        ),
+        "spot_batch_size": lambda v: check_positive(
+            v, "spot_batch_size", allow_none=True, integer=True, minimum=2
+        ),
+    }
+    for name, value in kwargs.items():
+        if name == "warmup":
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"`warmup` must be a non-negative integer; found {value!r}.")
+        else:
+            rules[name](value)
+
+
+def missing_mask(values: Any) -> np.ndarray:
+    """True where a label / value is missing (None, NaN, pandas NA)."""
+    import pandas as pd
+
+    return np.asarray(pd.isna(pd.Series(np.asarray(values, dtype=object).ravel())), dtype=bool)
+
+
+def check_labels(values: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Cell labels as strings plus a mask of the missing ones.
+
+    Missing labels (None, NaN) are kept out of every category (the caller skips them with a
+    warning); float labels with more than :data:`MAX_FLOAT_LABEL_LEVELS` distinct values are
+    refused as continuous values, which would make one column per number.
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"`{name}` must be one label per cell (1-D); found shape {arr.shape}.")
+    miss = missing_mask(arr)
+    if np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.complexfloating):
+        levels = np.unique(arr[~miss])
+        if levels.size > MAX_FLOAT_LABEL_LEVELS:
+            raise ValueError(
+                f"`{name}` are floating-point numbers with {levels.size} distinct values; "
+                "labels must be categories (cell types, clusters). Pass the category column, "
+                "or use `transfer()` / `spot_aggregate()` for continuous values."
+            )
+    out = np.array(["" if m else str(v) for v, m in zip(arr, miss)], dtype=object)
+    if miss.all():
+        raise ValueError(f"`{name}` are all missing (None/NaN); nothing to deconvolve.")
+    return out, miss

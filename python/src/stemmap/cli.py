@@ -1,7 +1,8 @@
 """The ``stemmap`` command line: ``map``, ``demo``, ``benchmark``, ``info``.
 
-Exit codes: 0 success, 2 bad usage or bad input (missing file, wrong content), 1 other
-errors.
+Exit codes: 0 success, 2 bad usage or bad input (missing file, wrong content, an output
+that would overwrite an input), 1 other errors, 130 interrupted. Errors are one line on
+stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -146,17 +147,89 @@ def _train_kwargs(a: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """True when two paths name the same file (symlinks and hard links included)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+def _map_outputs(a: argparse.Namespace) -> dict[str, Path]:
+    """The output paths of ``map``, checked before any data is read or trained on.
+
+    Refuses an output that would overwrite an input (or another output), a folder, or a
+    file in a folder that cannot be made or written.
+    """
+    from ._io import check_output_path
+
+    out = Path(a.out)
+    if not a.out or out.name in ("", ".", ".."):
+        raise CLIError(f"--out: give a file name such as results.h5ad; found {a.out!r}.")
+    outs = {"--out": out, "--out (spots)": out.with_name(out.stem + "_st.h5ad")}
+    if a.save_model:
+        outs["--save-model"] = Path(a.save_model)
+    inputs = {"--sc": Path(a.sc), "--st": Path(a.st)}
+    for what, p in outs.items():
+        for iname, ip in inputs.items():
+            if _same_file(p, ip):
+                raise CLIError(f"{what}: {p} is the input file {iname}; refusing to overwrite it.")
+    names = list(outs)
+    for i, x in enumerate(names):
+        for y in names[i + 1 :]:
+            if _same_file(outs[x], outs[y]):
+                raise CLIError(f"{y}: {outs[y]} is also the {x} output; give another path.")
+    for what, p in outs.items():
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.exists():
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise CLIError(f"{what}: cannot create folder {parent} ({e.strerror}).") from None
+        try:
+            check_output_path(p, what)
+        except OSError as e:
+            raise CLIError(str(e)) from None
+    return outs
+
+
 def cmd_map(a: argparse.Namespace) -> int:
     """Map SC cells onto ST spots and write the results as .h5ad.
+
+    Every output path and ``--label-key`` are checked before training. The outputs are
+    written to temporary files in their target folders and renamed at the end, so a failure
+    or an interrupt leaves all of them or none (earlier files of the same names untouched).
 
     Under ``torchrun --nproc_per_node N stemmap map ...`` the training runs data-parallel
     (DistributedDataParallel; gloo on CPU, NCCL on GPUs) and rank 0 writes the outputs.
     """
     import stemmap
 
+    from ._io import replace_with, temp_path_for
+    from ._validate import check_train_args
+
+    outs = _map_outputs(a)
+    train_kwargs = _train_kwargs(a)
+    try:
+        check_train_args(
+            epochs=a.epochs,
+            lr=a.lr,
+            cell_batch_size=a.cell_batch_size,
+            spot_batch_size=a.spot_batch_size,
+        )
+    except (TypeError, ValueError) as e:  # _error_line() names the option
+        raise CLIError(str(e)) from None
     rank = _init_distributed(a)
     sc = _read_h5ad(a.sc, "sc")
     st = _read_h5ad(a.st, "st")
+    label = a.label_key
+    if label is not None and label not in sc.obs:
+        raise CLIError(
+            f"--label-key: {label!r} is not a column of the SC file's obs "
+            f"(available: {list(sc.obs.columns)})"
+        )
     model = stemmap.STEM(
         sc,
         st,
@@ -165,30 +238,31 @@ def cmd_map(a: argparse.Namespace) -> int:
         normalized=a.normalized,
         **_model_kwargs(a),
     )
-    model.train(**_train_kwargs(a))
+    model.train(**train_kwargs)
     if rank != 0:
         return 0
     m = model.mapping(readout=a.readout)
-    label = a.label_key
-    if label is not None and label not in sc.obs:
-        raise CLIError(
-            f"--label-key: {label!r} is not a column of the SC file's obs "
-            f"(available: {list(sc.obs.columns)})"
-        )
     sc_out, st_out = m.to_anndata(sc, st, label_key=label)
     sc_out.uns["stem_history"] = model.history
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sc_out.write_h5ad(out)
-    st_path = out.with_name(out.stem + "_st.h5ad")
-    st_out.write_h5ad(st_path)
-    if a.save_model:
-        model.save(a.save_model)
+    tmps: dict[str, Path] = {}
+    try:
+        for what, p in outs.items():
+            tmps[what] = temp_path_for(p, suffix=".tmp.h5ad")
+        sc_out.write_h5ad(tmps["--out"])
+        st_out.write_h5ad(tmps["--out (spots)"])
+        if "--save-model" in outs:
+            model.save(tmps["--save-model"])
+        for what, tmp in tmps.items():
+            replace_with(tmp, outs[what])
+    finally:
+        for tmp in tmps.values():
+            if tmp.exists():
+                tmp.unlink()
     logger.info(
         "wrote %s (cells: X_stem, stem_spatial, stem_best_spot, stem_confidence) and %s "
         "(spots: X_stem%s)",
-        out,
-        st_path,
+        outs["--out"],
+        outs["--out (spots)"],
         ", stem_deconvolution" if label else "",
     )
     return 0
@@ -387,15 +461,44 @@ def main(argv: list[str] | None = None) -> int:
         stemmap.settings.verbosity = logging.WARNING
     try:
         return int(args.func(args) or 0)
-    except CLIError as e:
-        print(f"stemmap {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, KeyError, FileNotFoundError, MemoryError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"stemmap {args.command}: error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # pragma: no cover
+    except KeyboardInterrupt:  # pragma: no cover - outputs were cleaned up by cmd_map
+        print(f"stemmap {args.command}: interrupted; no output written", file=sys.stderr)
         return 130
+    except Exception as e:  # one line, never a traceback
+        _error_line(args.command, e)
+        return 2 if isinstance(e, _USER_ERRORS) else 1
+
+
+#: exceptions that mean bad input or settings (exit 2); anything else exits 1
+_USER_ERRORS = (CLIError, ValueError, TypeError, KeyError, OSError, MemoryError, ArithmeticError)
+
+
+#: Python argument names the CLI sets from an option of the same name (`x_y` -> --x-y)
+_OPTION_ARGS = (
+    "epochs",
+    "lr",
+    "alpha",
+    "sigma",
+    "sigma_scale",
+    "device",
+    "seed",
+    "cell_batch_size",
+    "spot_batch_size",
+    "spatial_key",
+    "preset",
+    "readout",
+    "threads",
+)
+
+
+def _error_line(command: str, e: BaseException) -> None:
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    msg = " ".join(str(msg).split()) or type(e).__name__
+    for name in _OPTION_ARGS:  # name the option the user typed, not the Python argument
+        msg = msg.replace(f"`{name}`", "--" + name.replace("_", "-"))
+    if not isinstance(e, _USER_ERRORS):
+        msg = f"{type(e).__name__}: {msg}"
+    print(f"stemmap {command}: error: {msg}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover
