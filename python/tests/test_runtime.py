@@ -90,7 +90,7 @@ def test_history_has_every_epoch(toy):
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
 def test_threads_must_be_positive_integer(toy, bad):
     sc, st = toy
-    with pytest.raises(ValueError, match="`threads`"):
+    with pytest.raises((TypeError, ValueError), match="`threads`"):
         stemmap.STEM(sc, st, threads=bad)
 
 

@@ -27,13 +27,14 @@ from ._kernels import KERNELS, spatial_adjacency
 from ._module import STEMModule
 from ._progress import progress_bar
 from ._result import StemMapping
-from ._runtime import check_threads, compute
+from ._runtime import compute
 from ._validate import (
     check_choice,
     check_flag,
     check_nonnegative,
     check_positive,
     check_seed,
+    check_threads,
     check_train_args,
 )
 

@@ -14,8 +14,14 @@ import torch
 
 from ._defaults import MAPPING
 from ._device import available_memory, fmt_bytes
-from ._runtime import check_threads, compute
-from ._validate import StemInputWarning, check_choice, check_labels, check_positive
+from ._runtime import compute
+from ._validate import (
+    StemInputWarning,
+    check_choice,
+    check_labels,
+    check_positive,
+    check_threads,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +91,9 @@ class StemMapping:
     #: Sinkhorn passes over all cells after fitting on a sample, and their float type
     _balance_passes = 10
     _pass_dtype = torch.float32
+    #: the passes stop once every spot's share is within this relative error (2 passes at
+    #: 100k × 20k: coordinates 0.03 grid steps from 10 passes; benchmarks/results/readout_scale.md)
+    _balance_pass_tol = 1e-2
 
     def __init__(
         self,
@@ -229,9 +238,10 @@ class StemMapping:
         1 GiB (or a quarter of the free memory), g is fitted on an evenly spread sample of
         cells whose kernel fits (at least 5,000 cells; ``balance_info["cells"]``): g has
         only N entries and the sample estimates it well, while the M × N iterations would
-        cost hours at 10⁵–10⁶ cells; then up to 10 passes over all cells, starting from the
-        sample's g, bring the column sums close to their targets (each pass costs about what
-        the coordinates cost). If the kernel underflows, the iterations run in log space.
+        cost hours at 10⁵–10⁶ cells; then passes over all cells (float32), starting from the
+        sample's g, until every column sum is within 1% of its target (usually 2 passes; each
+        costs about what the coordinates cost). If the kernel underflows, the iterations run
+        in log space.
         """
         if not self.balance:
             return torch.zeros(self.n_spots, dtype=torch.float64)
@@ -265,7 +275,7 @@ class StemMapping:
                 if self._balance_passes > 0:
                     g = self._sinkhorn_log(
                         torch.from_numpy(m * self._spot_w).log(),
-                        tol,
+                        max(tol, self._balance_pass_tol),
                         self._balance_passes,
                         g0=g,
                         refine=True,

@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
@@ -162,12 +161,3 @@ def torch_threads(threads: int | None) -> Iterator[int]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
-
-
-def check_threads(threads: Any) -> int | None:
-    """Validate a ``threads`` argument: None or a positive integer."""
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"`threads` must be None or a positive integer; found {threads!r}.")
-    return int(threads)

@@ -324,3 +324,14 @@ def check_labels(values: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     if miss.all():
         raise ValueError(f"`{name}` are all missing (None/NaN); nothing to deconvolve.")
     return out, miss
+
+
+def check_threads(threads: Any) -> int | None:
+    """A ``threads`` argument: None (stemmap's choice) or a positive integer."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"`threads` must be None or a positive integer; found {threads!r}.")
+    if threads < 1:
+        raise ValueError(f"`threads` must be None or a positive integer; found {threads!r}.")
+    return int(threads)
