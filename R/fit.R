@@ -39,13 +39,10 @@
     if (!is.null(device) && (!is.character(device) || length(device) != 1L)) {
         .stem_abort("{.arg device} must be a string such as {.val auto}, {.val cpu} or {.val cuda}.")
     }
-    .check_flag(normalized, "normalized")
+    if (!is.null(normalized)) .check_flag(normalized, "normalized")
     .check_flag(keep_model, "keep_model")
     if (!is.null(genes) && (!is.character(genes) || !length(genes))) {
         .stem_abort("{.arg genes} must be NULL or a character vector of gene names.")
-    }
-    if (!is.null(normalized) && !(is.logical(normalized) && length(normalized) == 1L && !is.na(normalized))) {
-        .stem_abort("{.arg normalized} must be TRUE or FALSE; found {.val {format(normalized)}}.")
     }
     out <- list(
         epochs = if (!is.null(epochs)) as.integer(epochs), lr = if (!is.null(lr)) as.double(lr),
