@@ -20,7 +20,7 @@ ifneq ($(RLIB),)
 export R_LIBS := $(abspath $(RLIB))$(if $(R_LIBS),:$(R_LIBS))
 endif
 
-.PHONY: setup apt venv r-install test py-test r-test lint demo benchmark check clean
+.PHONY: setup apt venv r-install test py-test r-test lint demo benchmark check clean speed-guard gpu-check-quick
 
 setup: apt venv r-install
 
@@ -53,6 +53,15 @@ r-test:
 lint:
 	$(VPY) -m ruff check python benchmarks
 	$(VPY) -m ruff format --check python benchmarks
+
+# a few β > 0 training steps on the shared embryo against a plain-torch step of the same
+# shapes in the same process; fails when stemmap's step is > 3x slower (benchmarks/speed_guard.py)
+speed-guard:
+	$(VPY) benchmarks/speed_guard.py
+
+# the GPU machine's one-command check, small and on the CPU (benchmarks/gpu_check.py)
+gpu-check-quick:
+	$(VPY) benchmarks/gpu_check.py --device cpu --quick --out /tmp/stemmap-gpu-check/gpu_check.md
 
 demo:
 	$(VENV)/bin/stemmap demo --out out/demo
