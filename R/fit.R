@@ -13,8 +13,11 @@
                          hidden = c(512L, 256L, 128L), device = "auto", seed = 0L,
                          genes = NULL, normalized = FALSE, verbose = NULL,
                          keep_model = FALSE, readout = c("hybrid", "paper"),
-                         sigma_scale = 1, adjacency_k = 15L) {
+                         sigma_scale = 1, adjacency_k = 15L,
+                         gene_match = c("exact", "case", "ensembl"), threads = NULL) {
     readout <- .stem_match_arg(readout, c("hybrid", "paper"), "readout")
+    gene_match <- .stem_match_arg(gene_match, c("exact", "case", "ensembl"), "gene_match")
+    if (!is.null(threads)) .check_number(threads, "threads", integer = TRUE, min = 1)
     if (!is.numeric(sigma_scale) || length(sigma_scale) != 1L || is.na(sigma_scale) || sigma_scale <= 0) {
         .stem_abort("{.arg sigma_scale} must be a positive number; found {.val {format(sigma_scale)}}.")
     }
@@ -37,15 +40,19 @@
     if (!is.null(genes) && (!is.character(genes) || !length(genes))) {
         .stem_abort("{.arg genes} must be NULL or a character vector of gene names.")
     }
-    list(
+    out <- list(
         epochs = as.integer(epochs), lr = as.double(lr), alpha = as.double(alpha),
         sigma = if (is.null(sigma)) NULL else as.list(as.double(sigma)),
         hidden = as.list(as.integer(hidden)), device = device, seed = as.integer(seed),
         genes = if (is.null(genes)) NULL else as.list(genes),
         normalized = isTRUE(normalized), progress = .stem_verbose(verbose),
         keep_model = isTRUE(keep_model), readout = readout,
-        sigma_scale = as.double(sigma_scale), adjacency_k = as.integer(adjacency_k)
+        sigma_scale = as.double(sigma_scale), adjacency_k = as.integer(adjacency_k),
+        gene_match = gene_match
     )
+    # only when set: NULL leaves the core's thread policy
+    if (!is.null(threads)) out$threads <- as.integer(threads)
+    out
 }
 
 .stem_match_arg <- function(x, choices, arg) {
@@ -75,17 +82,14 @@
     cell_names <- colnames(sc_mat)
     cell_ids <- paste0("c", seq_len(n_cells))
     spot_ids <- paste0("s", seq_len(st$n))
-    shared <- intersect(rownames(sc_mat), unlist(lapply(st$slices, function(s) rownames(s$x))))
-    if (!is.null(params$genes)) shared <- intersect(shared, unlist(params$genes))
-    if (!length(shared)) {
-        .stem_abort(c(
-            "{.arg sc} and {.arg st} share no genes{if (is.null(params$genes)) '' else ' among {.arg genes}'}.",
-            x = "{.arg sc} genes: {.val {utils::head(rownames(sc_mat), 3)}}...; {.arg st} genes: {.val {utils::head(rownames(st$slices[[1]]$x), 3)}}...",
-            i = "Both must use the same gene identifiers as row names."
-        ))
+    if (identical(params$gene_match, "exact")) {
+        shared <- intersect(rownames(sc_mat), unlist(lapply(st$slices, function(s) rownames(s$x))))
+        if (!is.null(params$genes)) shared <- intersect(shared, unlist(params$genes))
+        if (!length(shared)) .stem_abort_no_genes(sc_mat, st, params)
     }
+    # the core reports the genes it uses (and how many matched by `gene_match`) itself
     .stem_inform(
-        "Mapping {n_cells} cells onto {st$n} spots ({length(st$slices)} slice{?s}) on {length(shared)} shared genes; {params$epochs} epochs.",
+        "Mapping {n_cells} cells onto {st$n} spots ({length(st$slices)} slice{?s}); {params$epochs} epochs.",
         verbose = verbose
     )
     sc_in <- list(x = .pack(sc_mat), genes = as.list(rownames(sc_mat)), cells = as.list(cell_ids))
@@ -95,12 +99,40 @@
     })
     lab_in <- lapply(labels, function(l) as.list(as.character(l)))
     tr_in <- lapply(transfer, function(v) .pack(as.matrix(v)))
-    t0 <- Sys.time()
     res <- .run_python(.worker_stem, sc = sc_in, st = st_in, params = params,
                        labels = lab_in, transfer = tr_in, mapping = mapping, mapping_k = k)
-    .stem_inform("Trained in {format(round(difftime(Sys.time(), t0, units = 'secs'), 1))}.",
-                 verbose = verbose)
     .stem_collect(res, cell_ids, cell_names, spot_ids, st, labels, transfer)
+}
+
+# No shared gene names: one error, with the rule of `gene_match` that would match them
+# (counted by the core's stemmap._data.gene_overlaps(), when Python can be reached).
+.stem_abort_no_genes <- function(sc_mat, st, params) {
+    st_genes <- lapply(st$slices, function(s) as.list(rownames(s$x)))
+    counts <- tryCatch(
+        unlist(.run_python(.worker_gene_overlaps, sc_genes = as.list(rownames(sc_mat)),
+                           st_genes = st_genes)),
+        error = function(e) NULL
+    )
+    better <- if (length(counts)) names(counts)[which.max(counts)] else "exact"
+    hint <- if (!identical(better, "exact") && counts[[better]] > 0) {
+        c(i = paste0("With {.code gene_match = \"", better, "\"} they share ", counts[[better]],
+                     " gene", if (counts[[better]] == 1) "" else "s",
+                     " (", if (better == "case") "case-insensitive names" else "Ensembl IDs without version",
+                     "); the objects' gene names are not changed."))
+    } else {
+        c(i = "Both must use the same gene identifiers as row names (or see {.arg gene_match}).")
+    }
+    .stem_abort(c(
+        "{.arg sc} and {.arg st} share no genes{if (is.null(params$genes)) '' else ' among {.arg genes}'}.",
+        x = "{.arg sc} genes: {.val {utils::head(rownames(sc_mat), 3)}}...; {.arg st} genes: {.val {utils::head(rownames(st$slices[[1]]$x), 3)}}...",
+        hint
+    ))
+}
+
+.worker_gene_overlaps <- function(sc_genes, st_genes) {
+    .stem_bridge()
+    data <- reticulate::import("stemmap._data", convert = FALSE)
+    reticulate::py_to_r(data$gene_overlaps(sc_genes, st_genes))
 }
 
 # Python results -> input order (NA for cells/spots the core dropped).

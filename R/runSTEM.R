@@ -55,6 +55,17 @@
 #'   expected spatial closeness of two cells under their mappings (Python
 #'   `StemMapping.sc_adjacency()`); with the paper readout, embedding inner
 #'   products.
+#' @param gene_match How gene names of `sc` and `st` are matched: `"exact"`
+#'   (default), `"case"` (case-insensitive, e.g. a human-style `GAPDH` with a
+#'   mouse-style `Gapdh`) or `"ensembl"` (Ensembl IDs without their version suffix,
+#'   `ENSMUSG00000057666.3` = `ENSMUSG00000057666`). Genes keep the names of `sc`;
+#'   neither object is renamed. How many genes matched only by the rule is reported
+#'   and stored in `stemSettings()` (`genes_matched_by_rule`).
+#' @param threads Torch CPU threads for this run: `NULL` (default) leaves the core's
+#'   policy, a whole number sets that many. On a busy shared machine (RStudio Server,
+#'   an HPC login node) fewer threads than cores can be much faster: with two cores
+#'   under load, 1 thread trained about 8 times faster than 2 (issue 18). Results are
+#'   bit-identical only for the same device and thread count.
 #' @param verbose Show progress (default `getOption("stemmap.verbose", TRUE)`).
 #' @param keep_model Keep the trained model (its saved weights and prepared
 #'   inputs, as a raw vector in `metadata(sc)$STEM$model` / `Misc(sc, "STEM")$model`)
@@ -110,7 +121,9 @@ setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
                                      device = "auto", seed = 0L, genes = NULL,
                                      normalized = FALSE, verbose = NULL,
                                      keep_model = FALSE, readout = c("hybrid", "paper"),
-                                     sigma_scale = 1, adjacency_k = 15L) {
+                                     sigma_scale = 1, adjacency_k = 15L,
+                                     gene_match = c("exact", "case", "ensembl"),
+                                     threads = NULL) {
     if (inherits(sc, "Seurat")) {
         return(.run_stem_seurat(
             sc, st, ..., assay = assay, layer = layer, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
@@ -118,7 +131,8 @@ setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
             transfer = transfer, mapping = mapping, k = k, epochs = epochs, lr = lr,
             alpha = alpha, sigma = sigma, hidden = hidden, device = device, seed = seed,
             genes = genes, normalized = normalized, verbose = verbose, keep_model = keep_model,
-            readout = readout, sigma_scale = sigma_scale, adjacency_k = adjacency_k
+            readout = readout, sigma_scale = sigma_scale, adjacency_k = adjacency_k,
+            gene_match = gene_match, threads = threads
         ))
     }
     .check_expr_matrix(sc, "sc")
@@ -129,7 +143,8 @@ setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
                            hidden = hidden, device = device, seed = seed, genes = genes,
                            normalized = normalized, verbose = verbose,
                            keep_model = keep_model, readout = readout,
-                           sigma_scale = sigma_scale, adjacency_k = adjacency_k)
+                           sigma_scale = sigma_scale, adjacency_k = adjacency_k,
+                           gene_match = gene_match, threads = threads)
     st_in <- .st_input(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
                        st.assay = st.assay, st.layer = st.layer, image = image)
     labels <- .resolve_labels(labels, data.frame(row.names = colnames(sc)), ncol(sc))
@@ -184,10 +199,8 @@ setMethod("runSTEM", "SingleCellExperiment", function(sc, st, ...) {
     if (length(unique(res$spot_slice)) > 1L) cd$STEM_slice <- res$best_slice
     for (nm in names(res$transfer)) {
         m <- res$transfer[[nm]]
-        for (j in seq_len(ncol(m))) {
-            col <- if (ncol(m) == 1L) nm else colnames(m)[j]
-            cd[[paste0("STEM_", col)]] <- unname(m[, j])
-        }
+        cols <- .stem_colnames(if (ncol(m) == 1L) nm else colnames(m))
+        for (j in seq_len(ncol(m))) cd[[cols[j]]] <- unname(m[, j])
     }
     SummarizedExperiment::colData(sc) <- cd
     S4Vectors::metadata(sc)$STEM <- res[setdiff(names(res), c("best_spot", "confidence", "best_slice"))]

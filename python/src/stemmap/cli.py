@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ._data import GENE_MATCH
+
 logger = logging.getLogger(__name__)
 
 
@@ -144,6 +146,7 @@ def cmd_map(a: argparse.Namespace) -> int:
         spatial_key=a.spatial_key,
         layer=a.layer,
         normalized=a.normalized,
+        gene_match=a.gene_match,
         **_model_kwargs(a),
     )
     model.train(**_train_kwargs(a))
@@ -341,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--layer", default=None, help="layer with counts (default X)")
     pm.add_argument("--label-key", default=None, help="SC obs column to deconvolve spots by")
     pm.add_argument("--normalized", action="store_true", help="data already normalised (log1p)")
+    pm.add_argument(
+        "--gene-match",
+        choices=list(GENE_MATCH),
+        default="exact",
+        help="how SC and ST gene names are matched: exact (default), case (case-insensitive: "
+        "GAPDH = Gapdh) or ensembl (Ensembl IDs without version suffix); names are not changed",
+    )
     pm.add_argument("--save-model", default=None, help="also save the trained model here")
     _add_common(pm)
     pm.set_defaults(func=cmd_map)
