@@ -6,6 +6,7 @@ import io
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import stemmap
@@ -128,3 +129,75 @@ def test_progress_bar_uses_lines_off_terminal(monkeypatch):
         bar.update(5)
     assert buf.getvalue().splitlines() == [buf.getvalue().splitlines()[-1]]
     assert buf.getvalue().startswith("work: 5/5 steps (100%)")
+
+
+def _tissue(h: int = 60, w: int = 80) -> np.ndarray:
+    """A small picture: red grows left to right, blue top to bottom."""
+    img = np.zeros((h, w, 3))
+    img[:, :, 0] = np.linspace(0, 1, w)[None, :]
+    img[:, :, 2] = np.linspace(0, 1, h)[:, None]
+    img[:, :, 1] = 0.5
+    return img
+
+
+def _with_image(st, scalef: float = 0.1):
+    """``st`` in full-resolution pixels (coordinates × 100) with a scanpy-style image."""
+    st = st.copy()
+    xy = np.asarray(st.obsm["spatial"], dtype=float)
+    xy = (xy - xy.min(0)) / np.ptp(xy, 0).max() * 500 + 100  # 100..600 full-res pixels
+    st.obsm["spatial"] = xy
+    st.uns["spatial"] = {
+        "lib1": {
+            "images": {"lowres": _tissue()},
+            "scalefactors": {"tissue_lowres_scalef": scalef, "spot_diameter_fullres": 20.0},
+        }
+    }
+    return st
+
+
+def test_positions_on_scanpy_image(toy):
+    from stemmap import plotting
+
+    sc, st = toy
+    st_img = _with_image(st)
+    img, sf, lib = plotting.tissue_image(st_img)
+    assert img.shape == (60, 80, 3) and sf == 0.1 and lib == "lib1"
+    coords = np.asarray(st_img.obsm["spatial"])[: sc.n_obs % st.n_obs + 5]
+    labels = [f"type {i % 3}" for i in range(len(coords))]
+    fig = plotting.positions(coords, labels, image=st_img, palette={f"type {i}": c for i, c in
+                                                                    enumerate("rgb")})  # fmt: skip
+    ax = fig.axes[0]
+    assert len(ax.images) == 1 and ax.images[0].get_array().shape[:2] == (60, 80)
+    pts = ax.collections[-1].get_offsets()
+    np.testing.assert_allclose(pts, coords * 0.1)  # full-res pixels -> low-res image pixels
+    assert ax.get_ylim()[0] > ax.get_ylim()[1]  # image rows grow downwards
+    with pytest.raises(ValueError, match="no tissue image"):
+        plotting.positions(coords, image=st)
+    with pytest.raises(KeyError, match="img_key='hires'"):
+        plotting.tissue_image(st_img, img_key="hires")
+
+
+def test_palette_defaults_and_errors():
+    from stemmap import plotting
+
+    col, cats, lut = plotting._colours([f"t{i}" for i in range(18)])
+    assert len(set(lut.values())) == 18
+    assert set(lut.values()) <= set(plotting.KELLY)
+    with pytest.raises(ValueError, match="one per label"):
+        plotting._colours(["a", "b", "c"], palette=["red"])
+    with pytest.raises(ValueError, match="no colour for labels"):
+        plotting._colours(["a", "b"], palette={"a": "red"})
+
+
+def test_loss_curve_stacks_weighted_terms(trained):
+    from stemmap import plotting
+
+    h = trained.history
+    fig = plotting.loss_curve(h, alpha=0.5)
+    ax = fig.axes[0]
+    # the top of the stack (last PolyCollection) follows the total loss
+    verts = ax.collections[-1].get_paths()[0].vertices
+    upper = pd.DataFrame(verts, columns=["x", "y"]).groupby("x")["y"].max()
+    want = h.set_index("epoch")["loss"].astype(float)
+    np.testing.assert_allclose(upper.loc[want.index.to_numpy(dtype=float)], want, rtol=1e-5)
+    assert any(p.get_label() == "total" for p in ax.get_lines())
