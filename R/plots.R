@@ -134,6 +134,28 @@ plotSTEMPositions <- function(sc, st = NULL, colour_by = NULL, size = 1, palette
                  "#F6A600", "#B3446C", "#DCD300", "#882D17", "#8DB600", "#654522",
                  "#E25822", "#2B3D26", "#222222")
 
+#' Colours for cell labels
+#'
+#' The colours stemmap's plots give to categorical labels, for use in your own
+#' ggplots (`scale_colour_manual(values = stemPalette(x))`).
+#'
+#' @param labels Labels (a vector; its sorted unique values, or a factor's levels, are
+#'   coloured).
+#' @param palette `NULL` (Okabe-Ito up to 8 labels, Kelly's 21 colours of maximum
+#'   contrast up to 21, then HCL colours), colours (named by label, or in the order of
+#'   the sorted labels), an HCL palette name ([grDevices::hcl.pals()]) or a function of
+#'   `n`.
+#' @return A named character vector: one colour per label.
+#' @examples
+#' stemPalette(c("B cell", "T cell", "NK"))
+#' stemPalette(letters[1:12], "Dark 3")
+#' @seealso [plotSTEMPositions()]
+#' @export
+stemPalette <- function(labels, palette = NULL) {
+    lev <- if (is.factor(labels)) levels(droplevels(labels)) else sort(unique(as.character(labels)))
+    .stem_palette(lev, palette)
+}
+
 # Named colours, one per level: the default palette or the user's `palette`.
 .stem_palette <- function(levels, palette = NULL) {
     n <- length(levels)
@@ -175,10 +197,11 @@ plotSTEMPositions <- function(sc, st = NULL, colour_by = NULL, size = 1, palette
     if (is.numeric(values)) {
         return(ggplot2::scale_colour_viridis_c())
     }
-    lev <- if (is.factor(values)) levels(droplevels(values)) else sort(unique(as.character(values)))
+    pal <- stemPalette(values, palette)
+    lev <- names(pal)
     ncol <- if (length(lev) > 12L) 2L else 1L
     list(
-        ggplot2::scale_colour_manual(values = .stem_palette(lev, palette), breaks = lev),
+        ggplot2::scale_colour_manual(values = pal, breaks = lev),
         ggplot2::guides(colour = ggplot2::guide_legend(ncol = ncol,
                                                        override.aes = list(size = 2.5))),
         ggplot2::theme(legend.text = ggplot2::element_text(size = if (length(lev) > 12L) 7 else 9),
