@@ -63,9 +63,10 @@
 #'   and stored in `stemSettings()` (`genes_matched_by_rule`).
 #' @param threads Torch CPU threads for this run: `NULL` (default) leaves the core's
 #'   policy, a whole number sets that many. On a busy shared machine (RStudio Server,
-#'   an HPC login node) fewer threads than cores can be much faster: with two cores
-#'   under load, 1 thread trained about 8 times faster than 2 (issue 18). Results are
-#'   bit-identical only for the same device and thread count.
+#'   an HPC login node) fewer threads than cores can be much faster: on a 2-core
+#'   machine at load 9-11, 1,000 cells x 495 spots trained in 0.35-0.54 s per epoch
+#'   with 1 thread and 2.7-4.0 s with 2. Results are bit-identical only for the same
+#'   device and thread count.
 #' @param verbose Show progress (default `getOption("stemmap.verbose", TRUE)`).
 #' @param keep_model Keep the trained model (its saved weights and prepared
 #'   inputs, as a raw vector in `metadata(sc)$STEM$model` / `Misc(sc, "STEM")$model`)

@@ -68,13 +68,19 @@ make_tissue_image <- function(h = 60L, w = 80L) {
 # coordinates 100 x the grid, and a low-resolution picture at scale factor 0.1.
 make_seurat_visium <- function() {
     st <- SeuratObject::CreateSeuratObject(counts = methods::as(d$st, "dgCMatrix"), assay = "Spatial")
-    where <- if (methods::isClass("VisiumV1", where = asNamespace("SeuratObject"))) {
-        asNamespace("SeuratObject")
-    } else {
-        testthat::skip_if_not_installed("Seurat")
-        asNamespace("Seurat")
+    # VisiumV1 and scalefactors() live in Seurat (v4) or SeuratObject (v5)
+    ns_with <- function(name, class = FALSE) {
+        for (pkg in c("SeuratObject", "Seurat")) {
+            if (!requireNamespace(pkg, quietly = TRUE)) next
+            ns <- asNamespace(pkg)
+            if (exists(if (class) methods::classMetaName(name) else name, envir = ns, inherits = FALSE)) {
+                return(ns)
+            }
+        }
+        testthat::skip(paste(name, "is in neither SeuratObject nor Seurat"))
     }
-    sf_fun <- get("scalefactors", envir = where)
+    where <- ns_with("VisiumV1", class = TRUE)
+    sf_fun <- get("scalefactors", envir = ns_with("scalefactors"))
     cc <- data.frame(tissue = 1L, row = d$coords[, 2], col = d$coords[, 1],
                      imagerow = d$coords[, 2] * 100, imagecol = d$coords[, 1] * 100,
                      row.names = colnames(d$st))
