@@ -164,3 +164,24 @@ test_that("plotSTEMLoss() shows the optimised weighted terms and marks the warm-
     expect_setequal(levels(p2$data$term), c("extract", "trans", "mmd", "beta"))
     expect_error(plotSTEMLoss(obj, what = "nope"), regexp = "what.*must be one of")
 })
+
+test_that("an Rscript log shows progress as lines, each message once", {
+    skip_if_no_core_model()
+    script <- tempfile(fileext = ".R")
+    writeLines(c(
+        "d <- list(sc = matrix(rpois(600, 5), 30, 20, dimnames = list(paste0('g', 1:30), paste0('c', 1:20))),",
+        "          st = matrix(rpois(300, 5), 30, 10, dimnames = list(paste0('g', 1:30), paste0('s', 1:10))))",
+        "r <- stemmap::runSTEM(d$sc, d$st, coords = cbind(1:10, (1:10) %% 3), epochs = 20, verbose = TRUE)"
+    ), script)
+    py <- stemmap:::.stem_existing_python()
+    out <- system2(file.path(R.home("bin"), "Rscript"), script, stdout = TRUE, stderr = TRUE,
+                   env = c(paste0("STEMMAP_PYTHON=", py),
+                           paste0("R_LIBS=", paste(.libPaths(), collapse = ":"))))
+    log <- paste(out, collapse = "\n")
+    expect_false(grepl("\r", log, fixed = TRUE))  # no carriage-return bar in a log
+    bars <- grep("^STEM training: ", out, value = TRUE)
+    expect_length(bars, 10L)                      # 10 %, 20 %, ..., 100 %
+    expect_match(bars[10], "^STEM training: 20/20 epochs \\(100%\\)")
+    expect_length(grep("shared genes", out), 1L)  # said once (by the core), not by R too
+    expect_length(grep("^Mapping 20 cells onto 10 spots", out), 1L)
+})
