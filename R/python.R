@@ -84,12 +84,20 @@
 }
 
 # Before basilisk is started: stops with one message (no download attempt) when it cannot
-# build its environment offline. The check itself is `.stem_basilisk_usable()` (R/python.R
-# of the hardening work); until it is there, basilisk is tried as before.
-.stem_check_basilisk <- function() {
-    usable <- get0(".stem_basilisk_usable", envir = asNamespace("stemmap"), mode = "function",
-                   inherits = FALSE)
-    if (!is.null(usable)) usable()
+# build its environment offline. The check itself is `.stem_basilisk_usable()` (the
+# hardening work; it may stop itself or return FALSE); until it is there, basilisk is
+# tried as before.
+.stem_check_basilisk <- function(usable = get0(".stem_basilisk_usable",
+                                                envir = asNamespace("stemmap"),
+                                                mode = "function", inherits = FALSE)) {
+    if (!is.null(usable) && isFALSE(usable())) {
+        why <- .stem_find_python()$why
+        .stem_abort(c(
+            "No Python for stemmap: basilisk cannot build its environment here (no conda, offline).",
+            i = "Chosen because: {why}.",
+            i = "Name a Python with torch, anndata and scipy: {.code options(stemmap.python = \"/path/to/bin/python\")} or {.envvar STEMMAP_PYTHON}, or reinstall stemmap after {.code make setup}."
+        ))
+    }
     invisible(TRUE)
 }
 

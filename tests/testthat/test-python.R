@@ -131,3 +131,13 @@ test_that("a fresh Rscript with no stemmap variable finds the Python recorded at
     )
     expect_match(paste(out, collapse = "\n"), "existing python \\| recorded when stemmap was installed.*\\| [0-9]+\\.[0-9]+")
 })
+
+test_that("an offline check that says FALSE stops before basilisk with one message", {
+    # `usable` stands in for .stem_basilisk_usable() (the hardening work's check)
+    withr::local_options(stemmap.python = "basilisk")
+    err <- expect_error(stemmap:::.stem_check_basilisk(usable = function() FALSE),
+                        class = "stemmap_error")
+    expect_match(conditionMessage(err), "No Python for stemmap.*stemmap.python.*basilisk")
+    expect_true(stemmap:::.stem_check_basilisk(usable = function() TRUE))
+    expect_true(stemmap:::.stem_check_basilisk(usable = NULL))
+})
