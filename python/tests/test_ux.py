@@ -117,7 +117,8 @@ def test_line_progress_prints_each_step_once():
     assert len(lines) == 10  # 10 %, ..., 90 % and the final line
     assert lines[0].startswith("STEM training: 4/40 epochs (10%)")
     assert lines[-1].startswith("STEM training: 40/40 epochs (100%)")
-    assert lines[-1].endswith("loss 30.000")
+    assert lines[-1].endswith("; epoch 31: loss 30.000")  # the step the values are from
+    assert lines[0].endswith("; epoch 1: loss 0.000")
     assert len(set(lines)) == len(lines)
 
 

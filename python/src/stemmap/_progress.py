@@ -57,6 +57,7 @@ class LineProgress:
         self.unit = unit
         self.n = 0
         self.postfix: dict[str, Any] = {}
+        self._postfix_at = 0
         self._step = max(1, round(self.total * line_every))
         self._next = self._step
         self._t0 = time.perf_counter()
@@ -67,6 +68,7 @@ class LineProgress:
         if args and isinstance(args[0], dict):
             kwargs = {**args[0], **kwargs}
         self.postfix = {k: v for k, v in kwargs.items()}
+        self._postfix_at = self.n
 
     def update(self, n: int = 1) -> None:
         """Advance by ``n``; prints a line when a step boundary is crossed."""
@@ -88,8 +90,9 @@ class LineProgress:
         line = f"{self.desc}: {self.n}/{self.total} {self.unit}s ({pct:.0f}%), {_fmt_time(el)}"
         if 0 < self.n < self.total:
             line += f", ~{_fmt_time(el / self.n * (self.total - self.n))} left"
-        if self.postfix:
-            line += "; " + ", ".join(f"{k} {v}" for k, v in self.postfix.items())
+        if self.postfix:  # the values may be from an earlier step: say which
+            where = "" if self._postfix_at == self.n else f"{self.unit} {self._postfix_at}: "
+            line += "; " + where + ", ".join(f"{k} {v}" for k, v in self.postfix.items())
         print(line, file=self.file, flush=True)
 
 
