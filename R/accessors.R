@@ -86,11 +86,24 @@ stemDeconvolution <- function(sc, label = NULL) {
     d[[label]]
 }
 
+# Metadata column names of STEM results, the same for every class: "STEM_" + name, with
+# each run of characters other than letters, digits, "_" and "." replaced by "_" (so
+# "Anterior somitic tissues" -> "STEM_celltype_Anterior_somitic_tissues"), made unique.
+# SeuratObject 4 would otherwise apply make.names() with a warning, and names would then
+# differ between Seurat and SingleCellExperiment objects.
+.stem_colnames <- function(x) {
+    make.unique(paste0("STEM_", gsub("[^A-Za-z0-9_.]+", "_", x)), sep = "_")
+}
+
 #' Put spot-side STEM results on the spatial object
 #'
 #' Adds the spot deconvolution of every label given to [runSTEM()] as columns
 #' `STEM_<label>_<type>` of `colData(st)` (Seurat: `meta.data`), and the spot
-#' embedding as `reducedDim(st, "STEM")` (Seurat: DimReduc `"stem"`).
+#' embedding as `reducedDim(st, "STEM")` (Seurat: DimReduc `"stem"`). Column names
+#' are the same for every class: characters other than letters, digits, `_` and
+#' `.` become `_` (`"Anterior somitic tissues"` gives
+#' `STEM_celltype_Anterior_somitic_tissues`); [stemDeconvolution()] keeps the
+#' original type names.
 #'
 #' @param st The spatial object given to [runSTEM()].
 #' @param sc The object returned by [runSTEM()].
@@ -110,7 +123,8 @@ stemAnnotateSpots <- function(st, sc) {
     cols <- list()
     for (lab in names(res$deconvolution)) {
         d <- res$deconvolution[[lab]]
-        for (ty in colnames(d)) cols[[paste0("STEM_", lab, "_", ty)]] <- unname(d[, ty])
+        nm <- .stem_colnames(paste0(lab, "_", colnames(d)))
+        for (j in seq_len(ncol(d))) cols[[nm[j]]] <- unname(d[, j])
     }
     if (inherits(st, "Seurat")) {
         emb <- res$spot_embedding

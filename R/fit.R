@@ -16,9 +16,14 @@
                          hidden = NULL, device = NULL, seed = NULL,
                          genes = NULL, normalized = NULL, verbose = NULL,
                          keep_model = FALSE, readout = NULL, sigma_scale = NULL,
-                         adjacency_k = NULL, preset = NULL) {
+                         adjacency_k = NULL, preset = NULL,
+                         gene_match = NULL, threads = NULL) {
     if (!is.null(readout)) readout <- .stem_match_arg(readout, .stem_choices$readout, "readout")
     if (!is.null(preset)) preset <- .stem_match_arg(preset, .stem_choices$preset, "preset")
+    if (!is.null(gene_match)) {
+        gene_match <- .stem_match_arg(gene_match, .stem_choices$gene_match, "gene_match")
+    }
+    if (!is.null(threads)) .check_number(threads, "threads", integer = TRUE, min = 1)
     if (!is.null(sigma_scale) && (!is.numeric(sigma_scale) || length(sigma_scale) != 1L ||
                                   is.na(sigma_scale) || sigma_scale <= 0)) {
         .stem_abort("{.arg sigma_scale} must be a positive number; found {.val {format(sigma_scale)}}.")
@@ -53,7 +58,8 @@
         genes = if (!is.null(genes)) as.list(genes), normalized = normalized,
         progress = .stem_verbose(verbose), keep_model = isTRUE(keep_model), readout = readout,
         sigma_scale = if (!is.null(sigma_scale)) as.double(sigma_scale),
-        adjacency_k = if (!is.null(adjacency_k)) as.integer(adjacency_k), preset = preset
+        adjacency_k = if (!is.null(adjacency_k)) as.integer(adjacency_k), preset = preset,
+        gene_match = gene_match, threads = if (!is.null(threads)) as.integer(threads)
     )
     out[!vapply(out, is.null, logical(1))]
 }
@@ -61,7 +67,10 @@
 # Choices of the core's string arguments, checked here before anything runs. The same
 # lists as the core's (stemmap._r_bridge.defaults()$choices); tests/testthat/test-defaults.R
 # fails when they differ.
-.stem_choices <- list(readout = c("hybrid", "paper"), preset = c("paper", "fast"))
+.stem_choices <- list(
+    readout = c("hybrid", "paper"), preset = c("paper", "fast"),
+    gene_match = c("exact", "case", "ensembl")
+)
 
 .stem_match_arg <- function(x, choices, arg) {
     if (identical(x, choices)) return(choices[[1L]])
@@ -99,17 +108,14 @@
     cell_names <- colnames(sc_mat)
     cell_ids <- paste0("c", seq_len(n_cells))
     spot_ids <- paste0("s", seq_len(st$n))
-    shared <- intersect(rownames(sc_mat), unlist(lapply(st$slices, function(s) rownames(s$x))))
-    if (!is.null(params$genes)) shared <- intersect(shared, unlist(params$genes))
-    if (!length(shared)) {
-        .stem_abort(c(
-            "{.arg sc} and {.arg st} share no genes{if (is.null(params$genes)) '' else ' among {.arg genes}'}.",
-            x = "{.arg sc} genes: {.val {utils::head(rownames(sc_mat), 3)}}...; {.arg st} genes: {.val {utils::head(rownames(st$slices[[1]]$x), 3)}}...",
-            i = "Both must use the same gene identifiers as row names."
-        ))
+    if (is.null(params$gene_match) || identical(params$gene_match, "exact")) {
+        shared <- intersect(rownames(sc_mat), unlist(lapply(st$slices, function(s) rownames(s$x))))
+        if (!is.null(params$genes)) shared <- intersect(shared, unlist(params$genes))
+        if (!length(shared)) .stem_abort_no_genes(sc_mat, st, params)
     }
+    # the core reports the genes it uses (and how many matched by `gene_match`) itself
     .stem_inform(
-        "Mapping {n_cells} cells onto {st$n} spots ({length(st$slices)} slice{?s}) on {length(shared)} shared genes.",
+        "Mapping {n_cells} cells onto {st$n} spots ({length(st$slices)} slice{?s}).",
         verbose = verbose
     )
     sc_in <- list(x = .pack(sc_mat), genes = as.list(rownames(sc_mat)), cells = as.list(cell_ids))
@@ -119,12 +125,40 @@
     })
     lab_in <- lapply(labels, .labels_for_python)
     tr_in <- lapply(transfer, function(v) .pack(as.matrix(v)))
-    t0 <- Sys.time()
     res <- .run_python(.worker_stem, sc = sc_in, st = st_in, params = params,
                        labels = lab_in, transfer = tr_in, mapping = mapping, mapping_k = k)
-    .stem_inform("Trained {res$settings$epochs} epochs in {format(round(difftime(Sys.time(), t0, units = 'secs'), 1))}.",
-                 verbose = verbose)
     .stem_collect(res, cell_ids, cell_names, spot_ids, st, labels, transfer)
+}
+
+# No shared gene names: one error, with the rule of `gene_match` that would match them
+# (counted by the core's stemmap._data.gene_overlaps(), when Python can be reached).
+.stem_abort_no_genes <- function(sc_mat, st, params) {
+    st_genes <- lapply(st$slices, function(s) as.list(rownames(s$x)))
+    counts <- tryCatch(
+        unlist(.run_python(.worker_gene_overlaps, sc_genes = as.list(rownames(sc_mat)),
+                           st_genes = st_genes)),
+        error = function(e) NULL
+    )
+    better <- if (length(counts)) names(counts)[which.max(counts)] else "exact"
+    hint <- if (!identical(better, "exact") && counts[[better]] > 0) {
+        c(i = paste0("With {.code gene_match = \"", better, "\"} they share ", counts[[better]],
+                     " gene", if (counts[[better]] == 1) "" else "s",
+                     " (", if (better == "case") "case-insensitive names" else "Ensembl IDs without version",
+                     "); the objects' gene names are not changed."))
+    } else {
+        c(i = "Both must use the same gene identifiers as row names (or see {.arg gene_match}).")
+    }
+    .stem_abort(c(
+        "{.arg sc} and {.arg st} share no genes{if (is.null(params$genes)) '' else ' among {.arg genes}'}.",
+        x = "{.arg sc} genes: {.val {utils::head(rownames(sc_mat), 3)}}...; {.arg st} genes: {.val {utils::head(rownames(st$slices[[1]]$x), 3)}}...",
+        hint
+    ))
+}
+
+.worker_gene_overlaps <- function(sc_genes, st_genes) {
+    .stem_bridge()
+    data <- reticulate::import("stemmap._data", convert = FALSE)
+    reticulate::py_to_r(data$gene_overlaps(sc_genes, st_genes))
 }
 
 # Python results -> input order (NA for cells/spots the core dropped).

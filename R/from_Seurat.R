@@ -1,8 +1,21 @@
 # Seurat -> plain inputs (SC and ST). SeuratObject is optional (Suggests).
-# v4 `Assay`: GetAssayData(slot = layer); v5 `Assay5`: LayerData(layer = layer).
+# SeuratObject 5 (any assay, v5 `Assay5` or v3 `Assay`): LayerData(layer = layer);
+# SeuratObject 4 (`Assay` only): GetAssayData(slot = layer), whose `slot` argument
+# SeuratObject 5 deprecates.
 
 # SeuratObject 5 functions, looked up at run time (absent from SeuratObject 4).
 .seurat_fun <- function(name) getExportedValue("SeuratObject", name)
+
+.seurat_v5 <- function() utils::packageVersion("SeuratObject") >= "5.0.0"
+
+# One layer (v5) / slot (v4) of an assay, by the API of the installed SeuratObject.
+.seurat_layer_data <- function(obj, assay, layer) {
+    if (.seurat_v5()) {
+        .seurat_fun("LayerData")(obj, assay = assay, layer = layer)
+    } else {
+        SeuratObject::GetAssayData(obj, assay = assay, slot = layer)
+    }
+}
 
 .seurat_matrix <- function(obj, assay = NULL, layer = "counts", arg = "sc") {
     .stem_require("SeuratObject", "to read Seurat objects")
@@ -27,10 +40,10 @@
                 x = "Its layers: {.val {layers}}.", i = hint
             ))
         }
-        m <- .seurat_fun("LayerData")(obj, assay = assay, layer = layer)
+        m <- .seurat_layer_data(obj, assay, layer)
     } else {
         m <- tryCatch(
-            SeuratObject::GetAssayData(obj, assay = assay, slot = layer),
+            .seurat_layer_data(obj, assay, layer),
             error = function(e) {
                 .stem_abort(c(
                     "{.arg {arg}} (Seurat assay {.val {assay}}) has no slot {.val {layer}}.",

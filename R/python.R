@@ -1,8 +1,11 @@
 # Where Python runs. One worker function does the Python work with plain R objects
 # in and out; the launcher only decides where it runs:
-#   * an existing Python (option `stemmap.python` or env var STEMMAP_PYTHON, e.g. a
-#     virtualenv's python): through reticulate in this R session;
+#   * an existing Python, the first of: the option `stemmap.python`, the environment
+#     variable STEMMAP_PYTHON, or the Python recorded when the package was installed
+#     (./configure writes it into the installed package: `make setup` records its
+#     .venv) -- run through reticulate in this R session;
 #   * otherwise the basilisk environment `stemmapEnv` (basiliskStart/basiliskRun).
+# The value "basilisk" in the option or the variable asks for basilisk explicitly.
 # basilisk 1.10's basiliskStart() cannot run a plain virtualenv (it activates conda),
 # which is why the existing-Python mode goes through reticulate directly.
 #
@@ -10,29 +13,74 @@
 # raw little-endian bytes + dtype + shape, so no numpy object is ever converted by
 # reticulate (reticulate < 1.38 cannot convert NumPy 2 arrays).
 
-.stem_existing_python <- function() {
-    py <- getOption("stemmap.python", NULL)
-    origin <- "option {.code stemmap.python}"
-    if (is.null(py) || !nzchar(py)) {
-        py <- Sys.getenv("STEMMAP_PYTHON", "")
-        origin <- "environment variable {.envvar STEMMAP_PYTHON}"
+# The file ./configure writes into the installed package (DCF: python, source).
+.stem_python_record_file <- function() {
+    system.file("stemmap-python", package = "stemmap")
+}
+
+# The Python recorded at install time: list(python = path or NA, why = the reason).
+.stem_recorded_python <- function(file = .stem_python_record_file()) {
+    none <- function(why) list(python = NA_character_, why = why)
+    if (!nzchar(file) || !file.exists(file)) {
+        return(none("no Python was recorded when stemmap was installed"))
     }
-    if (!nzchar(py)) {
-        return(NULL)
+    rec <- tryCatch(read.dcf(file, fields = c("python", "source")), error = function(e) NULL)
+    py <- if (is.null(rec) || !nrow(rec)) NA_character_ else unname(rec[1, "python"])
+    if (is.na(py) || !nzchar(py)) {
+        return(none(sprintf("the install record %s names no Python", file)))
     }
-    py <- path.expand(py)
     if (!file.exists(py) || dir.exists(py)) {
-        .stem_abort(c(
-            paste0(origin, " must name an existing Python executable."),
-            x = "Found {.path {py}}, which is not a file.",
-            i = "Point it to e.g. {.path /path/to/venv/bin/python}, or unset it to use basilisk."
-        ), kind = "setup")
+        return(none(sprintf("the Python recorded at install (%s) no longer exists", py)))
     }
-    py
+    src <- unname(rec[1, "source"])
+    list(python = py, why = sprintf("recorded when stemmap was installed (%s; %s)",
+                                    if (is.na(src)) "configure" else src, file))
+}
+
+# Which Python runs the core: list(mode = "existing python" | "basilisk", python, why).
+# Errors when the option or the variable names something that is not a file.
+.stem_find_python <- function() {
+    opt <- getOption("stemmap.python", NULL)
+    env <- Sys.getenv("STEMMAP_PYTHON", "")
+    named <- if (!is.null(opt) && !is.na(opt[1]) && nzchar(opt[1])) {
+        list(py = as.character(opt[1]), origin = "option {.code stemmap.python}",
+             why = "option stemmap.python")
+    } else if (nzchar(env)) {
+        list(py = env, origin = "environment variable {.envvar STEMMAP_PYTHON}",
+             why = "environment variable STEMMAP_PYTHON")
+    }
+    if (!is.null(named)) {
+        if (identical(tolower(named$py), "basilisk")) {
+            return(list(mode = "basilisk", python = NA_character_,
+                        why = paste0(named$why, " = \"basilisk\"")))
+        }
+        py <- path.expand(named$py)
+        if (!file.exists(py) || dir.exists(py)) {
+            origin <- named$origin
+            .stem_abort(c(
+                paste0(origin, " must name an existing Python executable."),
+                x = "Found {.path {py}}, which is not a file.",
+                i = "Point it to e.g. {.path /path/to/venv/bin/python}, or unset it to use the Python recorded at install or basilisk."
+            ), kind = "setup")
+        }
+        return(list(mode = "existing python", python = py, why = named$why))
+    }
+    rec <- .stem_recorded_python()
+    if (!is.na(rec$python)) {
+        return(list(mode = "existing python", python = rec$python, why = rec$why))
+    }
+    list(mode = "basilisk", python = NA_character_,
+         why = paste0("no Python named by option stemmap.python or STEMMAP_PYTHON, and ",
+                      rec$why))
+}
+
+.stem_existing_python <- function() {
+    f <- .stem_find_python()
+    if (identical(f$mode, "basilisk")) NULL else f$python
 }
 
 .stem_python_mode <- function() {
-    if (is.null(.stem_existing_python())) "basilisk" else "existing python"
+    .stem_find_python()$mode
 }
 
 # Binds reticulate to `py` (once per R session).
@@ -259,32 +307,42 @@
 
 #' Python behind stemmap
 #'
-#' Reports which Python runs the stemmap core and what it finds there.
+#' Reports which Python runs the stemmap core, why that one, and what it finds there.
 #'
 #' @details
-#' stemmap runs its Python core in one of two places:
-#' * **an existing Python**, named by `options(stemmap.python = "/path/to/bin/python")`
-#'   or the environment variable `STEMMAP_PYTHON` (e.g. the repository's
-#'   `.venv/bin/python`, which needs torch, anndata and scipy). It is bound through
-#'   reticulate in the current R session; if it cannot `import stemmap`, the copy of
-#'   the core shipped in the R package is put on `sys.path`.
-#' * otherwise the **basilisk environment** `stemmap_env` with the exact pins of
-#'   [stemmapDependencies()], built on first use and run in a separate process.
+#' stemmap runs its Python core in one of two places, chosen in this order:
+#' 1. **an existing Python** named by `options(stemmap.python = "/path/to/bin/python")`;
+#' 2. or by the environment variable `STEMMAP_PYTHON`;
+#' 3. or the Python recorded when the R package was installed: `./configure` writes
+#'    the Python named by `STEMMAP_PYTHON` at install time, or else the source
+#'    checkout's `.venv/bin/python`, into the installed package (file
+#'    `stemmap-python`), so after `make setup` a new R session, `Rscript` and
+#'    `rmarkdown::render()` find the set-up's virtualenv with nothing set
+#'    (reinstall to change it);
+#' 4. otherwise the **basilisk environment** `stemmap_env` with the exact pins of
+#'    [stemmapDependencies()], built on first use and run in a separate process.
+#'    Setting the option or the variable to `"basilisk"` asks for it explicitly.
+#'
+#' An existing Python (it needs torch, anndata and scipy) is bound through reticulate
+#' in the current R session; if it cannot `import stemmap`, the copy of the core
+#' shipped in the R package is put on `sys.path`.
 #'
 #' @return A one-row data.frame with columns `mode` (`"existing python"` or
-#' `"basilisk"`), `python` (path), `python_version`, `torch_version`, `device`
-#' (`"cpu"`, `"cuda"` or `"mps"`), `device_name`, `stemmap_version` (of the Python
-#' core), `numpy_version`, `anndata_version` and `torch_deepbind` (`"TRUE"` when torch
-#' was imported with `RTLD_DEEPBIND` so that it does not use R's BLAS, see Details).
+#' `"basilisk"`), `why` (which of the rules above chose it), `python` (path),
+#' `python_version`, `torch_version`, `device` (`"cpu"`, `"cuda"` or `"mps"`),
+#' `device_name`, `stemmap_version` (of the Python core), `numpy_version`,
+#' `anndata_version` and `torch_deepbind` (`"TRUE"` when torch was imported with
+#' `RTLD_DEEPBIND` so that it does not use R's BLAS).
 #' @examples
 #' \dontrun{
+#' stemPythonInfo()[, c("mode", "why", "python")]
 #' options(stemmap.python = "/path/to/venv/bin/python")
 #' stemPythonInfo()
 #' }
 #' @seealso [stemmapDependencies()]
 #' @export
 stemPythonInfo <- function() {
-    mode <- .stem_python_mode()
+    found <- .stem_find_python()
     res <- .run_python(.worker_info)
     cols <- c("python", "python_version", "torch_version", "device", "device_name",
               "stemmap_version", "numpy_version", "anndata_version", "torch_deepbind")
@@ -293,7 +351,8 @@ stemPythonInfo <- function() {
         if (is.null(v)) NA_character_ else as.character(v)
     })
     names(vals) <- cols
-    data.frame(mode = mode, vals, stringsAsFactors = FALSE, check.names = FALSE)
+    data.frame(mode = found$mode, why = found$why, vals, stringsAsFactors = FALSE,
+               check.names = FALSE)
 }
 
 # Internal bridge test used by the test suite: sends a matrix with dimnames through

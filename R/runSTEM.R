@@ -73,6 +73,18 @@
 #'   0.5 and paper readout where `sigma`, `sigma_scale` and `readout` are left
 #'   `NULL`; its schedule overrides `epochs` and `lr`) or `"fast"` (a shorter
 #'   schedule on cell batches). Default (`NULL`): none.
+#' @param gene_match How gene names of `sc` and `st` are matched: `"exact"`,
+#'   `"case"` (case-insensitive, e.g. a human-style `GAPDH` with a mouse-style
+#'   `Gapdh`) or `"ensembl"` (Ensembl IDs without their version suffix,
+#'   `ENSMUSG00000057666.3` = `ENSMUSG00000057666`). Genes keep the names of `sc`;
+#'   neither object is renamed. How many genes matched only by the rule is reported
+#'   and stored in `stemSettings()` (`genes_matched_by_rule`). Default (`NULL`):
+#'   `"exact"`.
+#' @param threads Torch CPU threads for this run: `NULL` (default) leaves the core's
+#'   policy (every CPU the process may use, idle threads sleeping), a whole number sets
+#'   that many. On a busy shared machine (RStudio Server, an HPC login node) fewer
+#'   threads than cores can be faster (see the README's "Speed" section). Results are
+#'   bit-identical only for the same device and thread count.
 #' @param verbose Show progress (default `getOption("stemmap.verbose", TRUE)`).
 #' @param keep_model Keep the trained model (its saved weights and prepared
 #'   inputs, as a raw vector in `metadata(sc)$STEM$model` / `Misc(sc, "STEM")$model`)
@@ -128,7 +140,8 @@ setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
                                      device = NULL, seed = NULL, genes = NULL,
                                      normalized = NULL, verbose = NULL,
                                      keep_model = FALSE, readout = NULL,
-                                     sigma_scale = NULL, adjacency_k = NULL, preset = NULL) {
+                                     sigma_scale = NULL, adjacency_k = NULL, preset = NULL,
+                                     gene_match = NULL, threads = NULL) {
     if (inherits(sc, "Seurat")) {
         return(.run_stem_seurat(
             sc, st, ..., assay = assay, layer = layer, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
@@ -137,7 +150,7 @@ setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
             alpha = alpha, sigma = sigma, hidden = hidden, device = device, seed = seed,
             genes = genes, normalized = normalized, verbose = verbose, keep_model = keep_model,
             readout = readout, sigma_scale = sigma_scale, adjacency_k = adjacency_k,
-            preset = preset
+            preset = preset, gene_match = gene_match, threads = threads
         ))
     }
     .check_expr_matrix(sc, "sc")
@@ -149,7 +162,7 @@ setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
                            normalized = normalized, verbose = verbose,
                            keep_model = keep_model, readout = readout,
                            sigma_scale = sigma_scale, adjacency_k = adjacency_k,
-                           preset = preset)
+                           preset = preset, gene_match = gene_match, threads = threads)
     st_in <- .st_input(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
                        st.assay = st.assay, st.layer = st.layer, image = image)
     labels <- .resolve_labels(labels, data.frame(row.names = colnames(sc)), ncol(sc))
@@ -204,10 +217,8 @@ setMethod("runSTEM", "SingleCellExperiment", function(sc, st, ...) {
     if (length(unique(res$spot_slice)) > 1L) cd$STEM_slice <- res$best_slice
     for (nm in names(res$transfer)) {
         m <- res$transfer[[nm]]
-        for (j in seq_len(ncol(m))) {
-            col <- if (ncol(m) == 1L) nm else colnames(m)[j]
-            cd[[paste0("STEM_", col)]] <- unname(m[, j])
-        }
+        cols <- .stem_colnames(if (ncol(m) == 1L) nm else colnames(m))
+        for (j in seq_len(ncol(m))) cd[[cols[j]]] <- unname(m[, j])
     }
     SummarizedExperiment::colData(sc) <- cd
     S4Vectors::metadata(sc)$STEM <- res[setdiff(names(res), c("best_spot", "confidence", "best_slice"))]

@@ -5,7 +5,8 @@
 #'
 #' Options: `stemmap.verbose` (default `TRUE`) switches progress messages;
 #' `stemmap.python` (or the environment variable `STEMMAP_PYTHON`) names an
-#' existing Python to use instead of the basilisk environment.
+#' existing Python to use instead of the one recorded at install or the basilisk
+#' environment (see [stemPythonInfo()]).
 #'
 #' @keywords internal
 #' @importFrom methods is as new callNextMethod setGeneric setMethod

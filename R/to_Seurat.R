@@ -14,10 +14,8 @@
     if (length(unique(res$spot_slice)) > 1L) md$STEM_slice <- res$best_slice
     for (nm in names(res$transfer)) {
         m <- res$transfer[[nm]]
-        for (j in seq_len(ncol(m))) {
-            col <- if (ncol(m) == 1L) nm else colnames(m)[j]
-            md[[paste0("STEM_", col)]] <- unname(m[, j])
-        }
+        cols <- .stem_colnames(if (ncol(m) == 1L) nm else colnames(m))
+        for (j in seq_len(ncol(m))) md[[cols[j]]] <- unname(m[, j])
     }
     sc <- SeuratObject::AddMetaData(sc, md)
     if (!is.null(res$adjacency)) {

@@ -1,15 +1,16 @@
 # Skip helpers and small fixtures shared by the tests.
 
-# An existing Python (option stemmap.python / STEMMAP_PYTHON) that can run the core.
+# An existing Python that can run the core: named by the option stemmap.python /
+# STEMMAP_PYTHON, or recorded when the package was installed (see stemPythonInfo()).
 skip_if_no_python <- function() {
-    py <- getOption("stemmap.python", Sys.getenv("STEMMAP_PYTHON", ""))
-    if (!nzchar(py)) {
-        testthat::skip("no existing Python named (set STEMMAP_PYTHON or options(stemmap.python=))")
+    found <- tryCatch(stemmap:::.stem_find_python(), error = function(e) NULL)
+    if (is.null(found)) {
+        testthat::skip("stemmap.python / STEMMAP_PYTHON names a missing file")
     }
-    if (!file.exists(py)) {
-        testthat::skip(paste0("STEMMAP_PYTHON names a missing file: ", py))
+    if (!identical(found$mode, "existing python")) {
+        testthat::skip(paste("no existing Python:", found$why))
     }
-    invisible(py)
+    invisible(found$python)
 }
 
 # conda, which basilisk 1.10-1.20 need to build the stemmap environment.

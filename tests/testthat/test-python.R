@@ -74,7 +74,7 @@ test_that("integer matrices keep their type; no dimnames stay NULL", {
 test_that("the basilisk launcher runs the core in the stemmap environment", {
     skip_if_no_conda()
     withr::local_options(stemmap.python = NULL)
-    withr::local_envvar(STEMMAP_PYTHON = NA)
+    withr::local_envvar(STEMMAP_PYTHON = "basilisk")
     basilisk::setBasiliskFork(FALSE)
     basilisk::setBasiliskShared(FALSE)
     withr::defer({
@@ -90,3 +90,45 @@ test_that("the basilisk launcher runs the core in the stemmap environment", {
     attr(y, "python") <- NULL
     expect_identical(y, x)
 })
+
+test_that("the Python recorded at install is read, and a stale record is explained", {
+    rec <- tempfile("stemmap-python")
+    py <- file.path(R.home("bin"), "Rscript")  # any existing file stands in for a Python
+    writeLines(c(paste("python:", py), "source: STEMMAP_PYTHON at install"), rec)
+    got <- stemmap:::.stem_recorded_python(rec)
+    expect_identical(got$python, py)
+    expect_match(got$why, "recorded when stemmap was installed \\(STEMMAP_PYTHON at install")
+    writeLines("python: /nonexistent/bin/python", rec)
+    expect_identical(stemmap:::.stem_recorded_python(rec)$python, NA_character_)
+    expect_match(stemmap:::.stem_recorded_python(rec)$why, "no longer exists")
+    expect_match(stemmap:::.stem_recorded_python(tempfile())$why, "no Python was recorded")
+})
+
+test_that("the option wins over the variable, and \"basilisk\" asks for basilisk", {
+    py <- file.path(R.home("bin"), "Rscript")
+    withr::local_options(stemmap.python = py)
+    withr::local_envvar(STEMMAP_PYTHON = "/nonexistent/python")
+    f <- stemmap:::.stem_find_python()
+    expect_identical(f[c("mode", "python", "why")],
+                     list(mode = "existing python", python = py, why = "option stemmap.python"))
+    withr::local_options(stemmap.python = NULL)
+    withr::local_envvar(STEMMAP_PYTHON = "basilisk")
+    f <- stemmap:::.stem_find_python()
+    expect_identical(f$mode, "basilisk")
+    expect_match(f$why, "STEMMAP_PYTHON = \"basilisk\"")
+    withr::local_envvar(STEMMAP_PYTHON = "/nonexistent/python")
+    expect_error(stemmap:::.stem_find_python(), "STEMMAP_PYTHON.*must name an existing Python")
+})
+
+test_that("a fresh Rscript with no stemmap variable finds the Python recorded at install", {
+    skip_if(!nzchar(system.file("stemmap-python", package = "stemmap")),
+            "the installed stemmap has no recorded Python (installed without STEMMAP_PYTHON or .venv)")
+    out <- system2(
+        file.path(R.home("bin"), "Rscript"),
+        c("-e", shQuote("i <- stemmap::stemPythonInfo(); cat(i$mode, '|', i$why, '|', i$torch_version, '\\n')")),
+        stdout = TRUE, stderr = TRUE,
+        env = c("STEMMAP_PYTHON=", paste0("R_LIBS=", paste(.libPaths(), collapse = ":")))
+    )
+    expect_match(paste(out, collapse = "\n"), "existing python \\| recorded when stemmap was installed.*\\| [0-9]+\\.[0-9]+")
+})
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from ._validate import (
     MIN_SHARED_GENES,
     StemInputWarning,
     check_anndata,
+    check_choice,
     check_names,
     check_unique,
     get_coords,
@@ -48,10 +50,127 @@ class PreparedData:
     sc_names: list[str]
     slices: list[SliceData]
     sc_dropped: list[str] = field(default_factory=list)
+    gene_match: str = "exact"
+    n_genes_renamed: int = 0  # shared genes whose SC and ST names differ (gene_match)
 
     @property
     def n_spots(self) -> int:
         return sum(s.x.shape[0] for s in self.slices)
+
+
+#: How gene names of SC and ST are matched (``STEM(gene_match=...)``, R ``gene_match``,
+#: CLI ``--gene-match``): ``"exact"`` names, ``"case"`` case-insensitive names (``GAPDH`` =
+#: ``Gapdh``), ``"ensembl"`` Ensembl IDs without their version suffix
+#: (``ENSMUSG00000057666.3`` = ``ENSMUSG00000057666``).
+GENE_MATCH = ("exact", "case", "ensembl")
+#: A rule that shares at least this many genes and twice as many as the one asked for is
+#: suggested (a warning, or in the error when no gene is shared).
+FEW_GENES = 20
+_ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]*[0-9]{6,})\.[0-9]+$", re.IGNORECASE)
+
+
+def gene_key(name: str, gene_match: str = "exact") -> str:
+    """The key a gene name is matched by under ``gene_match`` (see :data:`GENE_MATCH`)."""
+    if gene_match == "case":
+        return name.casefold()
+    if gene_match == "ensembl":
+        m = _ENSEMBL_VERSION.match(name)
+        return m.group(1).upper() if m else name
+    return name
+
+
+def _keyed(names: Sequence[str], gene_match: str) -> tuple[dict[str, str], set[str]]:
+    """Key -> name; keys that several names share are ambiguous and left out."""
+    out: dict[str, str] = {}
+    ambiguous: set[str] = set()
+    for n in names:
+        k = gene_key(n, gene_match)
+        if k in out:
+            ambiguous.add(k)
+        else:
+            out[k] = n
+    for k in ambiguous:
+        del out[k]
+    return out, ambiguous
+
+
+def gene_overlaps(sc_genes: Sequence[str], st_genes: Sequence[Sequence[str]]) -> dict[str, int]:
+    """Number of genes SC and every ST slice share under each rule of :data:`GENE_MATCH`."""
+    out = {}
+    for how in GENE_MATCH:
+        shared = set(_keyed([str(g) for g in sc_genes], how)[0])
+        for names in st_genes:
+            shared &= set(_keyed([str(g) for g in names], how)[0])
+        out[how] = len(shared)
+    return out
+
+
+@dataclass
+class GeneMatch:
+    """Genes SC and ST share: SC names (in SC order) and the matching name of each slice."""
+
+    sc: list[str]
+    st: list[list[str]]
+    gene_match: str
+    n_renamed: int  # genes whose SC and ST names differ (matched only by the rule)
+    n_ambiguous: int  # keys left out because several genes of one object share them
+
+
+def match_genes(
+    sc_genes: Sequence[str],
+    st_genes: Sequence[Sequence[str]],
+    gene_match: str = "exact",
+    genes: Sequence[str] | None = None,
+) -> GeneMatch:
+    """Match gene names of SC and ST slices; never renames anything.
+
+    Parameters
+    ----------
+    sc_genes, st_genes
+        SC gene names and the gene names of each ST slice.
+    gene_match
+        ``"exact"``, ``"case"`` or ``"ensembl"`` (see :data:`GENE_MATCH`).
+    genes
+        Genes to keep (matched by the same rule); default all shared genes.
+
+    Returns
+    -------
+    GeneMatch
+    """
+    check_choice(gene_match, GENE_MATCH, "gene_match")
+    sc_names = [str(g) for g in sc_genes]
+    sc_keyed, amb = _keyed(sc_names, gene_match)
+    st_keyed = []
+    for names in st_genes:
+        k, a = _keyed([str(g) for g in names], gene_match)
+        st_keyed.append(k)
+        amb |= a
+    shared = set(sc_keyed)
+    for k in st_keyed:
+        shared &= set(k)
+    shared -= amb
+    if genes is not None:
+        wanted = {gene_key(str(g), gene_match) for g in genes}
+        missing = wanted - shared
+        if missing == wanted:
+            raise ValueError(
+                f"none of the {len(wanted)} genes in `genes` are in both `sc` and `st` "
+                f"(e.g. {sorted(missing)[:3]}); check the gene identifiers."
+            )
+        if missing:
+            warnings.warn(
+                f"{len(missing)} of the {len(wanted)} genes in `genes` are not in both `sc` "
+                f"and `st` and are ignored (e.g. {sorted(missing)[:3]}).",
+                StemInputWarning,
+                stacklevel=4,
+            )
+        shared &= wanted
+    keys = [gene_key(g, gene_match) for g in sc_names]
+    keys = [k for k in keys if k in shared]
+    sc_out = [sc_keyed[k] for k in keys]
+    st_out = [[k_[k] for k in keys] for k_ in st_keyed]
+    renamed = sum(any(s[i] != sc_out[i] for s in st_out) for i in range(len(keys)))
+    return GeneMatch(sc_out, st_out, gene_match, renamed, len(amb))
 
 
 def normalize_log1p(X: np.ndarray | sp.csr_matrix, target: float = 1e4) -> np.ndarray:
@@ -156,6 +275,7 @@ def prepare(
     genes: Sequence[str] | None = None,
     normalized: bool = False,
     slice_names: Sequence[str] | None = None,
+    gene_match: str = "exact",
 ) -> PreparedData:
     """Validate SC and ST AnnData and turn them into normalised arrays on shared genes.
 
@@ -176,6 +296,9 @@ def prepare(
         True when the data are already normalised (log1p); skips normalisation.
     slice_names
         Names of the ST slices (default ``slice0``, ``slice1``, ... or ``st`` for one slice).
+    gene_match
+        How gene names are matched: ``"exact"``, ``"case"`` or ``"ensembl"``
+        (:data:`GENE_MATCH`). The genes keep the SC names; nothing is renamed.
 
     Returns
     -------
@@ -206,35 +329,45 @@ def prepare(
             raise ValueError(f"`{nm}` has {s.n_obs} spot(s); STEM needs at least 2 spots.")
     _check_spot_names_across_slices(st_list, st_names)
 
-    # shared genes, in SC order, order-independent matching by name
-    shared = set(map(str, sc.var_names))
-    for s in st_list:
-        shared &= set(map(str, s.var_names))
-    if len(st_list) > 1:
-        _warn_slice_genes(sc, st_list, st_names, shared)
+    # shared genes, in SC order, order-independent matching by name (or by `gene_match`)
     genes = check_names(genes, "genes")
-    if genes is not None:
-        missing = [g for g in genes if g not in shared]
-        if len(missing) == len(genes):
-            raise ValueError(
-                f"none of the {len(genes)} genes in `genes` are in both `sc` and `st` "
-                f"(e.g. {missing[:3]}); check the gene identifiers."
-            )
-        if missing:
-            warnings.warn(
-                f"{len(missing)} of the {len(genes)} genes in `genes` are not in both `sc` and "
-                f"`st` and are ignored (e.g. {missing[:3]}).",
-                StemInputWarning,
-                stacklevel=3,
-            )
-        shared &= set(genes)
+    if len(st_list) > 1:
+        exact = set(map(str, sc.var_names))
+        for s in st_list:
+            exact &= set(map(str, s.var_names))
+        _warn_slice_genes(sc, st_list, st_names, exact)
     sc_genes = [str(g) for g in sc.var_names]
-    gene_list = [g for g in sc_genes if g in shared]
+    st_genes = [[str(g) for g in s.var_names] for s in st_list]
+    gm = match_genes(sc_genes, st_genes, gene_match, genes)
+    gene_list = gm.sc
+    counts = gene_overlaps(sc_genes, st_genes)
+    better = max(GENE_MATCH, key=lambda k: counts[k])
+    # another rule shares clearly more genes: say so (error when none are shared)
+    suggest = better != gene_match and counts[better] >= max(2 * counts[gene_match], FEW_GENES)
+    hint = (
+        f" With `gene_match={better!r}` they share {counts[better]}; pass it to match "
+        f"{'case-insensitive names' if better == 'case' else 'Ensembl IDs without version'}"
+        " (the objects' gene names are not changed)."
+        if suggest
+        else " Check that both use the same gene identifiers (symbols vs Ensembl IDs)."
+    )
     if not gene_list:
         raise ValueError(
-            "`sc` and `st` share no gene names "
-            f"(sc e.g. {sc_genes[:3]}, st e.g. {list(map(str, st_list[0].var_names[:3]))}). "
-            "Check that both use the same gene identifiers (symbols vs Ensembl IDs, case)."
+            "`sc` and `st` share no gene names"
+            f"{'' if gene_match == 'exact' else f' under gene_match={gene_match!r}'} "
+            f"(sc e.g. {sc_genes[:3]}, st e.g. {st_genes[0][:3]}).{hint}"
+        )
+    if suggest:
+        warnings.warn(
+            f"`sc` and `st` share only {counts[gene_match]} gene names.{hint}",
+            StemInputWarning,
+            stacklevel=3,
+        )
+    if gm.n_ambiguous:
+        logger.info(
+            "%d gene names match several genes of one object under gene_match=%r; left out",
+            gm.n_ambiguous,
+            gene_match,
         )
     if len(gene_list) < MIN_SHARED_GENES:
         raise ValueError(
@@ -243,10 +376,13 @@ def prepare(
             f"{MIN_SHARED_GENES} shared genes to learn from."
         )
     logger.info(
-        "using %d shared genes (sc has %d, st has %s)",
+        "using %d shared genes (sc has %d, st has %s)%s",
         len(gene_list),
         sc.n_vars,
         "/".join(str(s.n_vars) for s in st_list),
+        f"; {gm.n_renamed} of them matched by gene_match={gene_match!r} (names differ)"
+        if gene_match != "exact"
+        else "",
     )
 
     sc_X = get_matrix(sc, layer, "sc")
@@ -264,7 +400,7 @@ def prepare(
         sc_x = normalize_log1p(sc_x)
 
     slices = []
-    for s, nm, slice_name in zip(st_list, st_names, slice_names):
+    for s, nm, slice_name, st_gene_list in zip(st_list, st_names, slice_names, gm.st):
         coords = get_coords(s, spatial_key, nm)
         X = get_matrix(s, st_layer, nm)
         where = f"{nm}.X" if st_layer is None else f"{nm}.layers[{st_layer!r}]"
@@ -272,7 +408,7 @@ def prepare(
             warn_if_counts(X, where)
         else:
             warn_if_not_counts(X, where)
-        X = _subset_genes(X, [str(g) for g in s.var_names], gene_list)
+        X = _subset_genes(X, [str(g) for g in s.var_names], st_gene_list)
         spot_names = list(map(str, s.obs_names))
         totals = np.asarray(X.sum(axis=1)).ravel()
         keep = totals > 0
@@ -284,4 +420,4 @@ def prepare(
         if not normalized:
             x = normalize_log1p(x)
         slices.append(SliceData(slice_name, x, coords, spot_names, dropped=dropped))
-    return PreparedData(gene_list, sc_x, sc_cells, slices, sc_dropped)
+    return PreparedData(gene_list, sc_x, sc_cells, slices, sc_dropped, gene_match, gm.n_renamed)

@@ -56,6 +56,7 @@ MODEL: MappingProxyType[str, Any] = MappingProxyType(
         "device": "auto",
         "seed": 0,
         "normalized": False,
+        "gene_match": "exact",
         "kernel": "gaussian",
         "n_neighbors": 6,
         "mmd_batch": 1000,

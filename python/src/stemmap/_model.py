@@ -58,6 +58,12 @@ class STEM:
         Layer of ``sc`` and ``st`` holding counts (default ``X``).
     genes
         Genes to use (default: all genes shared by SC and ST, matched by name).
+    gene_match
+        How SC and ST gene names are matched: ``"exact"`` (default), ``"case"``
+        (case-insensitive: ``GAPDH`` = ``Gapdh``) or ``"ensembl"`` (Ensembl IDs without their
+        version suffix: ``ENSMUSG00000057666.3`` = ``ENSMUSG00000057666``). The genes keep
+        their SC names; the objects are not changed. How many genes matched only by the rule
+        is logged and stored in :attr:`settings` (``genes_matched_by_rule``).
     sigma
         Gaussian-kernel σ of the ground-truth adjacency. Default: ``sigma_scale`` × the mean
         nearest-neighbour spot distance of each slice. A list sets one σ per slice.
@@ -131,6 +137,7 @@ class STEM:
         slice_names: Sequence[str] | None = None,
         sigma_scale: float | None = None,
         threads: int | None = None,
+        gene_match: str = MODEL["gene_match"],
     ) -> None:
         check_choice(kernel, KERNELS, "kernel")
         #: torch threads for training and readout (None: every usable CPU; see Notes)
@@ -157,6 +164,7 @@ class STEM:
             genes=genes,
             normalized=normalized,
             slice_names=slice_names,
+            gene_match=gene_match,
         )
         n_sl = len(self.data.slices)
         sigmas = _per_slice(sigma, n_sl, "sigma")
@@ -181,6 +189,8 @@ class STEM:
             "mmd_batch": int(mmd_batch),
             "sigma_scale": scale_,
             "preset": None,
+            "gene_match": gene_match,
+            "genes_matched_by_rule": int(self.data.n_genes_renamed),
         }
         for sl in self.data.slices:
             logger.info("slice %r: %d spots, sigma = %.4g", sl.name, sl.x.shape[0], sl.sigma)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ._data import GENE_MATCH
 from ._defaults import MAPPING, MODEL, PRESETS, TRAIN
 from ._result import READOUTS
 
@@ -236,6 +237,7 @@ def cmd_map(a: argparse.Namespace) -> int:
         spatial_key=a.spatial_key,
         layer=a.layer,
         normalized=a.normalized,
+        gene_match=a.gene_match,
         **_model_kwargs(a),
     )
     model.train(**train_kwargs)
@@ -436,6 +438,13 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--layer", default=None, help="layer with counts (default X)")
     pm.add_argument("--label-key", default=None, help="SC obs column to deconvolve spots by")
     pm.add_argument("--normalized", action="store_true", help="data already normalised (log1p)")
+    pm.add_argument(
+        "--gene-match",
+        choices=list(GENE_MATCH),
+        default=MODEL["gene_match"],
+        help="how SC and ST gene names are matched: exact (default), case (case-insensitive: "
+        "GAPDH = Gapdh) or ensembl (Ensembl IDs without version suffix); names are not changed",
+    )
     pm.add_argument("--save-model", default=None, help="also save the trained model here")
     _add_common(pm)
     pm.set_defaults(func=cmd_map)
