@@ -82,15 +82,16 @@ def test_ensembl_versions_and_partial_overlap_warns(toy):
     sc_e = sc.copy()
     sc_e.var_names = [_ensembl(i, True) for i in range(n)]
     st_e = st.copy()
-    st_e.var_names = [_ensembl(i, i < 3) for i in range(n)]  # 3 genes share versioned IDs
-    with pytest.warns(StemInputWarning, match=r"share only 3 gene names.*'ensembl'"):
+    # 6 genes share versioned IDs (at least MIN_SHARED_GENES = 5, or STEM refuses to train)
+    st_e.var_names = [_ensembl(i, i < 6) for i in range(n)]
+    with pytest.warns(StemInputWarning, match=r"share only 6 gene names.*'ensembl'"):
         small = stemmap.STEM(sc_e, st_e, seed=0, hidden=(16, 8))
-    assert len(small.data.genes) == 3
+    assert len(small.data.genes) == 6
     with warnings.catch_warnings():
         warnings.simplefilter("error", StemInputWarning)
         model = stemmap.STEM(sc_e, st_e, gene_match="ensembl", seed=0, hidden=(16, 8))
     assert len(model.data.genes) == n
-    assert model.settings["genes_matched_by_rule"] == n - 3
+    assert model.settings["genes_matched_by_rule"] == n - 6
 
 
 def test_cli_gene_match(toy, tmp_path):
