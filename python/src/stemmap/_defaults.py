@@ -61,6 +61,8 @@ MODEL: MappingProxyType[str, Any] = MappingProxyType(
         "n_neighbors": 6,
         "mmd_batch": 1000,
         "sigma_scale": 1.0,
+        # None: every CPU the process may use (stemmap._runtime.choose_threads)
+        "threads": None,
     }
 )
 
@@ -75,6 +77,7 @@ TRAIN: MappingProxyType[str, Any] = MappingProxyType(
         "warmup": 50,
         "cell_batch_size": None,
         "spot_batch_size": None,
+        "mixed_precision": False,
     }
 )
 

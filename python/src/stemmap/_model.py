@@ -136,7 +136,7 @@ class STEM:
         mmd_batch: int = MODEL["mmd_batch"],
         slice_names: Sequence[str] | None = None,
         sigma_scale: float | None = None,
-        threads: int | None = None,
+        threads: int | None = MODEL["threads"],
         gene_match: str = MODEL["gene_match"],
     ) -> None:
         check_choice(kernel, KERNELS, "kernel")
@@ -239,7 +239,7 @@ class STEM:
         spot_batch_size: int | None = TRAIN["spot_batch_size"],
         progress: bool | None = None,
         preset: str | None = None,
-        mixed_precision: bool = False,
+        mixed_precision: bool = TRAIN["mixed_precision"],
     ) -> STEM:
         """Train the model (the paper's schedule by default).
 
