@@ -111,7 +111,8 @@ test_that("tryCatch(stemmap_error = ) catches stemmap's errors", {
 })
 
 test_that("offline without a named Python stops before any download, with one classed message", {
-    withr::local_options(stemmap.python = NULL, stemmap.offline = TRUE)
+    # "basilisk" forces basilisk, as when no Python is named and none was recorded at install
+    withr::local_options(stemmap.python = "basilisk", stemmap.offline = TRUE)
     withr::local_envvar(STEMMAP_PYTHON = "", BASILISK_EXTERNAL_CONDA = tempfile("noconda"))
     skip_if(utils::packageVersion("basilisk") >= "1.21.0", "basilisk 1.21+ builds virtualenvs")
     ok <- stemmap:::.stem_basilisk_usable()
