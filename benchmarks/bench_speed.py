@@ -28,7 +28,6 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -171,8 +170,9 @@ rb.METHODS.setdefault(
 @contextlib.contextmanager
 def competing_process(seconds: float):
     """One single-threaded busy loop beside the block (bounded in time, stopped after)."""
-    code = f"import time\nend = time.time() + {seconds:.0f}\nwhile time.time() < end:\n    pass\n"
-    proc = subprocess.Popen([sys.executable, "-c", code])
+    from bench_threads import busy_loops
+
+    (proc,) = busy_loops(1, seconds)
     try:
         time.sleep(1.0)  # let it take its core
         yield proc
