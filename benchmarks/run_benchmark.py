@@ -172,8 +172,14 @@ def machine_description(device: str) -> str:
 
 
 # ------------------------------------------------------------------------------- data
-def prepare_dataset(path: Path, args: argparse.Namespace, cache: Path) -> dict[str, Any]:
-    """Pseudo spots, driver inputs without ground truth, and the truth for scoring."""
+def prepare_dataset(
+    path: Path, args: argparse.Namespace, cache: Path, split: str = "standard"
+) -> dict[str, Any]:
+    """Pseudo spots, driver inputs without ground truth, and the truth for scoring.
+
+    ``split="standard"``: the paper's pseudo spots, every cell is also an SC cell;
+    ``"disjoint"``: spots from a random half of the cells, the other half is the SC input.
+    """
     import anndata as ad
     from scipy.spatial import cKDTree
     from stemmap import simulate
@@ -181,13 +187,18 @@ def prepare_dataset(path: Path, args: argparse.Namespace, cache: Path) -> dict[s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         adata = ad.read_h5ad(path)
-    sc, st = simulate.pseudo_spots(
-        adata,
-        grid=tuple(args.grid),
-        window=args.window,
-        min_cells=args.min_cells,
-        label_key=args.label_key,
-    )
+    spot_kw = {
+        "grid": tuple(args.grid),
+        "window": args.window,
+        "min_cells": args.min_cells,
+        "label_key": args.label_key,
+    }
+    if split == "disjoint":  # spots from a random half, the other half is the SC input
+        sc, st = simulate.disjoint_pseudo_spots(
+            adata, fraction=0.5, seed=args.split_seed, **spot_kw
+        )
+    else:
+        sc, st = simulate.pseudo_spots(adata, **spot_kw)
     if args.noise > 0:
         sc = simulate.add_noise(sc, args.noise, seed=0)
     cache.mkdir(parents=True, exist_ok=True)
@@ -199,7 +210,9 @@ def prepare_dataset(path: Path, args: argparse.Namespace, cache: Path) -> dict[s
     coords = np.asarray(st.obsm["spatial"])
     d, _ = cKDTree(coords).query(coords, k=2)
     return {
-        "name": path.stem,
+        "name": path.stem if split == "standard" else f"{path.stem}_{split}",
+        "dataset": path.stem,
+        "split": split,
         "sc_path": cache / "sc.h5ad",
         "st_path": cache / "st.h5ad",
         "true_coords": np.asarray(sc.obsm["spatial_true"]),
@@ -240,7 +253,12 @@ def run_method(
     spec = METHODS[method]
     if "from" in spec:  # another readout of a model another method trained
         src = cache / f"{spec['from']}_seed{seed}.{spec['suffix']}.npz"
-        row0: dict[str, Any] = {"dataset": data["name"], "method": method, "seed": seed}
+        row0: dict[str, Any] = {
+            "dataset": data["name"],
+            "split": data["split"],
+            "method": method,
+            "seed": seed,
+        }
         if not src.exists():
             row0["status"] = f"not run: needs method {spec['from']} first in --methods"
             return row0, None
@@ -274,7 +292,12 @@ def run_method(
         env["PYTHONPATH"] = os.pathsep.join(
             [str(REPO / "python" / "src"), env.get("PYTHONPATH", "")]
         ).strip(os.pathsep)
-    row: dict[str, Any] = {"dataset": data["name"], "method": method, "seed": seed}
+    row: dict[str, Any] = {
+        "dataset": data["name"],
+        "split": data["split"],
+        "method": method,
+        "seed": seed,
+    }
     if (args.reuse or method in args.cached_only) and out.exists():
         logger.info("%s / %s / seed %d: reusing %s", data["name"], method, seed, out)
         return _from_cache(out, row, data)
@@ -489,12 +512,23 @@ def write_markdown(
     for data in datasets:
         sub = df[df["dataset"] == data["name"]]
         m = data["n_cells"]
+        if data["split"] == "disjoint":
+            about = (
+                f"Disjoint cells (split seed {args.split_seed}): {m} SC cells (half B) × "
+                f"{data['n_genes']} genes mapped onto {data['n_spots']} pseudo spots made from "
+                f"the other half (A; {data['n_in_spots']} of its cells in spots); no mapped "
+                "cell is in a spot (MAE outside spots = MAE)"
+            )
+        else:
+            about = (
+                f"{m} cells × {data['n_genes']} genes, {data['n_spots']} pseudo spots holding "
+                f"{data['n_in_spots']} cells ({100 * data['n_in_spots'] / m:.0f}%)"
+            )
         lines += [
             f"## {data['name']}",
             "",
-            f"{m} cells × {data['n_genes']} genes, {data['n_spots']} pseudo spots holding "
-            f"{data['n_in_spots']} cells ({100 * data['n_in_spots'] / m:.0f}%); grid step "
-            f"{data['step']:.4g}; σ = {data['sigma']:.4g}. Random hit number: "
+            about
+            + f"; grid step {data['step']:.4g}; σ = {data['sigma']:.4g}. Random hit number: "
             + ", ".join(f"K={k}: {k * k / (m - 1):.2f}" for k in KS)
             + ".",
             "",
@@ -554,6 +588,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-cells", type=int, default=3)
     p.add_argument("--label-key", default="celltype")
     p.add_argument(
+        "--splits",
+        nargs="+",
+        default=["standard", "disjoint"],
+        choices=["standard", "disjoint"],
+        help="standard: pseudo spots from all cells, every cell mapped (the paper's); "
+        "disjoint: spots from a random half of the cells, the other half mapped (no mapped "
+        "cell is in a spot)",
+    )
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the disjoint split")
+    p.add_argument(
         "--noise",
         type=float,
         default=0.0,
@@ -609,9 +653,9 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("machine: %s", machine)
     rows: list[dict[str, Any]] = []
     datasets = []
-    for path in args.datasets:
-        cache = args.cache / path.stem
-        data = prepare_dataset(path, args, cache)
+    for path, split in [(p, s) for p in args.datasets for s in args.splits]:
+        cache = args.cache / (path.stem if split == "standard" else f"{path.stem}_{split}")
+        data = prepare_dataset(path, args, cache, split)
         datasets.append(data)
         logger.info(
             "%s: %d cells, %d spots, %d genes",
