@@ -20,6 +20,10 @@ Methods
 ``stem_ref`` the authors' reference, PyPI ``scSTEM==0.0.2``, installed unmodified into
              ``benchmarks/.envs/scstem`` by this script on first use.
 ``tangram``  PyPI ``tangram-sc`` in ``benchmarks/.envs/tangram``.
+``tacco``    PyPI ``tacco==0.5.0`` in ``benchmarks/.envs/tacco``: ``tacco.tl.annotate(spots,
+             reference, "cell", method="OT", multi_center=None)``, every cell its own category.
+``moscot``   PyPI ``moscot==0.5.2`` in ``benchmarks/.envs/moscot``: its spatial mapping
+             tutorial (``MappingProblem``, SC PCA, ``xy_callback="local-pca"``, defaults).
 ``baseline`` each cell placed at its most expression-correlated spot.
 
 Each method environment gets ``torch==2.13.0`` first (the CPU wheel; an unpinned torch
@@ -106,6 +110,20 @@ METHODS: dict[str, dict[str, Any]] = {
         "driver": "novosparc_driver.py",
         "env": ("novosparc", "novosparc"),
         "label": "novoSpaRc",
+        "stem": False,
+    },
+    # TACCO's "mapping single cells into space": every cell its own category, method OT
+    "tacco": {
+        "driver": "tacco_driver.py",
+        "env": ("tacco", "tacco==0.5.0"),
+        "label": "TACCO 0.5.0 (OT, every cell its own category)",
+        "stem": False,
+    },
+    # moscot's spatial mapping tutorial: fused GW, SC PCA vs spot coordinates, α 0.5, ε 0.01
+    "moscot": {
+        "driver": "moscot_driver.py",
+        "env": ("moscot", "moscot==0.5.2"),
+        "label": "moscot 0.5.2 (FGW, α 0.5, ε 0.01)",
         "stem": False,
     },
     "baseline": {
@@ -284,6 +302,8 @@ def run_method(
     ]
     if spec["stem"] and spec.get("sigma_mult", 1.0) is not None:
         cmd += ["--sigma", repr(spec.get("sigma_mult", 1.0) * data["sigma"])]
+    if spec["driver"] == "stemmap_driver.py":  # the model, for readout studies
+        cmd += ["--save-model", str(out.with_suffix(".model.pt"))]
     if spec.get("readouts"):
         cmd += ["--extra-readouts", *spec["readouts"]]
     cmd += spec.get("extra", [])

@@ -12,6 +12,9 @@ def _extra(p) -> None:
     )
     p.add_argument("--adjacency-k", type=int, default=200, help="SC–SC neighbours to save")
     p.add_argument("--extra-readouts", nargs="*", default=[], help="also save these readouts")
+    p.add_argument(
+        "--save-model", default=None, help="also save the trained model here (STEM.save)"
+    )
 
 
 def main() -> None:
@@ -34,6 +37,8 @@ def main() -> None:
             model.train(preset=args.preset, progress=False)
         else:
             model.train(epochs=args.epochs, lr=0.002, progress=False)
+    if args.save_model:
+        model.save(args.save_model)
     for i, readout in enumerate([args.readout, *args.extra_readouts]):
         with io.Timer() as tm:
             m = model.mapping(readout=readout)
