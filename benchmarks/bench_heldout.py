@@ -57,6 +57,8 @@ logger = logging.getLogger("heldout")
 #: methods that run through a driver (the controls are computed here)
 DRIVER_METHODS = [
     "stemmap",
+    "stemmap_log",
+    "stemmap_paper_readout",
     "stemmap_paper",
     "stemmap_sigma05",
     "tacco",
@@ -285,6 +287,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--cache", type=Path, default=HERE / "cache")
     p.add_argument("--reuse", action="store_true", help="reuse cached driver outputs")
+    p.add_argument(
+        "--reread", action="store_true", help="read saved stemmap models out again (no training)"
+    )
     args = p.parse_args(argv)
     for f in (args.st, args.sc):
         if not f.exists():

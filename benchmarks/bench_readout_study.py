@@ -40,18 +40,20 @@ logger = logging.getLogger("readout_study")
 
 #: name → mapping() arguments; "cap" = spot weights ∝ the spot's total ST counts
 VARIANTS: dict[str, dict[str, Any]] = {
-    "default (hybrid w=1)": {},
+    "log profile w=1 (0.1 default)": {"expression_profile": "log"},
+    "hellinger w=1 (default)": {},
     "paper": {"readout": "paper"},
-    "hybrid w=0 (embeddings, balanced)": {"expression_weight": 0.0},
-    "hybrid w=0.5": {"expression_weight": 0.5},
-    "hybrid w=2": {"expression_weight": 2.0},
-    "hybrid w=4": {"expression_weight": 4.0},
-    "hybrid w=1, T=0.5": {"temperature": 0.5},
-    "hybrid w=1, T=2": {"temperature": 2.0},
-    "hybrid w=1, cap": {"cap": True},
-    "hybrid w=2, cap": {"expression_weight": 2.0, "cap": True},
-    "hybrid w=1, T=0.5, cap": {"temperature": 0.5, "cap": True},
-    "hybrid w=1, unbalanced": {"balance": False},
+    "w=0 (embeddings, balanced)": {"expression_weight": 0.0},
+    "log profile w=2": {"expression_profile": "log", "expression_weight": 2.0},
+    "log profile w=1, T=0.5": {"expression_profile": "log", "temperature": 0.5},
+    "log profile w=1, cap": {"expression_profile": "log", "cap": True},
+    "log profile w=1, unbalanced": {"expression_profile": "log", "balance": False},
+    "hellinger w=0.5": {"expression_weight": 0.5},
+    "hellinger w=1.5": {"expression_weight": 1.5},
+    "hellinger w=2": {"expression_weight": 2.0},
+    "hellinger w=1, T=0.7": {"temperature": 0.7},
+    "hellinger w=1, cap": {"cap": True},
+    "hellinger w=1, unbalanced": {"balance": False},
 }
 
 
@@ -186,9 +188,7 @@ def write(df: pd.DataFrame, path: Path, args: argparse.Namespace) -> None:
         ]
         for v in mean.index:
             lines.append(
-                f"| {v} | {n[v]} | "
-                + " | ".join(f"{mean.loc[v, c]:.3f}" for c in use)
-                + " |"
+                f"| {v} | {n[v]} | " + " | ".join(f"{mean.loc[v, c]:.3f}" for c in use) + " |"
             )
         lines.append("")
     path.write_text("\n".join(lines))

@@ -8,7 +8,8 @@ normalisation and its OT settings). Both inputs are raw counts on the shared gen
 expects. The result (spots × cells, each spot's composition) is transposed and
 normalised per cell into the SC→ST matrix; coordinates are its product with the spot
 coordinates (the benchmark's unification). TACCO is deterministic (the seed is ignored) and
-runs on the CPU (``--device`` and ``--epochs`` are not used).
+runs on the CPU (``--device`` and ``--epochs`` are not used). Cells without counts on the
+shared genes are left out (the benchmark fills them with a uniform mapping).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ def main() -> None:
     genes = io.shared_genes(sc, st)
     sc, st = sc[:, genes].copy(), st[:, genes].copy()
     x_sc = sc.X.toarray() if sp.issparse(sc.X) else np.asarray(sc.X)
+    # a cell without counts on the shared genes has no profile (TACCO's distances would be
+    # NaN): left out, as stemmap drops it too; the benchmark fills left-out cells uniformly
+    nonzero = x_sc.sum(axis=1) > 0
+    sc, x_sc = sc[nonzero], x_sc[nonzero]
     spots = ad.AnnData(
         sp.csr_matrix(st.X, dtype=np.float32),
         obs=pd.DataFrame(index=st.obs_names.astype(str)),
@@ -64,6 +69,7 @@ def main() -> None:
         version=_version("tacco"),
         settings={"method": "OT", "multi_center": None, "annotation": "every cell"},
         cells_without_mass=dropped,
+        cells_without_counts=int((~nonzero).sum()),
     )
 
 

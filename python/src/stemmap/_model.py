@@ -517,6 +517,7 @@ class STEM:
         readout: str | None = None,
         *,
         expression_weight: float = 1.0,
+        expression_profile: str | None = None,
         balance: bool | None = None,
         temperature: float = 1.0,
         spot_weights: Any = None,
@@ -535,9 +536,10 @@ class STEM:
             ``benchmarks/results/readout.md``). ``"paper"``: the publication's
             ``C = softmax(Z_SC Z_STᵀ)``. Default (None): ``"paper"`` for a model trained
             with ``preset="paper"``, else ``"hybrid"``.
-        expression_weight, balance, temperature, spot_weights
+        expression_weight, expression_profile, balance, temperature, spot_weights
             See :class:`StemMapping` (``balance`` defaults to True for ``"hybrid"`` and False
-            for ``"paper"``).
+            for ``"paper"``; ``expression_profile`` None = the class's default,
+            ``"hellinger"``; ``"log"`` gives stemmap 0.1's hybrid readout).
 
         Returns
         -------
@@ -567,6 +569,7 @@ class STEM:
             st_expr=x_st if readout == "hybrid" else None,
             readout=readout,
             expression_weight=expression_weight,
+            **({} if expression_profile is None else {"expression_profile": expression_profile}),
             balance=balance,
             temperature=temperature,
             spot_weights=spot_weights,
