@@ -290,13 +290,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--reread", action="store_true", help="read saved stemmap models out again (no training)"
     )
+    p.add_argument(
+        "--cached-only",
+        nargs="*",
+        default=[],
+        metavar="METHOD",
+        help="methods taken only from cached outputs; folds without one are left out for that "
+        "method (the table's gene count shows it)",
+    )
     args = p.parse_args(argv)
     for f in (args.st, args.sc):
         if not f.exists():
             p.error(f"{f} not found; pass --st/--sc or set STEMMAP_SHARED_DATA")
     if args.folds < 2:
         p.error(f"--folds must be >= 2; found {args.folds}")
-    args.cached_only = []
     return args
 
 
@@ -344,7 +351,12 @@ def main(argv: list[str] | None = None) -> int:
         record("spatial_control", 0, held, spatial_control(data["coords"], truth), 0.0)
         for method in args.methods:
             for seed in args.seeds:
-                row, res = rb.run_method(method, fd, seed, args, Path(fd["sc_path"]).parent)
+                fcache = Path(fd["sc_path"]).parent
+                src = rb.METHODS[method].get("from", method)
+                if method in args.cached_only and not (fcache / f"{src}_seed{seed}.npz").exists():
+                    args.failures.append(f"{method} seed {seed} fold {fold}: not run (no cache)")
+                    continue
+                row, res = rb.run_method(method, fd, seed, args, fcache)
                 if res is None:
                     args.failures.append(f"{method} seed {seed} fold {fold}: {row['status']}")
                     continue
