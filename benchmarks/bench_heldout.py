@@ -227,8 +227,9 @@ def write_markdown(
         f"- Data: `{Path(args.st).name}` ({data['st'].n_obs} spots) and `{Path(args.sc).name}` "
         f"({data['sc'].n_obs} cells); {data['n_shared']} shared genes, {len(data['genes'])} "
         f"with counts in >= 1 cell and >= {args.min_spots} spots; {args.folds} folds "
-        f"(fold seed {args.fold_seed}); every method sees all SC genes and the other folds' "
-        "ST genes.",
+        f"(fold seed {args.fold_seed})"
+        + (f", scored on folds {args.only_folds} only" if args.only_folds is not None else "")
+        + "; every method sees all SC genes and the other folds' ST genes.",
         f"- Machine: {rb.machine_description(args.device)}; load average (1 min) at start / "
         f"end {args.load_start:.1f} / {os.getloadavg()[0]:.1f} (shared machine: times are "
         f"comparable within this run only). Epochs {args.epochs}; method seeds {args.seeds}.",
@@ -281,6 +282,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=400)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--fold-seed", type=int, default=0)
+    p.add_argument(
+        "--only-folds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="score only these folds (e.g. a partial run); the table says which",
+    )
     p.add_argument("--min-spots", type=int, default=5)
     p.add_argument("--device", default="cpu")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per method run")
@@ -339,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
 
-    for fold in range(args.folds):
+    for fold in args.only_folds if args.only_folds is not None else range(args.folds):
         held = data["fold_of"] == fold
         fd = fold_inputs(data, fold, args.cache / f"heldout_{args.st.stem}" / f"fold{fold}")
         x_held = data["x_sc"][:, held]
