@@ -137,6 +137,7 @@ def heldout(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
             for vname, spec in VARIANTS.items():
                 m = read_out(model, spec, totals)
                 c = m.sc_to_st[sc_order]  # cells in the data's order
+                c[sc_order < 0] = 1.0 / c.shape[1]  # cells the model dropped: uniform
                 spot_order = pd.Index(m.spot_names).get_indexer(data["st"].obs_names)
                 pred = bh.predict(c[:, spot_order], data["x_sc"][:, held])
                 _, spr = bh.gene_corr(pred, data["x_st"][:, held])
