@@ -20,6 +20,10 @@ Methods
 ``stem_ref`` the authors' reference, PyPI ``scSTEM==0.0.2``, installed unmodified into
              ``benchmarks/.envs/scstem`` by this script on first use.
 ``tangram``  PyPI ``tangram-sc`` in ``benchmarks/.envs/tangram``.
+``tacco``    PyPI ``tacco==0.5.0`` in ``benchmarks/.envs/tacco``: ``tacco.tl.annotate(spots,
+             reference, "cell", method="OT", multi_center=None)``, every cell its own category.
+``moscot``   PyPI ``moscot==0.5.2`` in ``benchmarks/.envs/moscot``: its spatial mapping
+             tutorial (``MappingProblem``, SC PCA, ``xy_callback="local-pca"``, defaults).
 ``baseline`` each cell placed at its most expression-correlated spot.
 
 Each method environment gets ``torch==2.13.0`` first (the CPU wheel; an unpinned torch
@@ -73,6 +77,23 @@ METHODS: dict[str, dict[str, Any]] = {
         "label": "stemmap",
         "stem": True,
         "sigma_mult": None,  # the library's default σ
+        "readouts": ["hybrid_log", "paper"],  # also saved: the 0.1 default and the paper's
+    },
+    # the same models read out with stemmap 0.1's hybrid readout (log-expression profile)
+    "stemmap_log": {
+        "from": "stemmap",
+        "suffix": "hybrid_log",
+        "env": None,
+        "label": "stemmap, 0.1 readout (log profile)",
+        "stem": True,
+    },
+    # the same models read out with the paper's readout (σ = 1 × NN, not the paper preset)
+    "stemmap_paper_readout": {
+        "from": "stemmap",
+        "suffix": "paper",
+        "env": None,
+        "label": "stemmap, paper readout",
+        "stem": True,
     },
     # the publication's settings: σ = ½ × NN, its schedule, its readout and adjacency
     "stemmap_paper": {
@@ -106,6 +127,20 @@ METHODS: dict[str, dict[str, Any]] = {
         "driver": "novosparc_driver.py",
         "env": ("novosparc", "novosparc"),
         "label": "novoSpaRc",
+        "stem": False,
+    },
+    # TACCO's "mapping single cells into space": every cell its own category, method OT
+    "tacco": {
+        "driver": "tacco_driver.py",
+        "env": ("tacco", "tacco==0.5.0"),
+        "label": "TACCO 0.5.0 (OT, every cell its own category)",
+        "stem": False,
+    },
+    # moscot's spatial mapping tutorial: fused GW, SC PCA vs spot coordinates, α 0.5, ε 0.01
+    "moscot": {
+        "driver": "moscot_driver.py",
+        "env": ("moscot", "moscot==0.5.2"),
+        "label": "moscot 0.5.2 (FGW, α 0.5, ε 0.01)",
         "stem": False,
     },
     "baseline": {
@@ -172,8 +207,14 @@ def machine_description(device: str) -> str:
 
 
 # ------------------------------------------------------------------------------- data
-def prepare_dataset(path: Path, args: argparse.Namespace, cache: Path) -> dict[str, Any]:
-    """Pseudo spots, driver inputs without ground truth, and the truth for scoring."""
+def prepare_dataset(
+    path: Path, args: argparse.Namespace, cache: Path, split: str = "standard"
+) -> dict[str, Any]:
+    """Pseudo spots, driver inputs without ground truth, and the truth for scoring.
+
+    ``split="standard"``: the paper's pseudo spots, every cell is also an SC cell;
+    ``"disjoint"``: spots from a random half of the cells, the other half is the SC input.
+    """
     import anndata as ad
     from scipy.spatial import cKDTree
     from stemmap import simulate
@@ -181,13 +222,18 @@ def prepare_dataset(path: Path, args: argparse.Namespace, cache: Path) -> dict[s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         adata = ad.read_h5ad(path)
-    sc, st = simulate.pseudo_spots(
-        adata,
-        grid=tuple(args.grid),
-        window=args.window,
-        min_cells=args.min_cells,
-        label_key=args.label_key,
-    )
+    spot_kw = {
+        "grid": tuple(args.grid),
+        "window": args.window,
+        "min_cells": args.min_cells,
+        "label_key": args.label_key,
+    }
+    if split == "disjoint":  # spots from a random half, the other half is the SC input
+        sc, st = simulate.disjoint_pseudo_spots(
+            adata, fraction=0.5, seed=args.split_seed, **spot_kw
+        )
+    else:
+        sc, st = simulate.pseudo_spots(adata, **spot_kw)
     if args.noise > 0:
         sc = simulate.add_noise(sc, args.noise, seed=0)
     cache.mkdir(parents=True, exist_ok=True)
@@ -199,7 +245,9 @@ def prepare_dataset(path: Path, args: argparse.Namespace, cache: Path) -> dict[s
     coords = np.asarray(st.obsm["spatial"])
     d, _ = cKDTree(coords).query(coords, k=2)
     return {
-        "name": path.stem,
+        "name": path.stem if split == "standard" else f"{path.stem}_{split}",
+        "dataset": path.stem,
+        "split": split,
         "sc_path": cache / "sc.h5ad",
         "st_path": cache / "st.h5ad",
         "true_coords": np.asarray(sc.obsm["spatial_true"]),
@@ -240,7 +288,12 @@ def run_method(
     spec = METHODS[method]
     if "from" in spec:  # another readout of a model another method trained
         src = cache / f"{spec['from']}_seed{seed}.{spec['suffix']}.npz"
-        row0: dict[str, Any] = {"dataset": data["name"], "method": method, "seed": seed}
+        row0: dict[str, Any] = {
+            "dataset": data["name"],
+            "split": data["split"],
+            "method": method,
+            "seed": seed,
+        }
         if not src.exists():
             row0["status"] = f"not run: needs method {spec['from']} first in --methods"
             return row0, None
@@ -266,6 +319,16 @@ def run_method(
     ]
     if spec["stem"] and spec.get("sigma_mult", 1.0) is not None:
         cmd += ["--sigma", repr(spec.get("sigma_mult", 1.0) * data["sigma"])]
+    model_file = out.with_suffix(".model.pt")
+    reread = spec["driver"] == "stemmap_driver.py" and args.reread and model_file.exists()
+    side = Path(str(model_file) + ".json")
+    if reread and not side.exists() and out.exists():  # keep the training time it had
+        meta = json.loads(str(np.load(out, allow_pickle=False)["meta"]))
+        side.write_text(json.dumps({"train_s": meta["train_s"], "setup_s": meta.get("setup_s")}))
+    if reread:  # read the saved model out again with the current code: no training
+        cmd += ["--load-model", str(model_file)]
+    elif spec["driver"] == "stemmap_driver.py":  # save the model, for readout studies
+        cmd += ["--save-model", str(model_file)]
     if spec.get("readouts"):
         cmd += ["--extra-readouts", *spec["readouts"]]
     cmd += spec.get("extra", [])
@@ -274,8 +337,13 @@ def run_method(
         env["PYTHONPATH"] = os.pathsep.join(
             [str(REPO / "python" / "src"), env.get("PYTHONPATH", "")]
         ).strip(os.pathsep)
-    row: dict[str, Any] = {"dataset": data["name"], "method": method, "seed": seed}
-    if (args.reuse or method in args.cached_only) and out.exists():
+    row: dict[str, Any] = {
+        "dataset": data["name"],
+        "split": data["split"],
+        "method": method,
+        "seed": seed,
+    }
+    if (args.reuse or method in args.cached_only) and out.exists() and not reread:
         logger.info("%s / %s / seed %d: reusing %s", data["name"], method, seed, out)
         return _from_cache(out, row, data)
     if out.exists():
@@ -489,12 +557,23 @@ def write_markdown(
     for data in datasets:
         sub = df[df["dataset"] == data["name"]]
         m = data["n_cells"]
+        if data["split"] == "disjoint":
+            about = (
+                f"Disjoint cells (split seed {args.split_seed}): {m} SC cells (half B) × "
+                f"{data['n_genes']} genes mapped onto {data['n_spots']} pseudo spots made from "
+                f"the other half (A; {data['n_in_spots']} of its cells in spots); no mapped "
+                "cell is in a spot (MAE outside spots = MAE)"
+            )
+        else:
+            about = (
+                f"{m} cells × {data['n_genes']} genes, {data['n_spots']} pseudo spots holding "
+                f"{data['n_in_spots']} cells ({100 * data['n_in_spots'] / m:.0f}%)"
+            )
         lines += [
             f"## {data['name']}",
             "",
-            f"{m} cells × {data['n_genes']} genes, {data['n_spots']} pseudo spots holding "
-            f"{data['n_in_spots']} cells ({100 * data['n_in_spots'] / m:.0f}%); grid step "
-            f"{data['step']:.4g}; σ = {data['sigma']:.4g}. Random hit number: "
+            about
+            + f"; grid step {data['step']:.4g}; σ = {data['sigma']:.4g}. Random hit number: "
             + ", ".join(f"K={k}: {k * k / (m - 1):.2f}" for k in KS)
             + ".",
             "",
@@ -554,6 +633,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-cells", type=int, default=3)
     p.add_argument("--label-key", default="celltype")
     p.add_argument(
+        "--splits",
+        nargs="+",
+        default=["standard", "disjoint"],
+        choices=["standard", "disjoint"],
+        help="standard: pseudo spots from all cells, every cell mapped (the paper's); "
+        "disjoint: spots from a random half of the cells, the other half mapped (no mapped "
+        "cell is in a spot)",
+    )
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the disjoint split")
+    p.add_argument(
         "--noise",
         type=float,
         default=0.0,
@@ -568,6 +657,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="METHOD",
         help="methods to take only from cached outputs (e.g. a slow reference run for one "
         "seed); seeds without a cached output are left out of the tables",
+    )
+    p.add_argument(
+        "--reread",
+        action="store_true",
+        help="stemmap methods: read saved models (cache/.../<method>_seed<s>.model.pt) out "
+        "again with the current code instead of training or reusing their outputs",
     )
     p.add_argument(
         "--reuse",
@@ -609,9 +704,9 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("machine: %s", machine)
     rows: list[dict[str, Any]] = []
     datasets = []
-    for path in args.datasets:
-        cache = args.cache / path.stem
-        data = prepare_dataset(path, args, cache)
+    for path, split in [(p, s) for p in args.datasets for s in args.splits]:
+        cache = args.cache / (path.stem if split == "standard" else f"{path.stem}_{split}")
+        data = prepare_dataset(path, args, cache, split)
         datasets.append(data)
         logger.info(
             "%s: %d cells, %d spots, %d genes",

@@ -44,7 +44,9 @@ def test_mapping_is_softmax_of_inner_products(trained):
 
 
 def test_hybrid_mapping_is_balanced_product_of_experts(trained):
-    m = trained.mapping()  # default: hybrid, balanced
+    # the hybrid readout with stemmap 0.1's expression profile (the default until issue 17;
+    # the default's own profile is checked in the next test)
+    m = trained.mapping(expression_profile="log")
     assert m.readout == "hybrid" and m.balance
     zs, zt = m.sc_embedding.astype(np.float64), m.st_embedding.astype(np.float64)
     B = zs @ zt.T
@@ -67,6 +69,30 @@ def test_hybrid_mapping_is_balanced_product_of_experts(trained):
     # weight 0 without balancing is the paper readout
     p0 = trained.mapping(readout="hybrid", expression_weight=0, balance=False)
     np.testing.assert_allclose(p0.sc_to_st, trained.mapping(readout="paper").sc_to_st, atol=1e-6)
+
+
+def test_default_hybrid_mapping_uses_hellinger_profiles(trained):
+    m = trained.mapping()  # default: hybrid, balanced, Hellinger profiles
+    assert m.readout == "hybrid" and m.balance and m.expression_profile == "hellinger"
+    B = m.sc_embedding.astype(np.float64) @ m.st_embedding.T.astype(np.float64)
+
+    # computed here independently: sqrt of proportions, genes standardised per modality
+    def hell(x):
+        p = np.expm1(x.astype(np.float64))
+        h = np.sqrt(p / p.sum(1, keepdims=True))
+        sd = h.std(0)
+        sd[sd == 0] = 1.0
+        return (h - h.mean(0)) / sd
+
+    hs, ht = hell(trained.data.sc_x), hell(trained.data.slices[0].x)
+    R = np.corrcoef(np.vstack([hs, ht]))[: len(hs), len(hs) :]
+    lam = B.std(1, ddof=1).mean() / R.std(1, ddof=1).mean()
+    assert m.expression_scale == pytest.approx(lam, rel=0.02)
+    C = m.sc_to_st.astype(np.float64)
+    np.testing.assert_allclose(C.sum(0), m.n_cells / m.n_spots, rtol=1e-3)
+    resid = np.log(C) - (B + m.expression_scale * R)
+    resid = resid - resid.mean(1, keepdims=True) - resid.mean(0, keepdims=True) + resid.mean()
+    assert np.abs(resid).max() < 1e-3
 
 
 def test_balancing_kernel_and_log_space_agree(trained):

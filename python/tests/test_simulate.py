@@ -167,3 +167,70 @@ def test_pseudo_spots_real_data(name, n_spots):
     assert st.obs["n_cells"].sum() == sc.obs["spot"].notna().sum()
     np.testing.assert_allclose(st.obsm["proportions"].sum(axis=1), 1.0)
     assert st.X.sum() == adata.X[sc.obs["spot"].notna().to_numpy()].sum()
+
+
+def _uniform(m: int = 200, seed: int = 1) -> ad.AnnData:
+    rng = np.random.default_rng(seed)
+    adata = ad.AnnData(
+        sp.csr_matrix(rng.poisson(2.0, size=(m, 4)).astype(np.int64)),
+        obs=pd.DataFrame(
+            {"celltype": rng.choice(["a", "b", "c"], size=m)},
+            index=[f"c{i}" for i in range(m)],
+        ),
+    )
+    adata.obsm["spatial"] = rng.uniform(0, 2, size=(m, 2))
+    return adata
+
+
+def test_disjoint_pseudo_spots_parts_are_disjoint_and_spots_sum_part_a():
+    adata = _uniform()
+    before = adata.X.toarray().copy()
+    sc, st = simulate.disjoint_pseudo_spots(adata, seed=3, grid=(3, 3), window=1.0, min_cells=1)
+    # the caller's object is not changed
+    np.testing.assert_array_equal(adata.X.toarray(), before)
+    assert "spatial" in adata.obsm
+    sim = st.uns["simulation"]
+    assert sim["split"] == "disjoint" and sim["split_seed"] == 3
+    assert sim["n_cells_spot_part"] == 100 and sc.n_obs == 100
+    part_b = set(sc.obs_names)
+    part_a = [c for c in adata.obs_names if c not in part_b]
+    assert len(part_a) == 100
+    # window 1 on a 3 x 3 grid: every cell of A is in a spot, so the spots hold all of A
+    assert sim["n_cells_in_spots"] == 100
+    assert st.X.sum() == adata[part_a].X.sum()
+    # no SC cell is in a spot; positions are moved to spatial_true
+    assert sc.obs["spot"].isna().all()
+    assert list(sc.obs["spot"].cat.categories) == list(st.obs_names)
+    assert "spatial" not in sc.obsm
+    np.testing.assert_array_equal(sc.obsm["spatial_true"], adata[sc.obs_names].obsm["spatial"])
+    np.testing.assert_array_equal(sc.X.toarray(), adata[sc.obs_names].X.toarray())
+    np.testing.assert_allclose(st.obsm["proportions"].sum(axis=1), 1.0)
+
+
+def test_disjoint_pseudo_spots_seed_decides_the_split():
+    adata = _uniform()
+    kw = {"grid": (3, 3), "window": 1.0, "min_cells": 1}
+    sc0, st0 = simulate.disjoint_pseudo_spots(adata, seed=0, **kw)
+    sc0b, st0b = simulate.disjoint_pseudo_spots(adata, seed=0, **kw)
+    sc1, _ = simulate.disjoint_pseudo_spots(adata, seed=1, **kw)
+    assert list(sc0.obs_names) == list(sc0b.obs_names)
+    np.testing.assert_array_equal(st0.X.toarray(), st0b.X.toarray())
+    assert list(sc0.obs_names) != list(sc1.obs_names)
+    sc_q, _ = simulate.disjoint_pseudo_spots(adata, fraction=0.25, seed=0, **kw)
+    assert sc_q.n_obs == 150
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"fraction": 0.0}, ValueError, "`fraction`"),
+        ({"fraction": 1.0}, ValueError, "`fraction`"),
+        ({"fraction": "half"}, TypeError, "`fraction`"),
+        ({"fraction": 0.001}, ValueError, "leaves a part empty"),
+        ({"seed": 1.5}, TypeError, "`seed`"),
+        ({"window": 2.0}, ValueError, "`window`"),
+    ],
+)
+def test_disjoint_pseudo_spots_errors(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        simulate.disjoint_pseudo_spots(_uniform(), **kwargs)

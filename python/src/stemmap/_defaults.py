@@ -88,6 +88,9 @@ MAPPING: MappingProxyType[str, Any] = MappingProxyType(
     {
         "readout": "hybrid",
         "expression_weight": 1.0,
+        # the hybrid readout's expression term: square-rooted proportions, genes standardised
+        # within each modality (benchmarks/results/readout_study.md); "log" = stemmap 0.1's
+        "expression_profile": "hellinger",
         "temperature": 1.0,
         "adjacency_k": 15,
     }

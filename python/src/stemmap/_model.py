@@ -543,6 +543,7 @@ class STEM:
         readout: str | None = None,
         *,
         expression_weight: float = MAPPING["expression_weight"],
+        expression_profile: str = MAPPING["expression_profile"],
         balance: bool | None = None,
         temperature: float = MAPPING["temperature"],
         spot_weights: Any = None,
@@ -561,9 +562,10 @@ class STEM:
             ``benchmarks/results/readout.md``). ``"paper"``: the publication's
             ``C = softmax(Z_SC Z_STᵀ)``. Default (None): ``"paper"`` for a model trained
             with ``preset="paper"``, else ``"hybrid"``.
-        expression_weight, balance, temperature, spot_weights
+        expression_weight, expression_profile, balance, temperature, spot_weights
             See :class:`StemMapping` (``balance`` defaults to True for ``"hybrid"`` and False
-            for ``"paper"``).
+            for ``"paper"``; ``expression_profile``: ``"hellinger"`` by default,
+            ``"hellinger"``; ``"log"`` gives stemmap 0.1's hybrid readout).
 
         Returns
         -------
@@ -594,6 +596,7 @@ class STEM:
             st_expr=x_st if readout == "hybrid" else None,
             readout=readout,
             expression_weight=expression_weight,
+            expression_profile=expression_profile,
             balance=balance,
             temperature=temperature,
             spot_weights=spot_weights,

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 #: Readouts of C from the trained embeddings (see :class:`StemMapping`).
 READOUTS = ("hybrid", "paper")
+#: how the hybrid readout's expression term compares a cell with a spot
+EXPRESSION_PROFILES = ("hellinger", "log")
 
 
 class StemMapping:
@@ -66,6 +68,15 @@ class StemMapping:
         w in ``λ = w · sd(Z_SC Z_STᵀ) / sd(R)`` (row standard deviations, averaged): 1 gives
         the expression term the same spread as the embedding term; 0 uses the embeddings
         only (then with balancing).
+    expression_profile
+        Profiles correlated by the hybrid readout's expression term R. ``"hellinger"``
+        (default): square roots of each row's expression proportions (``sc_expr`` /
+        ``st_expr`` are log1p-normalised and are turned back into proportions), each gene
+        then standardised within its modality (over cells for SC, over spots for ST), so
+        that every gene counts alike and platform offsets per gene cancel; R is the Pearson
+        correlation of these profiles. ``"log"``: Pearson correlation of the log-normalised
+        expression as given (stemmap 0.1's hybrid readout). Evidence:
+        ``benchmarks/results/readout_study.md``.
     balance
         Balance C (Sinkhorn): each spot receives the same total mass (or ``spot_weights``),
         as every spot holds a comparable number of cells; default True for ``"hybrid"``.
@@ -110,6 +121,7 @@ class StemMapping:
         st_expr: np.ndarray | None = None,
         readout: str = MAPPING["readout"],
         expression_weight: float = MAPPING["expression_weight"],
+        expression_profile: str = MAPPING["expression_profile"],
         balance: bool | None = None,
         temperature: float = MAPPING["temperature"],
         spot_weights: np.ndarray | None = None,
@@ -118,6 +130,7 @@ class StemMapping:
         check_choice(readout, READOUTS, "readout")
         self.threads = check_threads(threads)
         check_positive(temperature, "temperature")
+        check_choice(expression_profile, EXPRESSION_PROFILES, "expression_profile")
         if (
             isinstance(expression_weight, bool)
             or not isinstance(expression_weight, (int, float, np.integer, np.floating))
@@ -148,6 +161,7 @@ class StemMapping:
         self.balance = bool(balance)
         self.temperature = float(temperature)
         self.expression_weight = float(expression_weight) if readout == "hybrid" else 0.0
+        self.expression_profile = expression_profile
         self._esc = self._est = None
         self.expression_scale = 0.0
         if readout == "hybrid" and self.expression_weight > 0:
@@ -156,6 +170,8 @@ class StemMapping:
                     '`readout="hybrid"` (the default) needs `sc_expr` and `st_expr`; pass them, '
                     'or readout="paper" for the embeddings alone.'
                 )
+            if expression_profile == "hellinger":
+                sc_expr, st_expr = _hellinger_profiles(sc_expr), _hellinger_profiles(st_expr)
             self._esc = torch.from_numpy(_standardize_rows(sc_expr))
             self._est = torch.from_numpy(_standardize_rows(st_expr))
             if (
@@ -183,6 +199,7 @@ class StemMapping:
             "readout": readout,
             "expression_weight": self.expression_weight,
             "expression_scale": round(self.expression_scale, 6),
+            "expression_profile": self.expression_profile if self.expression_weight > 0 else None,
             "balance": self.balance,
             "temperature": self.temperature,
         }
@@ -959,6 +976,30 @@ def _uns_safe(d: dict[str, Any]) -> dict[str, Any]:
             out[k] = np.asarray([("None" if x is None else x) for x in v])
         else:
             out[k] = v
+    return out
+
+
+def _hellinger_profiles(x: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """log1p-normalised rows → √(row proportions), each column standardised (float32).
+
+    ``expm1`` undoes the log1p, whatever the normalisation total was; rows are rescaled to
+    proportions and square-rooted (the Hellinger / Bhattacharyya embedding of count
+    profiles); then each gene is centred and scaled over the rows (a constant gene is only
+    centred). Works in float32 chunks of rows.
+    """
+    x = np.asarray(x)
+    out = np.empty(x.shape, dtype=np.float32)
+    for a in range(0, x.shape[0], chunk):
+        p = np.expm1(np.asarray(x[a : a + chunk], dtype=np.float32))
+        np.clip(p, 0.0, None, out=p)
+        tot = p.sum(axis=1, keepdims=True)
+        tot[tot <= 0] = 1.0
+        out[a : a + chunk] = np.sqrt(p / tot)
+    mu = out.mean(axis=0, dtype=np.float64)
+    sd = out.std(axis=0, dtype=np.float64)
+    sd[sd <= 0] = 1.0
+    out -= mu.astype(np.float32)
+    out /= sd.astype(np.float32)
     return out
 
 

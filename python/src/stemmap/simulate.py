@@ -30,7 +30,7 @@ from ._validate import check_anndata, get_coords, get_matrix
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["pseudo_spots", "add_noise"]
+__all__ = ["pseudo_spots", "disjoint_pseudo_spots", "add_noise"]
 
 
 def _check_grid(grid: Any) -> tuple[int, int]:
@@ -264,6 +264,105 @@ def pseudo_spots(
         n_in,
         adata.n_obs,
         100.0 * n_in / max(adata.n_obs, 1),
+    )
+    return sc, st
+
+
+def disjoint_pseudo_spots(
+    adata: Any,
+    fraction: float = 0.5,
+    seed: int = 0,
+    **kwargs: Any,
+) -> tuple[Any, Any]:
+    """Pseudo spots from one random part of the cells; the SC data are the other part.
+
+    The cells are split at random (``numpy.random.default_rng(seed)``) into a spot part A
+    of ``round(fraction * M)`` cells and an SC part B (the rest). The pseudo spots are
+    built from A alone with :func:`pseudo_spots` (same grid, window and ``min_cells``
+    rules, grid laid over A's bounding box), and the SC data are B, so that no mapped
+    cell's own counts are in any spot, as when a separate scRNA-seq reference is mapped
+    onto real spots. B's true coordinates are kept for the metrics as in
+    :func:`pseudo_spots`.
+
+    Parameters
+    ----------
+    adata
+        Single-cell-resolution spatial data, as for :func:`pseudo_spots`.
+    fraction
+        Share of the cells that make the spots, in ``(0, 1)``.
+    seed
+        Seed of the random split.
+    **kwargs
+        Passed to :func:`pseudo_spots` (``grid``, ``window``, ``min_cells``,
+        ``spatial_key``, ``label_key``, ``layer``).
+
+    Returns
+    -------
+    sc
+        Copy of the cells of B: ``X`` their counts, ``obsm["spatial_true"]`` their true
+        coordinates, ``obs["spot"]`` all NA (categorical, categories = the spot names).
+    st
+        The pseudo spots of A, as returned by :func:`pseudo_spots`; ``uns["simulation"]``
+        also records ``split="disjoint"``, ``fraction``, ``split_seed`` and the number of
+        cells in each part; ``obsm["proportions"]`` are A's true cell-type proportions.
+
+    Raises
+    ------
+    TypeError
+        If ``adata`` is not an AnnData or ``fraction`` / ``seed`` have the wrong type.
+    ValueError
+        If ``fraction`` is not in ``(0, 1)`` or a part would be empty; see also
+        :func:`pseudo_spots`.
+
+    Examples
+    --------
+    >>> sc, st = disjoint_pseudo_spots(adata, seed=0)  # doctest: +SKIP
+    >>> sc.obs["spot"].isna().all()  # doctest: +SKIP
+    True
+    """
+    check_anndata(adata, "adata")
+    if isinstance(fraction, bool) or not isinstance(
+        fraction, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"`fraction` must be a number in (0, 1); found {fraction!r}.")
+    if not 0 < fraction < 1:
+        raise ValueError(f"`fraction` must be in (0, 1); found {fraction!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"`seed` must be an integer; found {seed!r}.")
+    m = adata.n_obs
+    n_a = int(round(fraction * m))
+    if n_a < 1 or n_a > m - 1:
+        raise ValueError(
+            f"`fraction={fraction!r}` of {m} cells leaves a part empty; both the spot part "
+            "and the SC part need at least one cell."
+        )
+    perm = np.random.default_rng(seed).permutation(m)
+    part_a = np.sort(perm[:n_a])
+    part_b = np.sort(perm[n_a:])
+    _, st = pseudo_spots(adata[part_a], seed=seed, **kwargs)
+    spatial_key = kwargs.get("spatial_key", "spatial")
+    layer = kwargs.get("layer")
+    sc = adata[part_b].copy()
+    if layer is not None:
+        sc.X = sc.layers[layer].copy()
+    sc.obsm["spatial_true"] = np.asarray(get_coords(adata, spatial_key, "adata"))[part_b]
+    if spatial_key in sc.obsm:
+        del sc.obsm[spatial_key]
+    sc.obs["spot"] = pd.Categorical.from_codes(
+        np.full(sc.n_obs, -1), categories=pd.Index(st.obs_names)
+    )
+    st.uns["simulation"].update(
+        split="disjoint",
+        fraction=float(fraction),
+        split_seed=int(seed),
+        n_cells_spot_part=int(n_a),
+        n_cells_sc_part=int(m - n_a),
+    )
+    logger.info(
+        "disjoint_pseudo_spots: %d spots from %d cells; %d other cells as SC data",
+        st.n_obs,
+        n_a,
+        m - n_a,
     )
     return sc, st
 
