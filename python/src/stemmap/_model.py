@@ -564,8 +564,8 @@ class STEM:
             with ``preset="paper"``, else ``"hybrid"``.
         expression_weight, expression_profile, balance, temperature, spot_weights
             See :class:`StemMapping` (``balance`` defaults to True for ``"hybrid"`` and False
-            for ``"paper"``; ``expression_profile``: ``"hellinger"`` by default,
-            ``"hellinger"``; ``"log"`` gives stemmap 0.1's hybrid readout).
+            for ``"paper"``; ``expression_profile`` is ``"hellinger"`` by default, ``"log"``
+            gives stemmap 0.1's hybrid readout).
 
         Returns
         -------

@@ -990,7 +990,8 @@ def _hellinger_profiles(x: np.ndarray, chunk: int = 65536) -> np.ndarray:
     x = np.asarray(x)
     out = np.empty(x.shape, dtype=np.float32)
     for a in range(0, x.shape[0], chunk):
-        p = np.expm1(np.asarray(x[a : a + chunk], dtype=np.float32))
+        # C order: the row sums must not depend on the memory layout of the input
+        p = np.expm1(np.ascontiguousarray(x[a : a + chunk], dtype=np.float32))
         np.clip(p, 0.0, None, out=p)
         tot = p.sum(axis=1, keepdims=True)
         tot[tot <= 0] = 1.0
