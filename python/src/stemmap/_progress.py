@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
+from ._device import fmt_seconds
 from ._settings import settings
 
 
@@ -87,21 +88,13 @@ class LineProgress:
     def _write(self) -> None:
         el = time.perf_counter() - self._t0
         pct = 100 * self.n / self.total
-        line = f"{self.desc}: {self.n}/{self.total} {self.unit}s ({pct:.0f}%), {_fmt_time(el)}"
+        line = f"{self.desc}: {self.n}/{self.total} {self.unit}s ({pct:.0f}%), {fmt_seconds(el)}"
         if 0 < self.n < self.total:
-            line += f", ~{_fmt_time(el / self.n * (self.total - self.n))} left"
+            line += f", ~{fmt_seconds(el / self.n * (self.total - self.n))} left"
         if self.postfix:  # the values may be from an earlier step: say which
             where = "" if self._postfix_at == self.n else f"{self.unit} {self._postfix_at}: "
             line += "; " + where + ", ".join(f"{k} {v}" for k, v in self.postfix.items())
         print(line, file=self.file, flush=True)
-
-
-def _fmt_time(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _is_terminal(stream: Any) -> bool:
