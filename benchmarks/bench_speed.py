@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         a.datasets = [rb.default_data_dir() / "embryo2_z2.h5ad"]
     # run_benchmark's data preparation and runner expect its own argument names
     a.grid, a.window, a.min_cells, a.label_key, a.noise = [30, 40], 0.55, 3, "celltype", 0.0
-    a.reuse, a.cached_only = False, []
+    a.reuse, a.cached_only, a.reread, a.split_seed = False, [], False, 0
     if a.busy:
         return busy_mode(a)
     methods = ["stemmap", "stemmap_paper", "stemmap_fast", "stemmap_fast_paper"]
