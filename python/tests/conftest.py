@@ -48,3 +48,12 @@ def shared_dir():
 
 def rng(seed=0):
     return np.random.default_rng(seed)
+
+
+@pytest.fixture()
+def files(toy, tmp_path):
+    """The toy SC and ST data written as ``sc.h5ad`` / ``st.h5ad`` in a temporary folder."""
+    sc, st = toy
+    sc.write_h5ad(tmp_path / "sc.h5ad")
+    st.write_h5ad(tmp_path / "st.h5ad")
+    return tmp_path

@@ -11,14 +11,6 @@ import pytest
 from stemmap.cli import main
 
 
-@pytest.fixture()
-def files(toy, tmp_path):
-    sc, st = toy
-    sc.write_h5ad(tmp_path / "sc.h5ad")
-    st.write_h5ad(tmp_path / "st.h5ad")
-    return tmp_path
-
-
 def run_map(files, *extra, sc="sc.h5ad", st="st.h5ad", out="o.h5ad"):
     """``stemmap map`` on files in the fixture folder, quietly, plus ``extra`` arguments."""
     args = ["map", "--sc", str(files / sc), "--st", str(files / st), "--out", str(files / out)]

@@ -556,14 +556,6 @@ def test_failed_save_keeps_old_file(saved, tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ CLI
-@pytest.fixture()
-def files(toy, tmp_path):
-    sc, st = toy
-    sc.write_h5ad(tmp_path / "sc.h5ad")
-    st.write_h5ad(tmp_path / "st.h5ad")
-    return tmp_path
-
-
 def _map(files, *extra, out="o.h5ad"):
     args = ["map", "--sc", str(files / "sc.h5ad"), "--st", str(files / "st.h5ad")]
     return main([*args, "--out", str(files / out) if out else "", "--quiet", *extra])

@@ -42,3 +42,27 @@ skip_if_no_core_model <- function() {
     )
     if (!ok) testthat::skip("the Python core has no stemmap.STEM yet")
 }
+
+# Runs the Python core on the same data as an R test: writes `d$sc`, `d$st` (genes x cells /
+# spots) and `d$coords` to a temporary folder, then runs `body` (Python lines) after a preamble
+# that reads them into AnnData `a` (cells) and `b` (spots); `d` is the folder in Python.
+# Returns the folder; `expect_file` (relative) must exist afterwards.
+run_core_on <- function(py, d, body, expect_file) {
+    dir <- withr::local_tempdir(.local_envir = parent.frame())
+    utils::write.csv(t(d$sc), file.path(dir, "sc.csv"))
+    utils::write.csv(t(d$st), file.path(dir, "st.csv"))
+    utils::write.csv(d$coords, file.path(dir, "xy.csv"), row.names = FALSE)
+    script <- file.path(dir, "run.py")
+    writeLines(c(
+        "import sys, numpy as np, pandas as pd, anndata as ad, stemmap",
+        "d = sys.argv[1]",
+        "sc = pd.read_csv(f'{d}/sc.csv', index_col=0); st = pd.read_csv(f'{d}/st.csv', index_col=0)",
+        "a = ad.AnnData(sc.to_numpy(float), obs=pd.DataFrame(index=sc.index), var=pd.DataFrame(index=sc.columns))",
+        "b = ad.AnnData(st.to_numpy(float), obs=pd.DataFrame(index=st.index), var=pd.DataFrame(index=st.columns))",
+        "b.obsm['spatial'] = pd.read_csv(f'{d}/xy.csv').to_numpy(float)",
+        body
+    ), script)
+    out <- system2(py, c(script, dir), stdout = TRUE, stderr = TRUE)
+    expect_true(file.exists(file.path(dir, expect_file)), label = paste(out, collapse = "\n"))
+    dir
+}

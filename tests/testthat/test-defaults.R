@@ -110,18 +110,7 @@ test_that("runSTEM(preset = 'paper') gives the sigma, readout and adjacency of S
     # preset "paper" trains its 400 epochs; small layers keep that short
     res <- runSTEM(d$sc, d$st, coords = d$coords, preset = "paper", hidden = c(16, 8),
                    seed = 3, adjacency_k = 5, mapping = "none", verbose = FALSE)
-    dir <- withr::local_tempdir()
-    utils::write.csv(t(d$sc), file.path(dir, "sc.csv"))
-    utils::write.csv(t(d$st), file.path(dir, "st.csv"))
-    utils::write.csv(d$coords, file.path(dir, "xy.csv"), row.names = FALSE)
-    script <- file.path(dir, "run.py")
-    writeLines(c(
-        "import sys, numpy as np, pandas as pd, anndata as ad, stemmap",
-        "d = sys.argv[1]",
-        "sc = pd.read_csv(f'{d}/sc.csv', index_col=0); st = pd.read_csv(f'{d}/st.csv', index_col=0)",
-        "a = ad.AnnData(sc.to_numpy(float), obs=pd.DataFrame(index=sc.index), var=pd.DataFrame(index=sc.columns))",
-        "b = ad.AnnData(st.to_numpy(float), obs=pd.DataFrame(index=st.index), var=pd.DataFrame(index=st.columns))",
-        "b.obsm['spatial'] = pd.read_csv(f'{d}/xy.csv').to_numpy(float)",
+    dir <- run_core_on(py, d, c(
         "m = stemmap.STEM(a, b, seed=3, hidden=(16, 8)); m.train(preset='paper', progress=False)",
         "mp = m.mapping()",
         "A = mp.sc_adjacency(5, weighted=True).tocoo()",
@@ -129,9 +118,7 @@ test_that("runSTEM(preset = 'paper') gives the sigma, readout and adjacency of S
         "with open(f'{d}/settings.txt', 'w') as fh:",
         "    fh.write(f\"sigma\\t{m.data.slices[0].sigma!r}\\nreadout\\t{mp.readout}\\n\")",
         "    fh.write(f\"sigma_scale\\t{m.settings['sigma_scale']}\\nepochs\\t{m.settings['epochs']}\\n\")"
-    ), script)
-    out <- system2(py, c(script, dir), stdout = TRUE, stderr = TRUE)
-    expect_true(file.exists(file.path(dir, "settings.txt")), label = paste(out, collapse = "\n"))
+    ), "settings.txt")
     kv <- utils::read.delim(file.path(dir, "settings.txt"), header = FALSE,
                             colClasses = "character")
     ref <- stats::setNames(as.list(kv[[2]]), kv[[1]])

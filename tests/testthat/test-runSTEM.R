@@ -57,24 +57,11 @@ test_that("pseudo-coordinates agree with the Python core on the same data and se
     skip_if_no_core_model()
     res <- runSTEM(d$sc, d$st, coords = d$coords, epochs = 5, seed = 3, mapping = "dense",
                    verbose = FALSE)
-    dir <- withr::local_tempdir()
-    utils::write.csv(t(d$sc), file.path(dir, "sc.csv"))
-    utils::write.csv(t(d$st), file.path(dir, "st.csv"))
-    utils::write.csv(d$coords, file.path(dir, "xy.csv"), row.names = FALSE)
-    script <- file.path(dir, "run.py")
-    writeLines(c(
-        "import sys, numpy as np, pandas as pd, anndata as ad, stemmap",
-        "d = sys.argv[1]",
-        "sc = pd.read_csv(f'{d}/sc.csv', index_col=0); st = pd.read_csv(f'{d}/st.csv', index_col=0)",
-        "a = ad.AnnData(sc.to_numpy(float), obs=pd.DataFrame(index=sc.index), var=pd.DataFrame(index=sc.columns))",
-        "b = ad.AnnData(st.to_numpy(float), obs=pd.DataFrame(index=st.index), var=pd.DataFrame(index=st.columns))",
-        "b.obsm['spatial'] = pd.read_csv(f'{d}/xy.csv').to_numpy(float)",
+    dir <- run_core_on(py, d, c(
         "m = stemmap.STEM(a, b, seed=3); m.train(epochs=5, progress=False)",
         "np.savetxt(f'{d}/coords.txt', m.mapping().coords)",
         "np.savetxt(f'{d}/coords_paper.txt', m.mapping(readout='paper').coords)"
-    ), script)
-    out <- system2(py, c(script, dir), stdout = TRUE, stderr = TRUE)
-    expect_true(file.exists(file.path(dir, "coords.txt")), label = paste(out, collapse = "\n"))
+    ), "coords.txt")
     ref <- as.matrix(utils::read.table(file.path(dir, "coords.txt")))
     # float32 training: equal up to thread-dependent float32 rounding
     expect_equal(unname(res$coords), unname(ref), tolerance = 1e-3)
