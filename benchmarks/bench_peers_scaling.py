@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=HERE / "results" / "scaling_peers.md")
     a = p.parse_args(argv)
     sys.path.insert(0, str(HERE.parent / "python" / "src"))
-    from stemmap._data import mean_nn_distance
+    from stemmap.metrics import mean_nn_distance
 
     rows, failed = [], {}
     for size in a.sizes:

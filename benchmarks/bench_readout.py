@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     import pandas as pd
     import stemmap
-    from stemmap._data import mean_nn_distance
+    from stemmap.metrics import mean_nn_distance
 
     stemmap.settings.progress = False
     a.models.mkdir(parents=True, exist_ok=True)

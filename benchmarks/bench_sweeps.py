@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     import stemmap
     import torch
     from stemmap import metrics
-    from stemmap._data import mean_nn_distance
+    from stemmap.metrics import mean_nn_distance
 
     if a.threads:
         torch.set_num_threads(a.threads)

@@ -57,7 +57,7 @@ sc, st = stemmap.simulate.pseudo_spots(ad.read_h5ad(data_dir() / "embryo2_z2.h5a
 threads = torch.get_num_threads() if cfg["threads"] == "torch" else cfg["threads"]
 model = stemmap.STEM(sc, st, seed=0, threads=threads)
 model.train(epochs=cfg["warm"])
-from stemmap._runtime import choose_threads
+from stemmap import choose_threads
 n = choose_threads(threads)[0]
 t0 = time.perf_counter()
 model.train(epochs=cfg["epochs"], warmup=0)

@@ -24,6 +24,7 @@ from ._defaults import PRESETS  # noqa: E402
 from ._device import estimate_resources  # noqa: E402
 from ._model import STEM  # noqa: E402
 from ._result import StemMapping  # noqa: E402
+from ._runtime import choose_threads  # noqa: E402
 from ._settings import settings  # noqa: E402
 from ._validate import StemInputWarning, StemModelFileError  # noqa: E402
 
@@ -34,6 +35,7 @@ __all__ = [
     "StemModelFileError",
     "PRESETS",
     "estimate_resources",
+    "choose_threads",
     "settings",
     "analysis",
     "attribution",

@@ -25,9 +25,18 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._data import mean_nn_distance
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["mae", "hit_number", "neighbors", "celltype_pcc", "expected_coords"]
+__all__ = [
+    "mae",
+    "hit_number",
+    "neighbors",
+    "celltype_pcc",
+    "expected_coords",
+    "mean_nn_distance",
+]
 
 _CHUNK_ELEMENTS = 1 << 25  # ~33M similarity values (128 MiB float32) per chunk
 
