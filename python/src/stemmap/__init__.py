@@ -7,8 +7,6 @@ ST→SC mappings, pseudo-coordinates, SC–SC adjacency and spot deconvolution.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import os as _os
 import sys as _sys
 
@@ -27,6 +25,7 @@ from ._result import StemMapping  # noqa: E402
 from ._runtime import choose_threads  # noqa: E402
 from ._settings import settings  # noqa: E402
 from ._validate import StemInputWarning, StemModelFileError  # noqa: E402
+from ._version import __version__  # noqa: E402
 
 __all__ = [
     "STEM",

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
 from ._validate import StemModelFileError, check_path
+from ._version import __version__
 
 logger = logging.getLogger(__name__)
 

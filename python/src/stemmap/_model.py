@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import __version__
 from ._data import PreparedData, SliceData, dropout_rate, mean_nn_distance, prepare
 from ._defaults import ATTRIBUTION, MAPPING, MODEL, PRESETS, TRAIN
 from ._device import (
@@ -37,6 +36,7 @@ from ._validate import (
     check_threads,
     check_train_args,
 )
+from ._version import __version__
 
 logger = logging.getLogger(__name__)
 

@@ -409,8 +409,10 @@ def cmd_info(a: argparse.Namespace) -> int:
 
     import stemmap
 
+    from ._version import __version__
+
     info = {
-        "stemmap": stemmap.__version__,
+        "stemmap": __version__,
         "python": sys.version.split()[0],
         "torch": str(torch.__version__),
         "cuda": torch.cuda.is_available(),
