@@ -8,12 +8,12 @@ import torch
 import torch.multiprocessing as mp
 
 import stemmap
-from stemmap._model import _PatchSampler
+from stemmap._sampling import PatchSampler
 
 
 def test_patch_sampler_alternates_patches_and_spread_subsets():
     xy = np.stack(np.meshgrid(np.arange(10.0), np.arange(10.0)), -1).reshape(-1, 2)
-    ps = _PatchSampler(xy, 9)
+    ps = PatchSampler(xy, 9)
     gen = torch.Generator().manual_seed(0)
     idx, coarsen = ps.sample(gen)  # first: a contiguous patch at full resolution
     assert coarsen == 1.0
@@ -69,7 +69,7 @@ def test_batches_chosen_automatically(toy, monkeypatch, caplog):
     g, n = len(model.data.genes), model.data.n_spots
     assert small == stemmap._device.full_batch_bytes(256, n, g, (16, 8)) + 4 * (600 + n) * g
     # memory enough for batches only: training switches to batches with a message
-    monkeypatch.setattr("stemmap._model.available_memory", lambda device: int(small / 0.6) + 1)
+    monkeypatch.setattr("stemmap._device.available_memory", lambda device: int(small / 0.6) + 1)
     assert model.memory_estimate() > small / 0.6
     model.train(epochs=1)
     assert model.train_settings["cell_batch_size"] == 256

@@ -130,7 +130,7 @@ def test_log_normalised_input_warns(toy_copy):
 def test_memory_check_before_allocating(toy, monkeypatch):
     sc, st = toy
     model = stemmap.STEM(sc, st, hidden=(8,))
-    monkeypatch.setattr("stemmap._model.available_memory", lambda device: 1000)
+    monkeypatch.setattr("stemmap._device.available_memory", lambda device: 1000)
     with pytest.raises(MemoryError, match="cell_batch_size=.*spot_batch_size="):
         model.train(epochs=1)
     monkeypatch.undo()

@@ -199,6 +199,66 @@ def plan_batches(
     )
 
 
+def choose_batches(
+    m: int,
+    n: int,
+    h_in: int,
+    hidden: tuple[int, ...],
+    device: torch.device,
+    cell_batch_size: int | None,
+    spot_batch_size: int | None,
+) -> tuple[int | None, int | None]:
+    """Check that a training step fits in memory; pick batch sizes when none were given.
+
+    :func:`plan_batches` with the memory free now (:func:`estimate_resources` explains the
+    rule); a warning says when full batches were replaced by batches.
+
+    Parameters
+    ----------
+    m, n, h_in, hidden
+        Cells, spots (of the largest slice), genes and encoder layer sizes.
+    device
+        The training device.
+    cell_batch_size, spot_batch_size
+        The caller's batch sizes (``None``: all cells / spots, or chosen here).
+
+    Returns
+    -------
+    tuple
+        ``(cell_batch_size, spot_batch_size)`` to train with.
+
+    Raises
+    ------
+    MemoryError
+        Even the smallest batches would not fit.
+    """
+    plan = plan_batches(
+        m,
+        n,
+        h_in,
+        hidden,
+        device,
+        cell_batch_size,
+        spot_batch_size,
+        free=available_memory(device),
+    )
+    if plan["reason"]:
+        logger.warning(
+            "a full-batch step (%d cells x %d spots) %s; training on batches of %d cells "
+            "and %d-spot patches instead (about %s per step). Pass cell_batch_size=%d and "
+            "spot_batch_size=%d to force full batches.",
+            m,
+            n,
+            plan["reason"],
+            plan["cell_batch_size"] or m,
+            plan["spot_batch_size"] or n,
+            fmt_seconds(plan["step_seconds"]),
+            m,
+            n,
+        )
+    return plan["cell_batch_size"], plan["spot_batch_size"]
+
+
 def estimate_resources(
     n_cells: int,
     n_spots: int,

@@ -294,6 +294,76 @@ def check_train_args(**kwargs: Any) -> None:
             rules[name](value)
 
 
+def check_hidden(hidden: Any) -> tuple[int, ...]:
+    """Encoder layer sizes: a non-empty sequence of positive whole numbers.
+
+    Parameters
+    ----------
+    hidden
+        The layer sizes given (list, tuple or array).
+
+    Returns
+    -------
+    tuple of int
+        The sizes as integers.
+    """
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence | np.ndarray):
+        raise TypeError(f"`hidden` must be a list of positive layer sizes; found {hidden!r}.")
+    vals = list(hidden)
+    ok = all(
+        not isinstance(h, bool)
+        and isinstance(h, (int, float, np.number))
+        and np.isfinite(h)
+        and h >= 1
+        and float(h) == int(h)
+        for h in vals
+    )
+    if not vals or not ok:
+        raise ValueError(f"`hidden` must be positive whole layer sizes; found {hidden!r}.")
+    return tuple(int(h) for h in vals)
+
+
+def check_dropout(dropout: Any) -> None:
+    """Raise unless ``dropout`` is None or a number in [0, 1)."""
+    if dropout is None:
+        return
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.number)):
+        raise TypeError(f"`dropout` must be a number in [0, 1) or None; found {dropout!r}.")
+    if not (0 <= dropout < 1):
+        raise ValueError(f"`dropout` must be in [0, 1); found {dropout!r}.")
+
+
+def per_slice(value: Any, n: int, name: str) -> list[Any]:
+    """One value per slice: ``value`` repeated (a number or None) or checked (a list).
+
+    Parameters
+    ----------
+    value
+        None, a positive number, or ``n`` positive numbers.
+    n
+        Slices.
+    name
+        Argument name for errors.
+
+    Returns
+    -------
+    list
+        ``n`` values (None where the default applies).
+    """
+    if value is None or isinstance(value, (int, float, np.number)):
+        if value is not None:
+            check_positive(value, name)
+        return [value] * n
+    vals = list(value)
+    if len(vals) != n:
+        raise ValueError(
+            f"`{name}` must be a number or one value per slice ({n}); found {len(vals)}."
+        )
+    for v in vals:
+        check_positive(v, name)
+    return vals
+
+
 def missing_mask(values: Any) -> np.ndarray:
     """True where a label / value is missing (None, NaN, pandas NA)."""
     import pandas as pd
