@@ -11,12 +11,9 @@ import argparse
 import json
 import logging
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ._data import GENE_MATCH
 from ._defaults import MAPPING, MODEL, PRESETS, TRAIN
@@ -43,25 +40,40 @@ def _read_h5ad(path: str, what: str):
         ) from e
 
 
+#: options of ``map`` and ``demo`` that set the model or training argument of the same name
+#: (``--x-y`` -> ``x_y``): type and default (from :mod:`stemmap._defaults`); help in _HELP
+_COMMON: dict[str, tuple[type, Any]] = {
+    "--epochs": (int, TRAIN["epochs"]),
+    "--lr": (float, TRAIN["lr"]),
+    "--alpha": (float, MODEL["alpha"]),
+    "--sigma": (float, None),
+    "--sigma-scale": (float, None),
+    "--device": (str, MODEL["device"]),
+    "--seed": (int, MODEL["seed"]),
+    "--cell-batch-size": (int, None),
+    "--spot-batch-size": (int, None),
+    "--threads": (int, None),
+}
+_HELP = {
+    "--epochs": "training epochs (%(default)s)",
+    "--lr": "learning rate (%(default)s)",
+    "--alpha": "MMD weight (%(default)s)",
+    "--sigma": "Gaussian kernel σ (default: --sigma-scale × the mean nearest-neighbour spot "
+    "distance)",
+    "--sigma-scale": "default σ in mean nearest-neighbour spot distances (default "
+    f"{MODEL['sigma_scale']:g}; paper: {PRESETS['paper']['sigma_scale']:g})",
+    "--device": "auto (CUDA if available), cpu, cuda, cuda:N (%(default)s)",
+    "--seed": "random seed (%(default)s)",
+    "--cell-batch-size": "cells per step (default: all; large data: chosen automatically)",
+    "--spot-batch-size": "spots per step, as spatial patches (default: all)",
+    "--threads": "torch CPU threads (default: every usable CPU, idle threads sleeping; 1 can be "
+    "faster on a machine busy with other jobs when torch threads spin)",
+}
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--epochs", type=int, default=TRAIN["epochs"], help="training epochs (%(default)s)"
-    )
-    p.add_argument("--lr", type=float, default=TRAIN["lr"], help="learning rate (%(default)s)")
-    p.add_argument("--alpha", type=float, default=MODEL["alpha"], help="MMD weight (%(default)s)")
-    p.add_argument(
-        "--sigma",
-        type=float,
-        default=None,
-        help="Gaussian kernel σ (default: --sigma-scale × the mean nearest-neighbour spot distance)",
-    )
-    p.add_argument(
-        "--sigma-scale",
-        type=float,
-        default=None,
-        help=f"default σ in mean nearest-neighbour spot distances (default {MODEL['sigma_scale']:g}"
-        f"; paper: {PRESETS['paper']['sigma_scale']:g})",
-    )
+    for flag, (type_, default) in _COMMON.items():
+        p.add_argument(flag, type=type_, default=default, help=_HELP[flag])
     p.add_argument(
         "--preset",
         choices=list(PRESETS),
@@ -76,31 +88,6 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="mapping readout: hybrid (embeddings + expression correlation, balanced) or paper "
         "(softmax of embedding inner products); default: the preset's, else "
         f"{MAPPING['readout']}",
-    )
-    p.add_argument(
-        "--device",
-        default=MODEL["device"],
-        help="auto (CUDA if available), cpu, cuda, cuda:N (%(default)s)",
-    )
-    p.add_argument("--seed", type=int, default=MODEL["seed"], help="random seed (%(default)s)")
-    p.add_argument(
-        "--cell-batch-size",
-        type=int,
-        default=None,
-        help="cells per step (default: all; large data: chosen automatically)",
-    )
-    p.add_argument(
-        "--spot-batch-size",
-        type=int,
-        default=None,
-        help="spots per step, as spatial patches (default: all)",
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads (default: every usable CPU, idle threads sleeping; 1 can be "
-        "faster on a machine busy with other jobs when torch threads spin)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
 
@@ -270,120 +257,11 @@ def cmd_map(a: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(model, m, sc, st, seconds: float) -> dict[str, Any]:
-    from . import metrics
-    from .baselines import best_correlated_spot
-
-    true = np.asarray(sc.obsm["spatial_true"])
-    keep = sc.obs_names.isin(m.sc_names)
-    true = true[keep]
-    step = float(st.uns["simulation"]["step"])
-    ks = (10, 25, 50, 200)
-    ks = tuple(k for k in ks if k < len(true))
-    res: dict[str, Any] = {"train_seconds": round(seconds, 1)}
-    res["stemmap"] = {
-        "MAE (grid steps)": metrics.mae(true, m.coords, unit=step),
-        **{f"hit@{k}": v for k, v in metrics.hit_number(true, m.coords, ks=ks).items()},
-        **{
-            f"hit@{k} (embedding)": v
-            for k, v in metrics.hit_number(true, embedding=m.sc_embedding, ks=ks).items()
-        },
-    }
-    adj = m.sc_adjacency(k=max(ks), weighted=True)
-    res["stemmap"].update(
-        {
-            f"hit@{k} (SC–SC adjacency)": v
-            for k, v in metrics.hit_number(true, pred_adjacency=adj, ks=ks).items()
-        }
-    )
-    best = best_correlated_spot(model.data.sc_x, model.data.slices[0].x)
-    base = m.spot_coords[best]
-    res["baseline (most correlated spot)"] = {
-        "MAE (grid steps)": metrics.mae(true, base, unit=step),
-        **{f"hit@{k}": v for k, v in metrics.hit_number(true, base, ks=ks).items()},
-    }
-    if "proportions" in st.obsm and "celltype" in sc.obs:
-        labels = sc.obs["celltype"][keep].astype(str).to_numpy()
-        props = st.obsm["proportions"].loc[m.spot_names]
-        pcc = metrics.celltype_pcc(m.sc_to_st, labels, props)
-        res["stemmap"]["cell-type PCC (mean)"] = float(np.nanmean(pcc))
-        res["stemmap"]["cell-type PCC (sd)"] = float(np.nanstd(pcc))
-    return res
-
-
 def cmd_demo(a: argparse.Namespace) -> int:
-    """Semi-simulate Visium-like spots from real (or generated) single-cell spatial data, map, evaluate, plot."""
-    import matplotlib
+    """Semi-simulate Visium-like spots, map, evaluate and plot (:func:`stemmap._demo.run_demo`)."""
+    from ._demo import run_demo
 
-    matplotlib.use("Agg")
-    import stemmap
-
-    from . import plotting
-
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        tissue = stemmap.datasets.load_shared(a.dataset)
-        source = f"shared data set {a.dataset}"
-        grid = (30, 40)
-    except FileNotFoundError as e:
-        logger.info("%s; using a generated tissue instead", e)
-        tissue = stemmap.datasets.synthetic_tissue(n_cells=3000, n_genes=80, seed=a.seed)
-        source = "generated tissue (stemmap.datasets.synthetic_tissue)"
-        grid = (20, 12)
-    sc, st = stemmap.simulate.pseudo_spots(tissue, grid=grid)
-    model = stemmap.STEM(sc, st, **_model_kwargs(a))
-    t0 = time.perf_counter()
-    model.train(**_train_kwargs(a))
-    seconds = time.perf_counter() - t0
-    m = model.mapping(readout=a.readout)
-    res = _evaluate(model, m, sc, st, seconds)
-    keep = sc.obs_names.isin(m.sc_names)
-    labels = sc.obs["celltype"][keep].astype(str).to_numpy()
-    figs = {
-        "positions.png": plotting.positions(
-            m.coords,
-            labels,
-            true_coords=sc.obsm["spatial_true"][keep],
-            title=f"STEM ({a.epochs} epochs)",
-        ),
-        "loss.png": plotting.loss_curve(model.history, alpha=a.alpha),
-        "deconvolution.png": plotting.deconvolution(
-            m.spot_coords, m.deconvolve(labels), true=st.obsm["proportions"].loc[m.spot_names]
-        ),
-    }
-    for name, fig in figs.items():
-        fig.savefig(out / name, dpi=110)
-    sc_out, st_out = m.to_anndata(sc, st, label_key="celltype")
-    sc_out.write_h5ad(out / "sc_mapped.h5ad")
-    (out / "metrics.json").write_text(json.dumps(res, indent=2))
-    lines = [
-        "# stemmap demo",
-        "",
-        f"Data: {source}; {sc.n_obs} cells × {sc.n_vars} genes; {st.n_obs} pseudo spots "
-        f"({grid[0]} × {grid[1]} grid, windows of 55% of the step, ≥ 3 cells).",
-        f"Model: STEM, {a.epochs} epochs, seed {a.seed}, device {model.device}, "
-        f"{m.readout} readout; training took {seconds:.1f} s.",
-        "",
-        "| metric | stemmap | baseline (most correlated spot) |",
-        "|---|---|---|",
-    ]
-    base = res["baseline (most correlated spot)"]
-    for k, v in res["stemmap"].items():
-        b = base.get(k)
-        lines.append(f"| {k} | {v:.3f} | {'' if b is None else f'{b:.3f}'} |")
-    lines += [
-        "",
-        "Figures: positions.png (true vs reconstructed positions by cell type), "
-        "loss.png (loss terms and β per epoch), deconvolution.png (estimated vs true "
-        "proportions per spot).",
-        "",
-    ]
-    (out / "report.md").write_text("\n".join(lines))
-    print("\n".join(lines))
-    print(
-        f"wrote {out}/: report.md metrics.json positions.png loss.png deconvolution.png sc_mapped.h5ad"
-    )
+    run_demo(a, _model_kwargs(a), _train_kwargs(a))
     return 0
 
 
@@ -486,19 +364,10 @@ _USER_ERRORS = (CLIError, ValueError, TypeError, KeyError, OSError, MemoryError,
 
 #: Python argument names the CLI sets from an option of the same name (`x_y` -> --x-y)
 _OPTION_ARGS = (
-    "epochs",
-    "lr",
-    "alpha",
-    "sigma",
-    "sigma_scale",
-    "device",
-    "seed",
-    "cell_batch_size",
-    "spot_batch_size",
+    *(flag[2:].replace("-", "_") for flag in _COMMON),
     "spatial_key",
     "preset",
     "readout",
-    "threads",
 )
 
 
