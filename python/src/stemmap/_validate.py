@@ -294,6 +294,35 @@ def check_train_args(**kwargs: Any) -> None:
             rules[name](value)
 
 
+def check_integers(values: Any, name: str, minimum: int, below: str) -> list[int]:
+    """Each of ``values`` as an ``int``, each at least ``minimum``.
+
+    Parameters
+    ----------
+    values
+        An iterable of integers.
+    name
+        Argument name for errors.
+    minimum
+        Smallest value accepted.
+    below
+        What the ``ValueError`` says of a smaller value (``"must hold positive integers"``).
+
+    Returns
+    -------
+    list of int
+        The values, in order.
+    """
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"`{name}` must hold integers; found {v!r} in {values!r}.")
+        if v < minimum:
+            raise ValueError(f"`{name}` {below}; found {v!r} in {values!r}.")
+        out.append(int(v))
+    return out
+
+
 def check_hidden(hidden: Any) -> tuple[int, ...]:
     """Encoder layer sizes: a non-empty sequence of positive whole numbers.
 

@@ -75,56 +75,58 @@ def path_weights(steps: int, method: str = "riemann_trapezoid") -> tuple[np.ndar
     return a, w
 
 
-def _cell_index(model: Any, cells: Any) -> np.ndarray:
-    m = model.data.sc_x.shape[0]
-    if cells is None:
-        return np.arange(m)
-    if isinstance(cells, (str, int, np.integer)):
-        cells = [cells]
-    arr = np.asarray(cells)
-    if arr.dtype == bool:
-        if arr.shape != (m,):
-            raise ValueError(
-                f"boolean `cells` must have length {m} (one per cell); found {arr.shape}."
-            )
-        return np.flatnonzero(arr)
-    if arr.dtype.kind in "iu":
-        if arr.size and (arr.min() < -m or arr.max() >= m):
-            raise ValueError(
-                f"`cells` indices must lie in [0, {m}); found {arr.min()}..{arr.max()}."
-            )
-        return arr.astype(np.int64) % m
-    if arr.dtype.kind in "UO":
-        pos = pd.Index(model.data.sc_names).get_indexer(arr.astype(str))
-        if (pos < 0).any():
-            bad = arr[pos < 0][:3].tolist()
-            raise ValueError(f"`cells` holds names that are not model cells, e.g. {bad}.")
-        return pos.astype(np.int64)
-    raise TypeError(
-        f"`cells` must be cell names, integer indices or a boolean mask; found {arr.dtype}."
-    )
+def _positions(
+    values: Any, names: Sequence[str], arg: str, what: str, *, negative: bool = False
+) -> np.ndarray:
+    """Positions among ``names`` of a selection: names, integer indices or a boolean mask.
 
+    Parameters
+    ----------
+    values
+        The selection (array-like).
+    names
+        Names of all items (their number bounds the indices).
+    arg, what
+        Argument name and item kind, for errors (``"cells"``, ``"cell"``).
+    negative
+        Accept negative indices, counted from the end.
 
-def _spot_index(names: list[str], values: Any, n: int) -> np.ndarray:
+    Returns
+    -------
+    numpy.ndarray
+        int64 positions, in the order given.
+    """
+    n = len(names)
     arr = np.asarray(values)
     if arr.dtype == bool:
         if arr.shape != (n,):
             raise ValueError(
-                f"a boolean `target` must have one entry per spot ({n}); found {arr.shape}."
+                f"a boolean `{arg}` must have one entry per {what} ({n}); found {arr.shape}."
             )
         return np.flatnonzero(arr)
     if arr.dtype.kind in "iu":
-        if arr.size and (arr.min() < 0 or arr.max() >= n):
+        if arr.size and (arr.min() < (-n if negative else 0) or arr.max() >= n):
             raise ValueError(
-                f"`target` spot indices must lie in [0, {n}); found {arr.min()}..{arr.max()}."
+                f"`{arg}` {what} indices must lie in [0, {n}); found {arr.min()}..{arr.max()}."
             )
-        return arr.astype(np.int64)
+        return arr.astype(np.int64) % n if negative else arr.astype(np.int64)
     if arr.dtype.kind in "UO":
         pos = pd.Index(names).get_indexer(arr.astype(str))
         if (pos < 0).any():
-            raise ValueError(f"`target` names unknown spots, e.g. {arr[pos < 0][:3].tolist()}.")
+            bad = arr[pos < 0][:3].tolist()
+            raise ValueError(f"`{arg}` holds names that are not model {what}s, e.g. {bad}.")
         return pos.astype(np.int64)
-    raise TypeError(f"`target` spots must be indices, names or a boolean mask; found {arr.dtype}.")
+    raise TypeError(
+        f"`{arg}` must be {what} names, integer indices or a boolean mask; found {arr.dtype}."
+    )
+
+
+def _cell_index(model: Any, cells: Any) -> np.ndarray:
+    if cells is None:
+        return np.arange(model.data.sc_x.shape[0])
+    if isinstance(cells, (str, int, np.integer)):
+        cells = [cells]
+    return _positions(cells, model.data.sc_names, "cells", "cell", negative=True)
 
 
 def integrated_gradients(
@@ -225,9 +227,9 @@ def integrated_gradients(
         z_sc_np = model.embed(x_all)
         per_cell = np.argmax(z_sc_np @ z_st_np.T, axis=1) if n else np.zeros(0, dtype=np.int64)
     elif isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-        per_cell = np.full(n, int(_spot_index(spot_names, [int(target)], n_spots)[0]))
+        per_cell = np.full(n, int(_positions([int(target)], spot_names, "target", "spot")[0]))
     elif isinstance(target, str):
-        per_cell = np.full(n, int(_spot_index(spot_names, [target], n_spots)[0]))
+        per_cell = np.full(n, int(_positions([target], spot_names, "target", "spot")[0]))
     elif isinstance(target, (Sequence, np.ndarray, pd.Series, pd.Index)):
         arr = np.asarray(target)
         if arr.ndim == 2:
@@ -237,7 +239,7 @@ def integrated_gradients(
                 )
             W = arr.astype(np.float32)
         else:
-            sel = _spot_index(spot_names, arr, n_spots)
+            sel = _positions(arr, spot_names, "target", "spot")
             if sel.size == 0:
                 raise ValueError("`target` selects no spots.")
             W = np.zeros((1, n_spots), dtype=np.float32)

@@ -26,6 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._data import mean_nn_distance
+from ._validate import check_integers
 
 logger = logging.getLogger(__name__)
 
@@ -219,13 +220,7 @@ def _check_ks(ks: Any) -> list[int]:
         ks = [ks]
     if not isinstance(ks, Iterable):
         raise TypeError(f"`ks` must be an integer or a sequence of integers; found {ks!r}.")
-    out = []
-    for k in ks:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"`ks` must hold positive integers; found {k!r}.")
-        if k < 1:
-            raise ValueError(f"`ks` must hold positive integers; found {k!r}.")
-        out.append(int(k))
+    out = check_integers(ks, "ks", 1, "must hold positive integers")
     if not out:
         raise ValueError("`ks` is empty; give at least one K.")
     return out

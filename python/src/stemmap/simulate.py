@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._validate import check_anndata, get_coords, get_matrix
+from ._validate import check_anndata, check_integers, get_coords, get_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +38,8 @@ def _check_grid(grid: Any) -> tuple[int, int]:
         raise TypeError(
             f"`grid` must be a pair of integers (points along x, points along y); found {grid!r}."
         )
-    out = []
-    for g in grid:
-        if isinstance(g, bool) or not isinstance(g, (int, np.integer)):
-            raise TypeError(f"`grid` must hold integers; found {g!r} in {grid!r}.")
-        if g < 2:
-            raise ValueError(f"`grid` needs at least 2 points per axis; found {tuple(grid)!r}.")
-        out.append(int(g))
-    return out[0], out[1]
+    nx, ny = check_integers(grid, "grid", 2, "needs at least 2 points per axis")
+    return nx, ny
 
 
 def pseudo_spots(
