@@ -13,7 +13,7 @@ import stemmap
 @pytest.fixture(autouse=True)
 def _quiet():
     stemmap.settings.progress = False
-    yield
+    return
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +24,7 @@ def toy():
     return sc, st
 
 
-@pytest.fixture()
+@pytest.fixture
 def toy_copy(toy):
     sc, st = toy
     return sc.copy(), st.copy()
@@ -50,7 +50,7 @@ def rng(seed=0):
     return np.random.default_rng(seed)
 
 
-@pytest.fixture()
+@pytest.fixture
 def files(toy, tmp_path):
     """The toy SC and ST data written as ``sc.h5ad`` / ``st.h5ad`` in a temporary folder."""
     sc, st = toy

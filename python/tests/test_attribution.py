@@ -101,7 +101,8 @@ def test_completeness(planted):
 @pytest.mark.parametrize("method", attribution.METHODS)
 def test_path_weights(method):
     a, w = attribution.path_weights(100, method)
-    assert a.min() >= 0 and a.max() <= 1
+    assert a.min() >= 0
+    assert a.max() <= 1
     assert w.sum() == pytest.approx(1.0)
     assert (w * a**3).sum() == pytest.approx(0.25, abs=1e-2)
     if method == "gausslegendre":

@@ -32,7 +32,8 @@ def test_map_writes_results(files):
     sc = ad.read_h5ad(files / "res" / "out.h5ad")
     st = ad.read_h5ad(files / "res" / "out_st.h5ad")
     assert sc.obsm["stem_spatial"].shape == (sc.n_obs, 2)
-    assert "stem_best_spot" in sc.obs and "stem_history" in sc.uns
+    assert "stem_best_spot" in sc.obs
+    assert "stem_history" in sc.uns
     np.testing.assert_allclose(st.obsm["stem_deconvolution"].sum(1), 1.0, atol=1e-5)
     assert (files / "m.pt").exists()
 
@@ -71,7 +72,8 @@ def test_map_preset_sets_schedule_sigma_and_readout(files):
 
     fast = stemmap.STEM.load(files / "f.pt")
     assert len(fast.history) == stemmap.PRESETS["fast"]["epochs"]
-    assert fast.settings["preset"] == "fast" and fast.settings["sigma_scale"] == 1.0
+    assert fast.settings["preset"] == "fast"
+    assert fast.settings["sigma_scale"] == 1.0
     assert (
         run_map(files, "--epochs", "1", "--sigma-scale", "0.5", "--save-model", str(files / "h.pt"))
         == 0

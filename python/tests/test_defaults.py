@@ -80,12 +80,16 @@ def test_planner_and_module_read_the_table():
 def test_cli_reads_the_table():
     parser = build_parser()
     a = parser.parse_args(["map", "--sc", "a.h5ad", "--st", "b.h5ad", "--out", "o.h5ad"])
-    assert a.epochs == _defaults.TRAIN["epochs"] and a.lr == _defaults.TRAIN["lr"]
-    assert a.alpha == _defaults.MODEL["alpha"] and a.seed == _defaults.MODEL["seed"]
+    assert a.epochs == _defaults.TRAIN["epochs"]
+    assert a.lr == _defaults.TRAIN["lr"]
+    assert a.alpha == _defaults.MODEL["alpha"]
+    assert a.seed == _defaults.MODEL["seed"]
     assert a.device == _defaults.MODEL["device"]
     assert a.spatial_key == _defaults.MODEL["spatial_key"]
     # None: the model decides (the table's value, or a preset's)
-    assert a.sigma_scale is None and a.readout is None and a.preset is None
+    assert a.sigma_scale is None
+    assert a.readout is None
+    assert a.preset is None
     with pytest.raises(SystemExit):
         parser.parse_args(["map", "--sc", "a", "--st", "b", "--out", "o", "--preset", "turbo"])
 
@@ -153,8 +157,10 @@ def test_bridge_leaves_unset_arguments_to_the_core(toy):
     res = _r_bridge.run_stem(sc_in, st_in, {"epochs": 3, "hidden": [16, 8], "sigma_scale": None})
     s = res["settings"]
     assert s["sigma_scale"] == _defaults.MODEL["sigma_scale"]
-    assert s["alpha"] == _defaults.MODEL["alpha"] and s["seed"] == _defaults.MODEL["seed"]
-    assert s["lr"] == _defaults.TRAIN["lr"] and s["warmup"] == _defaults.TRAIN["warmup"]
+    assert s["alpha"] == _defaults.MODEL["alpha"]
+    assert s["seed"] == _defaults.MODEL["seed"]
+    assert s["lr"] == _defaults.TRAIN["lr"]
+    assert s["warmup"] == _defaults.TRAIN["warmup"]
     assert s["mapping"]["readout"] == _defaults.MAPPING["readout"]
     adj = _r_bridge.unpack(res["adjacency"])
     assert (np.diff(adj.tocsr().indptr) == _defaults.MAPPING["adjacency_k"]).all()
@@ -179,7 +185,8 @@ def test_bridge_preset_paper_is_the_python_preset(toy):
     finally:
         del stemmap.PRESETS["_short_paper"]
     assert res["settings"]["sigma"] == pytest.approx([s.sigma for s in model.data.slices])
-    assert res["settings"]["sigma_scale"] == 0.5 and res["settings"]["preset"] == "_short_paper"
+    assert res["settings"]["sigma_scale"] == 0.5
+    assert res["settings"]["preset"] == "_short_paper"
     assert res["settings"]["mapping"]["readout"] == m.readout == "paper"
     adj = _r_bridge.unpack(res["adjacency"]).tocsr()
     ref = m.sc_adjacency(5, weighted=True)

@@ -70,7 +70,8 @@ def _same(a, snap):
     assert set(a.obsm) == set(obsm)
     for k, v in obsm.items():
         np.testing.assert_array_equal(np.asarray(a.obsm[k]), v)
-    assert list(a.obs_names) == obs_names and list(a.var_names) == var_names
+    assert list(a.obs_names) == obs_names
+    assert list(a.var_names) == var_names
 
 
 # ------------------------------------------------------------------ STEM(...) arguments
@@ -114,7 +115,7 @@ BAD_MODEL_ARGS = [
 
 
 @pytest.mark.parametrize(
-    "kwargs,exc,match", BAD_MODEL_ARGS, ids=[str(a[0]) for a in BAD_MODEL_ARGS]
+    ("kwargs", "exc", "match"), BAD_MODEL_ARGS, ids=[str(a[0]) for a in BAD_MODEL_ARGS]
 )
 def test_bad_model_arguments(toy_copy, kwargs, exc, match):
     sc, st = toy_copy
@@ -165,7 +166,7 @@ BAD_TRAIN_ARGS = [
 
 
 @pytest.mark.parametrize(
-    "kwargs,exc,match", BAD_TRAIN_ARGS, ids=[str(a[0]) for a in BAD_TRAIN_ARGS]
+    ("kwargs", "exc", "match"), BAD_TRAIN_ARGS, ids=[str(a[0]) for a in BAD_TRAIN_ARGS]
 )
 def test_bad_train_arguments(small_model, kwargs, exc, match):
     before = {k: v.clone() for k, v in small_model.module.state_dict().items()}
@@ -256,7 +257,7 @@ def test_transfer_without_missing_is_unchanged(mapping):
 
 
 @pytest.mark.parametrize(
-    "values,exc,match",
+    ("values", "exc", "match"),
     [
         ("all_nan", ValueError, "`spot_values` column 0 is missing"),
         ("inf", ValueError, "`spot_values` has 1 infinite"),
@@ -363,7 +364,8 @@ def test_success_leaves_inputs_unchanged(toy_copy):
     sc_out, st_out = m.to_anndata(sc, st, label_key="celltype" if labels is not None else None)
     _same(sc, snap_sc)
     _same(st, snap_st)
-    assert "X_stem" not in sc.obsm and "X_stem" in sc_out.obsm
+    assert "X_stem" not in sc.obsm
+    assert "X_stem" in sc_out.obsm
 
 
 # ------------------------------------------------------------------ model files
@@ -379,7 +381,8 @@ def saved(tmp_path_factory, toy):
 
 def _one_line_naming(e: BaseException, path: Path) -> None:
     msg = str(e)
-    assert "\n" not in msg and str(path) in msg
+    assert "\n" not in msg
+    assert str(path) in msg
 
 
 def test_roundtrip_is_bit_identical(saved):
@@ -398,7 +401,8 @@ def test_model_file_is_json_and_arrays(saved):
         names = zf.namelist()
         manifest = json.loads(zf.read(names[0]))
     assert names[0] == "stemmap-model.json"
-    assert manifest["format"] == "stemmap-model" and manifest["format_version"] == 2
+    assert manifest["format"] == "stemmap-model"
+    assert manifest["format_version"] == 2
     assert all(n == names[0] or n.endswith(".npy") for n in names)
 
 
@@ -561,7 +565,7 @@ def _map(files, *extra, out="o.h5ad"):
     return main([*args, "--out", str(files / out) if out else "", "--quiet", *extra])
 
 
-@pytest.fixture()
+@pytest.fixture
 def no_training(monkeypatch):
     """Fails the test if training starts: the CLI must refuse before."""
 
@@ -574,13 +578,15 @@ def no_training(monkeypatch):
 def _one_error_line(capsys, match: str) -> str:
     err = capsys.readouterr().err.strip()
     lines = err.splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert "error:" in lines[0] and match in lines[0], err
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    assert "error:" in lines[0], err
+    assert match in lines[0], err
     return lines[0]
 
 
 @pytest.mark.parametrize(
-    "case,match",
+    ("case", "match"),
     [
         ("out_is_sc", "--out"),
         ("out_is_st", "--out"),
@@ -652,7 +658,8 @@ def test_cli_failure_leaves_no_outputs(files, capsys, monkeypatch):
     assert rc == 2
     _one_error_line(capsys, "disk full")
     assert (files / "o.h5ad").read_text() == "previous result"
-    assert not (files / "o_st.h5ad").exists() and not (files / "m.stem").exists()
+    assert not (files / "o_st.h5ad").exists()
+    assert not (files / "m.stem").exists()
     assert not [p for p in os.listdir(files) if p.endswith(".tmp.h5ad")]
 
 
@@ -704,7 +711,7 @@ def _r_inputs(toy, **params):
 
 
 @pytest.mark.parametrize(
-    "params,kind,match",
+    ("params", "kind", "match"),
     [
         ({"lr": 0.0}, "value", "`lr` must be a finite positive number"),
         ({"lr": float("inf")}, "value", "`lr`"),
@@ -715,20 +722,24 @@ def _r_inputs(toy, **params):
 )
 def test_bridge_errors_have_kind_and_message(toy, params, kind, match):
     out = rb.call("run_stem", _r_inputs(toy, **params))
-    assert out["stemmap_envelope"] is True and out["value"] is None
-    assert out["error"]["kind"] == kind and match in out["error"]["message"]
+    assert out["stemmap_envelope"] is True
+    assert out["value"] is None
+    assert out["error"]["kind"] == kind
+    assert match in out["error"]["message"]
 
 
 def test_bridge_forwards_input_warnings(toy):
     sc, st = toy
     out = rb.call("run_stem", _r_inputs(toy, genes=[*map(str, sc.var_names), "absent"]))
-    assert out["error"] is None and out["value"]["cells"]
+    assert out["error"] is None
+    assert out["value"]["cells"]
     assert any("`genes`" in w for w in out["warnings"])
 
 
 def test_bridge_unknown_function():
     out = rb.call("__import__", {"name": "os"})
-    assert out["error"]["kind"] == "value" and "unknown bridge function" in out["error"]["message"]
+    assert out["error"]["kind"] == "value"
+    assert "unknown bridge function" in out["error"]["message"]
 
 
 def test_pickle_module_not_needed_for_loading(saved, monkeypatch):
@@ -745,7 +756,7 @@ def test_pickle_module_not_needed_for_loading(saved, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "values,expect",
+    ("values", "expect"),
     [
         (["a", None, "b"], np.array(["a", None, "b"], dtype=object)),
         ([1.5, None, 2.5], np.array([1.5, np.nan, 2.5])),
@@ -770,7 +781,7 @@ def _with(adata, **changes):
 
 
 @pytest.mark.parametrize(
-    "case,exc,match",
+    ("case", "exc", "match"),
     [
         ("spatial_key_list", TypeError, "`spatial_key` must be the name"),
         ("identical_coords", ValueError, r"`st.obsm\['spatial'\]`: all spots have the same"),
@@ -811,7 +822,7 @@ def test_careless_data(toy, case, exc, match):
 
 
 @pytest.mark.parametrize(
-    "call,exc,match",
+    ("call", "exc", "match"),
     [
         (lambda m: m.deconvolve(None), TypeError, "`labels` must be one value per mapped cell"),
         (lambda m: m.deconvolve("a"), TypeError, "`labels` must be one value per mapped cell"),

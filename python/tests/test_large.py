@@ -20,7 +20,8 @@ def test_patch_sampler_alternates_patches_and_spread_subsets():
     assert len(idx) == 9 == len(set(idx.tolist()))
     pts = xy[idx]
     # the 9 nearest grid points of any anchor lie within distance 2 of it
-    assert np.ptp(pts[:, 0]) <= 4 and np.ptp(pts[:, 1]) <= 4
+    assert np.ptp(pts[:, 0]) <= 4
+    assert np.ptp(pts[:, 1]) <= 4
     spreads = []
     for _ in range(20):  # then: random subsets over the whole slice, σ widened by √(n/size)
         idx, coarsen = ps.sample(gen)
@@ -28,7 +29,8 @@ def test_patch_sampler_alternates_patches_and_spread_subsets():
         assert len(idx) == 9 == len(set(idx.tolist()))
         spreads.append(np.ptp(xy[idx][:, 0]))
         idx, coarsen = ps.sample(gen)
-        assert coarsen == 1.0 and np.ptp(xy[idx][:, 0]) <= 4
+        assert coarsen == 1.0
+        assert np.ptp(xy[idx][:, 0]) <= 4
     assert np.mean(spreads) > 5  # spread subsets span most of the slice
 
 
@@ -88,8 +90,10 @@ def test_batches_chosen_for_time(toy, monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="stemmap"):
         model.train(epochs=1, progress=False)
     bc, bn = model.train_settings["cell_batch_size"], model.train_settings["spot_batch_size"]
-    assert bc == 256 and bn is None  # the floor; all 43 spots (fewer than 256) stay
-    assert "would take about" in caplog.text and "force full batches" in caplog.text
+    assert bc == 256  # the floor; all 43 spots (fewer than 256) stay
+    assert bn is None
+    assert "would take about" in caplog.text
+    assert "force full batches" in caplog.text
     # explicit sizes are honoured whatever the estimate
     model.train(epochs=1, cell_batch_size=600, progress=False)
     assert model.train_settings["cell_batch_size"] == 600
@@ -97,17 +101,21 @@ def test_batches_chosen_for_time(toy, monkeypatch, caplog):
 
 def test_estimate_resources():
     cpu = stemmap.estimate_resources(2_000, 300, 200, device="cpu")
-    assert cpu["cell_batch_size"] is None and cpu["spot_batch_size"] is None
-    assert cpu["reason"] == "" and cpu["step_bytes"] == cpu["full_batch_bytes"]
+    assert cpu["cell_batch_size"] is None
+    assert cpu["spot_batch_size"] is None
+    assert cpu["reason"] == ""
+    assert cpu["step_bytes"] == cpu["full_batch_bytes"]
     assert cpu["total_seconds"] == pytest.approx(400 * cpu["step_seconds"])
     big = stemmap.estimate_resources(100_000, 5_000, 2_000, device="cpu")
-    assert big["cell_batch_size"] < 100_000 and big["spot_batch_size"] < 5_000
+    assert big["cell_batch_size"] < 100_000
+    assert big["spot_batch_size"] < 5_000
     assert big["step_seconds"] <= 1.0 < big["full_batch_step_seconds"]
     assert big["step_bytes"] < big["full_batch_bytes"]
     assert "would take about" in big["reason"] or "free" in big["reason"]
     # explicit batch sizes are checked, not replaced
     fixed = stemmap.estimate_resources(100_000, 5_000, 2_000, device="cpu", cell_batch_size=512)
-    assert fixed["cell_batch_size"] == 512 and fixed["reason"] == ""
+    assert fixed["cell_batch_size"] == 512
+    assert fixed["reason"] == ""
     with pytest.raises(MemoryError, match="needs about"):
         stemmap.estimate_resources(10**7, 10**6, 2_000, device="cpu", cell_batch_size=10**7)
     with pytest.raises(ValueError, match="n_spots"):
@@ -164,8 +172,10 @@ def test_bad_batch_sizes(toy, bad):
 def test_estimate_resources_for_a_device_not_present():
     # planning an 80 GiB GPU on a CPU-only machine: no CUDA needed when the memory is given
     gpu = stemmap.estimate_resources(1_000_000, 20_000, 351, device="cuda", memory_bytes=80 * 2**30)
-    assert gpu["device"] == "cuda" and gpu["free_bytes"] == 80 * 2**30
-    assert gpu["cell_batch_size"] is not None and gpu["step_bytes"] <= 0.6 * 80 * 2**30
+    assert gpu["device"] == "cuda"
+    assert gpu["free_bytes"] == 80 * 2**30
+    assert gpu["cell_batch_size"] is not None
+    assert gpu["step_bytes"] <= 0.6 * 80 * 2**30
     # the resident inputs (1M cells × 351 genes, float32) are part of the step's bytes
     assert gpu["step_bytes"] > 4 * 1_000_000 * 351
     small = stemmap.estimate_resources(

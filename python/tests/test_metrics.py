@@ -78,7 +78,9 @@ def test_neighbors_exclude_self_even_with_duplicates():
     coords = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [5.0, 0.0], [9.0, 0.0]])
     nn = metrics.neighbors(coords, k=2)
     assert not np.any(nn == np.arange(5)[:, None])
-    assert set(nn[0]) == {1, 2} and set(nn[1]) == {0, 2} and set(nn[2]) == {0, 1}
+    assert set(nn[0]) == {1, 2}
+    assert set(nn[1]) == {0, 2}
+    assert set(nn[2]) == {0, 1}
     # inner-product similarity: a cell is never its own neighbour even if most similar
     z = np.array([[10.0], [1.0], [2.0], [3.0], [4.0]])
     nn = metrics.neighbors(embedding=z, k=1)

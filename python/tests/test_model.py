@@ -26,10 +26,12 @@ def test_one_epoch_smoke(toy):
 def test_mapping_rows_sum_to_one(trained):
     m = trained.mapping()
     C, Ch = m.sc_to_st, m.st_to_sc
-    assert C.shape == (m.n_cells, m.n_spots) and Ch.shape == (m.n_spots, m.n_cells)
+    assert C.shape == (m.n_cells, m.n_spots)
+    assert Ch.shape == (m.n_spots, m.n_cells)
     np.testing.assert_allclose(C.sum(1), 1.0, atol=1e-5)
     np.testing.assert_allclose(Ch.sum(1), 1.0, atol=1e-5)
-    assert (C >= 0).all() and (Ch >= 0).all()
+    assert (C >= 0).all()
+    assert (Ch >= 0).all()
 
 
 def test_mapping_is_softmax_of_inner_products(trained):
@@ -47,7 +49,8 @@ def test_hybrid_mapping_is_balanced_product_of_experts(trained):
     # the hybrid readout with stemmap 0.1's expression profile (the default until issue 17;
     # the default's own profile is checked in the next test)
     m = trained.mapping(expression_profile="log")
-    assert m.readout == "hybrid" and m.balance
+    assert m.readout == "hybrid"
+    assert m.balance
     zs, zt = m.sc_embedding.astype(np.float64), m.st_embedding.astype(np.float64)
     B = zs @ zt.T
     # Pearson correlation of normalised expression, computed here independently
@@ -73,7 +76,9 @@ def test_hybrid_mapping_is_balanced_product_of_experts(trained):
 
 def test_default_hybrid_mapping_uses_hellinger_profiles(trained):
     m = trained.mapping()  # default: hybrid, balanced, Hellinger profiles
-    assert m.readout == "hybrid" and m.balance and m.expression_profile == "hellinger"
+    assert m.readout == "hybrid"
+    assert m.balance
+    assert m.expression_profile == "hellinger"
     B = m.sc_embedding.astype(np.float64) @ m.st_embedding.T.astype(np.float64)
 
     # computed here independently: sqrt of proportions, genes standardised per modality
@@ -124,7 +129,7 @@ def test_balancing_on_a_sample_of_cells(trained, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "kw, msg",
+    ("kw", "msg"),
     [
         ({"readout": "nope"}, "readout"),
         ({"expression_weight": -1}, "expression_weight"),
@@ -153,7 +158,8 @@ def test_deconvolution_equals_Chat_times_T(trained, toy):
     types = sorted(set(labels))
     T = np.stack([(labels == t).astype(float) for t in types], axis=1)
     np.testing.assert_allclose(dec.to_numpy(), m.st_to_sc.astype(np.float64) @ T, atol=1e-5)
-    assert list(dec.columns) == types and list(dec.index) == m.spot_names
+    assert list(dec.columns) == types
+    assert list(dec.index) == m.spot_names
     np.testing.assert_allclose(dec.sum(1), 1.0, atol=1e-5)
 
 
@@ -184,7 +190,8 @@ def test_topk(trained):
     idx = np.argsort(-C, axis=1)[:, :k]
     np.testing.assert_allclose(m.topk_coords(k), m.spot_coords[idx].mean(1), atol=1e-10)
     T = m.topk_mapping(k)
-    assert sp.issparse(T) and (T.getnnz(axis=1) == k).all()
+    assert sp.issparse(T)
+    assert (T.getnnz(axis=1) == k).all()
     np.testing.assert_allclose(
         T.toarray()[np.arange(m.n_cells)[:, None], idx], np.take_along_axis(C, idx, 1), atol=1e-6
     )
@@ -251,7 +258,8 @@ def test_sc_adjacency_spatial_candidates_match_exact(trained):
     m = trained.mapping()
     exact = m.sc_adjacency(5, weighted=True, basis="spatial", exact=True)
     approx = m.sc_adjacency(5, weighted=True, basis="spatial", exact=False)
-    assert approx.shape == exact.shape and (approx.getnnz(axis=1) == 5).all()
+    assert approx.shape == exact.shape
+    assert (approx.getnnz(axis=1) == 5).all()
     assert approx.diagonal().sum() == 0
     a = np.sort(approx.indices.reshape(-1, 5), axis=1)
     e = np.sort(exact.indices.reshape(-1, 5), axis=1)
@@ -270,7 +278,8 @@ def test_spot_kernel_is_zero_between_slices(toy):
     b.obsm["spatial"] = a.obsm["spatial"].copy()  # same frame: only the slice tells them apart
     model = stemmap.STEM(sc, [a, b], hidden=(8, 4), slice_names=["a", "b"])
     K = model.mapping(readout="paper").spot_kernel().toarray()
-    assert np.all(K[:20, 20:] == 0) and np.all(K[20:, :20] == 0)
+    assert np.all(K[:20, 20:] == 0)
+    assert np.all(K[20:, :20] == 0)
     np.testing.assert_allclose(K[:20, :20], K[20:, 20:])
     assert np.all(np.diag(K) == 1)
 
@@ -368,7 +377,8 @@ def test_multi_slice(toy):
     assert [round(s.sigma / model.data.slices[0].sigma, 6) for s in model.data.slices] == [1.0, 2.0]
     model.train(epochs=6)
     m = model.mapping()
-    assert m.n_spots == 2 * st.n_obs and m.slices == ["A", "B"]
+    assert m.n_spots == 2 * st.n_obs
+    assert m.slices == ["A", "B"]
     np.testing.assert_allclose(m.sc_to_st.sum(1), 1.0, atol=1e-5)
     assert set(m.best_slice) <= {"A", "B"}
     with pytest.raises(ValueError, match="spans 2 slices"):
@@ -377,7 +387,8 @@ def test_multi_slice(toy):
     assert mb.n_spots == st.n_obs
     assert (mb.coords >= 10.0 - 1e-9).all()
     out = m.to_anndata(sc)
-    assert "stem_best_slice" in out.obs and "stem_spatial" not in out.obsm
+    assert "stem_best_slice" in out.obs
+    assert "stem_spatial" not in out.obsm
 
 
 def test_to_anndata(trained, toy):
@@ -506,7 +517,8 @@ def test_presets(toy):
         model.train(preset="_tiny")
     finally:
         del stemmap.PRESETS["_tiny"]
-    assert len(model.history) == 3 and model.train_settings["cell_batch_size"] == 50
+    assert len(model.history) == 3
+    assert model.train_settings["cell_batch_size"] == 50
     assert model.train_settings["preset"] == "_tiny"
     with pytest.raises(ValueError, match="`preset` must be one of"):
         model.train(preset="turbo")
@@ -523,7 +535,8 @@ def test_paper_preset_restores_paper_sigma_and_readout(toy):
     model.train(preset="paper", epochs=2, progress=False)  # the preset's 400 epochs win
     assert len(model.history) == 400
     assert model.data.slices[0].sigma == pytest.approx(0.5 * nn)
-    assert model.settings["preset"] == "paper" and model.settings["sigma_scale"] == 0.5
+    assert model.settings["preset"] == "paper"
+    assert model.settings["sigma_scale"] == 0.5
     assert model.mapping().readout == "paper"
     assert model.mapping(readout="hybrid").readout == "hybrid"
     # what the caller chose explicitly is kept

@@ -45,7 +45,8 @@ def test_pack_is_column_major():
 def test_pack_unpack_sparse():
     mat = sp.random(20, 7, density=0.3, random_state=0, format="csr")
     packed = rb.pack(mat)
-    assert packed["format"] == "csc" and _only_builtins(packed)
+    assert packed["format"] == "csc"
+    assert _only_builtins(packed)
     back = rb.unpack(packed)
     assert sp.issparse(back)
     np.testing.assert_allclose(back.toarray(), mat.toarray())
@@ -61,7 +62,8 @@ def test_roundtrip_keeps_dimnames():
     arr = np.arange(6, dtype=np.float64).reshape(2, 3)
     res = rb.roundtrip(rb.pack(arr), ["g1", "g2"], ["a", "b", "c"])
     assert _only_builtins(res)
-    assert res["rownames"] == ["g1", "g2"] and res["colnames"] == ["a", "b", "c"]
+    assert res["rownames"] == ["g1", "g2"]
+    assert res["colnames"] == ["a", "b", "c"]
     assert res["sum"] == pytest.approx(15.0)
     np.testing.assert_array_equal(rb.unpack(res["x"]), arr)
 
@@ -86,7 +88,8 @@ def test_attribution_from_model_bytes_matches_the_core(trained):
     from stemmap.attribution import integrated_gradients
 
     blob = rb.model_bytes(trained)
-    assert isinstance(blob, bytearray) and len(blob) > 0
+    assert isinstance(blob, bytearray)
+    assert len(blob) > 0
     cells = [str(c) for c in trained.data.sc_names[:5]] + ["not-a-cell"]
     res = rb.attribution(blob, cells=cells, steps=8)
     assert _only_builtins(res)
@@ -132,7 +135,8 @@ def test_analysis_wrappers_return_tables():
     tab = rb.spatial_dominant_genes(rb.pack(X), genes, coords=rb.pack(xy), n_segments=2)
     assert _only_builtins(tab)
     assert tab["columns"][:3] == ["segment", "gene", "statistic"]
-    assert tab["data"]["gene"][0] == "g0" and tab["data"]["segment"][0] == "0"
+    assert tab["data"]["gene"][0] == "g0"
+    assert tab["data"]["segment"][0] == "0"
     seg = rb.spatial_dominant_genes(rb.pack(X), genes, segments=["a"] * 20 + ["b"] * 20)
     assert set(seg["data"]["segment"]) == {"a", "b"}
     score = rb.axis_score(rb.pack(xy), "pc1")
@@ -142,4 +146,5 @@ def test_analysis_wrappers_return_tables():
     tr = rb.expression_trends(rb.pack(X), genes, rb.pack(xy[:, 0]), n_knots=1, n_points=5)
     assert len(tr["data"]["gene"]) == 25
     ne = rb.neighbourhood_enrichment(rb.pack(xy), ["a"] * 20 + ["b"] * 20, 5, 20, 0)
-    assert ne["labels"] == ["a", "b"] and rb.unpack(ne["zscore"]).shape == (2, 2)
+    assert ne["labels"] == ["a", "b"]
+    assert rb.unpack(ne["zscore"]).shape == (2, 2)

@@ -56,16 +56,20 @@ def test_pseudo_spots_toy_case():
     assert list(props.columns) == ["a", "b", "c"]
     np.testing.assert_allclose(props.to_numpy(), [[0.25, 0.5, 0.25]])
     # sc: every cell kept, true coordinates moved, spot membership recorded
-    assert sc.n_obs == adata.n_obs and "spatial" not in sc.obsm
+    assert sc.n_obs == adata.n_obs
+    assert "spatial" not in sc.obsm
     np.testing.assert_allclose(sc.obsm["spatial_true"], adata.obsm["spatial"])
     spot = sc.obs["spot"]
     assert spot.isna().tolist() == [True, True, False, False, False, False, True, True]
     assert set(spot.dropna()) == {"spot_1_1"}
     sim = st.uns["simulation"]
-    assert sim["step"] == pytest.approx(1.0) and sim["step_xy"] == [1.0, 1.0]
-    assert sim["grid"] == [3, 3] and sim["n_cells_in_spots"] == 4
+    assert sim["step"] == pytest.approx(1.0)
+    assert sim["step_xy"] == [1.0, 1.0]
+    assert sim["grid"] == [3, 3]
+    assert sim["n_cells_in_spots"] == 4
     # the input is untouched
-    assert "spatial" in adata.obsm and "spot" not in adata.obs
+    assert "spatial" in adata.obsm
+    assert "spot" not in adata.obs
 
 
 def test_pseudo_spots_min_cells_and_no_labels():
@@ -83,7 +87,8 @@ def test_pseudo_spots_rectangular_steps_and_dense_float_input():
     _, st = simulate.pseudo_spots(adata, grid=(3, 3), window=0.5, min_cells=3)
     assert st.uns["simulation"]["step_xy"] == [1.0, 2.0]
     assert st.uns["simulation"]["step"] == pytest.approx(np.sqrt(2.0))
-    assert isinstance(st.X, np.ndarray) and st.n_obs == 1
+    assert isinstance(st.X, np.ndarray)
+    assert st.n_obs == 1
 
 
 def test_pseudo_spots_uses_layer():
@@ -133,7 +138,8 @@ def test_add_noise():
     noisy = simulate.add_noise(adata, 0.5, seed=1)
     again = simulate.add_noise(adata, 0.5, seed=1)
     np.testing.assert_array_equal(noisy.X, again.X)
-    assert noisy.X.dtype == np.float32 and noisy.X.min() >= 0.0
+    assert noisy.X.dtype == np.float32
+    assert noisy.X.min() >= 0.0
     assert sp.issparse(adata.X)  # input untouched
     # before clipping the noise variance is R * var(gene); with mean 5 clipping is rare
     diff = noisy.X - counts
@@ -190,8 +196,10 @@ def test_disjoint_pseudo_spots_parts_are_disjoint_and_spots_sum_part_a():
     np.testing.assert_array_equal(adata.X.toarray(), before)
     assert "spatial" in adata.obsm
     sim = st.uns["simulation"]
-    assert sim["split"] == "disjoint" and sim["split_seed"] == 3
-    assert sim["n_cells_spot_part"] == 100 and sc.n_obs == 100
+    assert sim["split"] == "disjoint"
+    assert sim["split_seed"] == 3
+    assert sim["n_cells_spot_part"] == 100
+    assert sc.n_obs == 100
     part_b = set(sc.obs_names)
     part_a = [c for c in adata.obs_names if c not in part_b]
     assert len(part_a) == 100

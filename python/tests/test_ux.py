@@ -49,7 +49,8 @@ def test_match_genes_keeps_sc_names_and_counts_renamed():
     assert gm.n_renamed == 2
     # two SC genes that only differ by case are ambiguous under "case": left out
     gm = match_genes(["Gapdh", "GAPDH", "Actb"], [["ACTB", "gapdh"]], "case")
-    assert gm.sc == ["Actb"] and gm.n_ambiguous == 1
+    assert gm.sc == ["Actb"]
+    assert gm.n_ambiguous == 1
     assert gene_overlaps(["A", "b"], [["a", "B"]]) == {"exact": 0, "case": 2, "ensembl": 0}
 
 
@@ -163,13 +164,16 @@ def test_positions_on_scanpy_image(toy):
     sc, st = toy
     st_img = _with_image(st)
     img, sf, lib = plotting.tissue_image(st_img)
-    assert img.shape == (60, 80, 3) and sf == 0.1 and lib == "lib1"
+    assert img.shape == (60, 80, 3)
+    assert sf == 0.1
+    assert lib == "lib1"
     coords = np.asarray(st_img.obsm["spatial"])[: sc.n_obs % st.n_obs + 5]
     labels = [f"type {i % 3}" for i in range(len(coords))]
     fig = plotting.positions(coords, labels, image=st_img, palette={f"type {i}": c for i, c in
                                                                     enumerate("rgb")})  # fmt: skip
     ax = fig.axes[0]
-    assert len(ax.images) == 1 and ax.images[0].get_array().shape[:2] == (60, 80)
+    assert len(ax.images) == 1
+    assert ax.images[0].get_array().shape[:2] == (60, 80)
     pts = ax.collections[-1].get_offsets()
     np.testing.assert_allclose(pts, coords * 0.1)  # full-res pixels -> low-res image pixels
     assert ax.get_ylim()[0] > ax.get_ylim()[1]  # image rows grow downwards

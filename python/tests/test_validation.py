@@ -99,7 +99,8 @@ def test_all_zero_cells_and_spots_dropped_with_warning(toy_copy):
     m = model.mapping()
     assert m.dropped["sc"] == [sc.obs_names[0], sc.obs_names[5]]
     assert m.dropped["st"] == [st.obs_names[1]]
-    assert m.n_cells == sc.n_obs - 2 and m.n_spots == st.n_obs - 1
+    assert m.n_cells == sc.n_obs - 2
+    assert m.n_spots == st.n_obs - 1
     out = m.to_anndata(sc)
     assert np.isnan(out.obsm["stem_spatial"][0]).all()
 

@@ -70,7 +70,7 @@ _ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]*[0-9]{6,})\.[0-9]+$", re.IGNORECASE)
 
 
 def gene_key(name: str, gene_match: str = "exact") -> str:
-    """The key a gene name is matched by under ``gene_match`` (see :data:`GENE_MATCH`)."""
+    """Return the key a gene name is matched by under ``gene_match`` (see :data:`GENE_MATCH`)."""
     if gene_match == "case":
         return name.casefold()
     if gene_match == "ensembl":
@@ -95,7 +95,7 @@ def _keyed(names: Sequence[str], gene_match: str) -> tuple[dict[str, str], set[s
 
 
 def gene_overlaps(sc_genes: Sequence[str], st_genes: Sequence[Sequence[str]]) -> dict[str, int]:
-    """Number of genes SC and every ST slice share under each rule of :data:`GENE_MATCH`."""
+    """Count the genes SC and every ST slice share under each rule of :data:`GENE_MATCH`."""
     out = {}
     for how in GENE_MATCH:
         shared = set(_keyed([str(g) for g in sc_genes], how)[0])
@@ -220,7 +220,7 @@ def mean_nn_distance(coords: np.ndarray) -> float:
 
 
 def dropout_rate(sc_x: np.ndarray, st_xs: Sequence[np.ndarray]) -> float:
-    """The paper's ST dropout rate: ``1 - median(#genes per cell) / median(#genes per spot)``.
+    """Compute the paper's ST dropout rate: ``1 - median(#genes/cell) / median(#genes/spot)``.
 
     Clipped to ``[0, 0.95]``.
     """

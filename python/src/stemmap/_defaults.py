@@ -155,7 +155,7 @@ PRESET_MODEL_KEYS = ("sigma_scale", "readout")
 
 
 def table() -> dict[str, Any]:
-    """The whole table as plain builtins (tuples as lists), e.g. for the R package.
+    """Return the whole table as plain builtins (tuples as lists), e.g. for the R package.
 
     Returns
     -------

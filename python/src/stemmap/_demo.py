@@ -1,5 +1,8 @@
-"""``stemmap demo``: semi-simulated spots from real (or generated) single-cell spatial data,
-mapped, scored against the true positions and a baseline, plotted and reported."""
+"""``stemmap demo``: simulate spots, map, score, plot and report.
+
+The spots are semi-simulated from real (or generated) single-cell spatial data; the mapping
+is scored against the cells' true positions and a baseline (the most correlated spot).
+"""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def _json_default(v: Any) -> Any:
 
 
 def check_output_path(path: str | Path, what: str) -> Path:
-    """A path that can be written: not a folder, in an existing, writable folder.
+    """Check that ``path`` can be written: not a folder, in an existing, writable folder.
 
     Raises ``IsADirectoryError`` / ``FileNotFoundError`` / ``PermissionError`` naming ``what``
     (the argument) and the path.
@@ -72,15 +72,18 @@ def check_output_path(path: str | Path, what: str) -> Path:
 
 
 def temp_path_for(path: Path, suffix: str = ".tmp") -> Path:
-    """An empty temporary file next to ``path`` (same folder, so that a rename is atomic)."""
+    """Make an empty temporary file next to ``path`` (same folder: a rename is atomic)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     return Path(tmp)
 
 
 def replace_with(tmp: Path, dest: Path) -> None:
-    """Rename ``tmp`` onto ``dest`` (atomic in one folder), with the permissions ``dest`` had,
-    or those a new file gets (umask), not the private ones of a temporary file."""
+    """Rename ``tmp`` onto ``dest`` (atomic in one folder).
+
+    The file gets the permissions ``dest`` had, or those a new file gets (umask), not the
+    private ones of a temporary file.
+    """
     if dest.exists():
         mode = dest.stat().st_mode & 0o777
     else:
@@ -203,7 +206,7 @@ def read_model(path: str | Path, trust: bool = False) -> dict[str, Any]:
 
 
 def _read_legacy(p: Path) -> dict[str, Any]:
-    """A stemmap 0.1 file (``torch.save`` pickle). Runs pickled code: only with ``trust=True``."""
+    """Read a stemmap 0.1 file (``torch.save`` pickle); runs pickled code: ``trust=True`` only."""
     import torch
 
     logger.warning(

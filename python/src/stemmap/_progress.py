@@ -112,7 +112,7 @@ def progress_bar(
     lines: bool | None = None,
     **kwargs: Any,
 ) -> Iterator[Any]:
-    """A progress display, or a silent stand-in when progress is off.
+    """Open a progress display, or a silent stand-in when progress is off.
 
     Parameters
     ----------

@@ -50,7 +50,7 @@ _state = threading.local()
 
 
 def compute(fn: F) -> F:
-    """Method decorator: run under :func:`flush_denormals` and :func:`torch_threads`.
+    """Run the decorated method under :func:`flush_denormals` and :func:`torch_threads`.
 
     The thread count is the instance's ``threads`` attribute (None: :func:`choose_threads`).
     Nested calls (a decorated method calling another) keep the outer settings.
@@ -129,7 +129,7 @@ def _other_runnable(samples: int = 5, pause: float = 0.02) -> int:
 
 
 def choose_threads(threads: int | None) -> tuple[int, str]:
-    """The torch thread count to compute with, and why.
+    """Choose the torch thread count to compute with, and say why.
 
     ``threads`` an integer: that many. ``None`` (default): every CPU the process may use
     (affinity and cgroup quota) when OpenMP threads wait passively (the default after

@@ -227,7 +227,7 @@ def check_nonnegative(value: Any, name: str) -> None:
 
 
 def check_seed(seed: Any, name: str = "seed") -> int:
-    """An integer seed in ``[0, MAX_SEED]``."""
+    """Check a seed: an integer in ``[0, MAX_SEED]``; return it as an ``int``."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"`{name}` must be an integer; found {seed!r}.")
     if not 0 <= seed <= MAX_SEED:
@@ -251,7 +251,7 @@ def check_flag(value: Any, name: str) -> bool:
 
 
 def check_names(values: Any, name: str, what: str = "gene") -> list[str] | None:
-    """A list of names (or None); a single string is refused, not split into characters."""
+    """Check a list of names (or None); a single string is refused, not split into letters."""
     if values is None:
         return None
     if isinstance(values, (str, bytes)):
@@ -324,7 +324,7 @@ def check_integers(values: Any, name: str, minimum: int, below: str) -> list[int
 
 
 def check_hidden(hidden: Any) -> tuple[int, ...]:
-    """Encoder layer sizes: a non-empty sequence of positive whole numbers.
+    """Check encoder layer sizes: a non-empty sequence of positive whole numbers.
 
     Parameters
     ----------
@@ -394,7 +394,7 @@ def per_slice(value: Any, n: int, name: str) -> list[Any]:
 
 
 def missing_mask(values: Any) -> np.ndarray:
-    """True where a label / value is missing (None, NaN, pandas NA)."""
+    """Mark where a label / value is missing (None, NaN, pandas NA)."""
     import pandas as pd
 
     return np.asarray(pd.isna(pd.Series(np.asarray(values, dtype=object).ravel())), dtype=bool)
@@ -426,7 +426,7 @@ def check_labels(values: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_threads(threads: Any) -> int | None:
-    """A ``threads`` argument: None (stemmap's choice) or a positive integer."""
+    """Check a ``threads`` argument: None (stemmap's choice) or a positive integer."""
     if threads is None:
         return None
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):

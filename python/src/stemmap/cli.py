@@ -18,6 +18,7 @@ from typing import Any
 from ._data import GENE_MATCH
 from ._defaults import MAPPING, MODEL, PRESETS, TRAIN
 from ._result import READOUTS
+from ._version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def _train_kwargs(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _same_file(a: Path, b: Path) -> bool:
-    """True when two paths name the same file (symlinks and hard links included)."""
+    """Tell whether two paths name the same file (symlinks and hard links included)."""
     if a.resolve() == b.resolve():
         return True
     try:
@@ -146,7 +147,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _map_outputs(a: argparse.Namespace) -> dict[str, Path]:
-    """The output paths of ``map``, checked before any data is read or trained on.
+    """Check the output paths of ``map`` before any data is read or trained on.
 
     Refuses an output that would overwrite an input (or another output), a folder, or a
     file in a folder that cannot be made or written.
@@ -266,7 +267,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(a: argparse.Namespace) -> int:
-    """The full peer benchmark lives in the repository's benchmarks/ folder."""
+    """Run the peer benchmark of a source checkout (``benchmarks/run_benchmark.py``)."""
     here = Path(__file__).resolve()
     for parent in here.parents:
         script = parent / "benchmarks" / "run_benchmark.py"
@@ -283,11 +284,10 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
 
 
 def cmd_info(a: argparse.Namespace) -> int:
+    """Print the versions, the device and the shared-data folder as JSON."""
     import torch
 
     import stemmap
-
-    from ._version import __version__
 
     info = {
         "stemmap": __version__,
@@ -302,6 +302,13 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Build the parser of the ``stemmap`` command and its sub-commands.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser; each sub-command sets ``func``, the function that runs it.
+    """
     p = argparse.ArgumentParser(
         prog="stemmap", description="Map single cells into spatial transcriptomics with STEM."
     )
@@ -342,6 +349,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``stemmap`` command line.
+
+    Parameters
+    ----------
+    argv
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code: 0 success, 2 bad usage or input, 1 other errors, 130 interrupted.
+    """
     args = build_parser().parse_args(argv)
     import stemmap
 

@@ -21,7 +21,7 @@ def synthetic_tissue(
     n_types: int = 5,
     seed: int = 0,
 ) -> Any:
-    """A synthetic single-cell-resolution spatial data set with spatially patterned genes.
+    """Generate a single-cell-resolution spatial data set with spatially patterned genes.
 
     Cells sit uniformly in a 2 × 1 rectangle. Cell types occupy bands along x (with some
     mixing); every gene's mean varies smoothly with position (a random mix of a few spatial
@@ -67,7 +67,7 @@ def synthetic_tissue(
 
 
 def toy_data(seed: int = 0, n_cells: int = 300, n_genes: int = 40, grid: tuple[int, int] = (8, 6)):
-    """A tiny (SC, ST) pair for examples and tests: pseudo spots of :func:`synthetic_tissue`.
+    """Make a tiny (SC, ST) pair for examples and tests: pseudo spots of a synthetic tissue.
 
     Returns
     -------

@@ -143,7 +143,7 @@ def neighbors(
     seed: int | None = 0,
     chunk_size: int | None = None,
 ) -> np.ndarray:
-    """The ``k`` nearest other cells of every cell, nearest first.
+    """Find the ``k`` nearest other cells of every cell, nearest first.
 
     Give exactly one of ``coords`` (Euclidean distance, k-d tree), ``embedding``
     (inner-product similarity ⟨z_i, z_j⟩, top-k in row chunks) or ``adjacency`` (an M × M

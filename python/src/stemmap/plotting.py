@@ -36,8 +36,11 @@ KELLY = (
 def _colours(
     labels: Sequence[Any], palette: Any = None
 ) -> tuple[np.ndarray, list[str], dict[str, Any]]:
-    """Colour per label: the default palettes, or ``palette`` (a list of colours in the order
-    of the sorted labels, a dict label -> colour, or a matplotlib colormap name)."""
+    """Colour each label: the default palettes, or ``palette``.
+
+    ``palette`` is a list of colours in the order of the sorted labels, a dict label ->
+    colour, or a matplotlib colormap name.
+    """
     plt = _plt()
     cats = sorted(pd.unique(pd.Series(labels).astype(str)))
     n = len(cats)
@@ -75,7 +78,7 @@ def _colours(
 def tissue_image(
     adata: Any, library_id: str | None = None, img_key: str | None = None
 ) -> tuple[np.ndarray, float, str]:
-    """The tissue image of an AnnData in scanpy's layout and its scale factor.
+    """Find the tissue image of an AnnData in scanpy's layout and its scale factor.
 
     Reads ``adata.uns["spatial"][library_id]["images"][img_key]`` and
     ``["scalefactors"]["tissue_<img_key>_scalef"]`` (as written by ``scanpy.read_visium``;
@@ -196,7 +199,7 @@ def positions(
 
 
 def loss_curve(history: pd.DataFrame, alpha: float = 0.5):
-    """The loss that is minimised, and each term, per epoch, with the warm-up shaded.
+    """Plot the loss that is minimised, and each term, per epoch, with the warm-up shaded.
 
     Left: the weighted terms ``extract``, ``α·mmd`` and ``β·trans`` stacked, whose top is the
     total. β is 0 during the warm-up and then rises to 1, so the total rises after the

@@ -21,7 +21,7 @@ def dist_info() -> tuple[int, int]:
 
 
 def wrap_ddp(module: torch.nn.Module, device: torch.device, world: int) -> torch.nn.Module:
-    """``module`` in ``DistributedDataParallel`` when ``world > 1``, else ``module`` itself.
+    """Wrap ``module`` in ``DistributedDataParallel`` when ``world > 1``.
 
     Parameters
     ----------

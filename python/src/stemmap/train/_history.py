@@ -16,7 +16,7 @@ READ_EVERY = 10
 
 
 def empty_history() -> pd.DataFrame:
-    """An empty loss history.
+    """Make an empty loss history.
 
     Returns
     -------

@@ -176,7 +176,7 @@ class TrainingMixin:
         return self
 
     def _apply_preset_sigma(self, preset: str) -> None:
-        """A preset's σ scale for slices whose σ was left to the default (untrained only)."""
+        """Apply a preset's σ scale to slices whose σ was left to the default (untrained)."""
         p_scale = PRESETS[preset].get("sigma_scale")
         if p_scale is None or len(self.history) > 0 or not any(self._sigma_default):
             return

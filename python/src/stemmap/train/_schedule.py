@@ -77,7 +77,7 @@ class Schedule:
         )
 
     def settings(self) -> dict[str, Any]:
-        """The schedule as plain numbers (for :attr:`stemmap.STEM.train_settings`).
+        """Return the schedule as plain numbers (for :attr:`stemmap.STEM.train_settings`).
 
         Returns
         -------
