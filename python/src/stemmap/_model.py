@@ -1,4 +1,9 @@
-"""The user-facing STEM model: validates AnnData, picks the device, trains, saves, maps."""
+"""The user-facing STEM model: validates AnnData, picks the device, trains, saves, maps.
+
+Training (:meth:`STEM.train` and the resource estimates) comes from
+:class:`stemmap.train.TrainingMixin`, the loop from :func:`stemmap.train.fit`; the losses from
+:class:`stemmap._module.STEMModule`; model files from :mod:`stemmap._io`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import train as _train
 from ._data import PreparedData, SliceData, dropout_rate, mean_nn_distance, prepare
 from ._defaults import ATTRIBUTION, MAPPING, MODEL, PRESETS
 from ._device import resolve_device
@@ -31,7 +35,7 @@ from ._validate import (
     per_slice,
 )
 from ._version import __version__
-from .train import TrainingMixin
+from .train import TrainingMixin, empty_history
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +198,7 @@ class STEM(TrainingMixin):
         )
         torch.manual_seed(int(seed))
         self.module = STEMModule(len(self.data.genes), hidden, dropout).to(self.device)
-        self.history = _train.empty_history()
+        self.history = empty_history()
         self.train_settings: dict[str, Any] = {}
         self.is_trained = False
 

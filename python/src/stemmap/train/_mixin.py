@@ -49,6 +49,7 @@ class TrainingMixin:
     def _adjacency(
         self, sl: SliceData, idx: np.ndarray | None = None, coarsen: float = 1.0
     ) -> torch.Tensor:
+        """Ground-truth adjacency of slice ``sl`` (or of its spots ``idx``, σ × ``coarsen``)."""
         c = self.config
         scale = (c["scale"] if c["scale"] is not None else sl.sigma) * coarsen
         coords = sl.coords if idx is None else sl.coords[idx]
