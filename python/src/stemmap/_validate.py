@@ -336,7 +336,7 @@ def check_hidden(hidden: Any) -> tuple[int, ...]:
     tuple of int
         The sizes as integers.
     """
-    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence | np.ndarray):
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (Sequence, np.ndarray)):
         raise TypeError(f"`hidden` must be a list of positive layer sizes; found {hidden!r}.")
     vals = list(hidden)
     ok = all(
