@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "python" / "src"))
+from lib import report
+from lib.data import semi_simulation
+from lib.environments import RESULTS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--out", type=Path, default=HERE / "results" / "sweeps.md")
+    p.add_argument("--out", type=Path, default=RESULTS / "sweeps.md")
     a = p.parse_args(argv)
     import stemmap
     import torch
@@ -42,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     stemmap.settings.progress = False
-    tissue = stemmap.datasets.load_shared(a.dataset)
-    sc, st = stemmap.simulate.pseudo_spots(tissue)
+    sc, st = semi_simulation(a.dataset)
     true = sc.obsm["spatial_true"]
     unit = float(st.uns["simulation"]["step"])
     labels = sc.obs["celltype"].astype(str).to_numpy()
@@ -86,19 +86,19 @@ def main(argv: list[str] | None = None) -> int:
         f"({nn:.4g}); the default is 0.5. hit@K from pseudo-coordinates (the cell itself "
         "excluded), MAE in grid steps, PCC the mean over cell types. Mean (± sd over seeds).",
         "",
-        "| sweep | value | hit@10 | hit@25 | hit@50 | MAE | PCC |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for (sweep, value), g in df.groupby(["sweep", "value"], sort=False):
-        cells = []
-        for col, d in (("hit10", 2), ("hit25", 2), ("hit50", 2), ("mae", 2), ("pcc", 3)):
-            sd = g[col].std()
-            cells.append(f"{g[col].mean():.{d}f}" + ("" if np.isnan(sd) else f" ± {sd:.{d}f}"))
-        lines.append(f"| {sweep} | {value:g} | " + " | ".join(cells) + " |")
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text("\n".join(lines) + "\n")
-    df.to_csv(a.out.with_suffix(".csv"), index=False)
-    print("\n".join(lines))
+    cells = [
+        [sweep, f"{value:g}"]
+        + [
+            report.mean_sd(g[col], f".{d}f")
+            for col, d in (("hit10", 2), ("hit25", 2), ("hit50", 2))
+        ]
+        + [report.mean_sd(g["mae"], ".2f"), report.mean_sd(g["pcc"], ".3f")]
+        for (sweep, value), g in df.groupby(["sweep", "value"], sort=False)
+    ]
+    lines += report.table(["sweep", "value", "hit@10", "hit@25", "hit@50", "MAE", "PCC"], cells)
+    report.write_csv(df, a.out.with_suffix(".csv"))
+    report.write_report(a.out, lines)
     return 0
 
 
