@@ -121,6 +121,8 @@ def heldout(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     for fold in range(args.folds):
         held = data["fold_of"] == fold
         fdir = args.cache / f"heldout_{st_path.stem}" / f"fold{fold}"
+        if not (fdir / "st.h5ad").exists():  # a fold bench_heldout did not run
+            continue
         totals = spot_totals(fdir / "st.h5ad")
         for seed in args.seeds:
             mpath = fdir / f"stemmap_seed{seed}.model.pt"
