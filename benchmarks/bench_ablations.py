@@ -19,11 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "python" / "src"))
-
-from bench_readout import truth_for  # noqa: E402
+from lib import report
+from lib.data import semi_simulation, truth_for
+from lib.environments import RESULTS
 
 VARIANTS = ["defaults", "dropout 0", "dropout × 1.5", "no β warm-up", "MMD batch 4000"]
 
@@ -62,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", type=Path, default=HERE / "results" / "ablations.md")
+    p.add_argument("--out", type=Path, default=RESULTS / "ablations.md")
     p.add_argument(
         "--from-csv",
         nargs="+",
@@ -82,14 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         a.variants = [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
         a.seeds = sorted({int(r["seed"]) for r in rows})
     for ds in a.datasets if not a.from_csv else []:
-        sc, st = stemmap.simulate.pseudo_spots(stemmap.datasets.load_shared(ds))
+        sc, st = semi_simulation(ds)
         for variant in a.variants:
             for seed in a.seeds:
                 r = run(sc, st, seed, variant, a.epochs, a.device)
                 r.update(dataset=ds, variant=variant, seed=seed)
-                rows.append(r)
-                print({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()})
-                pd.DataFrame(rows).to_csv(a.out.with_suffix(".csv"), index=False)
+                report.record(rows, r)
+                report.write_csv(pd.DataFrame(rows), a.out.with_suffix(".csv"))
     df = pd.DataFrame(rows)
     cols = ["hit50", "hit50_adj", "mae", "mae_outside", "pcc", "dropout"]
     lines = [
@@ -102,20 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     for ds in a.datasets:
-        lines += [f"## {ds}", "", "| variant | n | " + " | ".join(cols) + " |"]
-        lines.append("|---|---|" + "---|" * len(cols))
+        cells = []
         for variant in a.variants:
             g = df[(df.dataset == ds) & (df.variant == variant)]
-            if g.empty:
-                continue
-            cells = [
-                f"{g[c].mean():.3g} ± {g[c].std():.2g}" if len(g) > 1 else f"{g[c].mean():.3g}"
-                for c in cols
-            ]
-            lines.append(f"| {variant} | {len(g)} | " + " | ".join(cells) + " |")
-        lines.append("")
-    a.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+            if not g.empty:
+                cells.append([variant, len(g)] + [report.mean_sd(g[c], ".3g", ".2g") for c in cols])
+        lines += [f"## {ds}", "", *report.table(["variant", "n", *cols], cells), ""]
+    report.write_report(a.out, lines)
     return 0
 
 

@@ -127,9 +127,11 @@ def main() -> None:
     print(json.dumps(out))
 
     if args.figure:
-        from stemmap.plotting import _plt
+        import matplotlib
 
-        plt = _plt()
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
         seg = analysis.segment_along(true[:, 1], 10)
         genes = analysis.top_genes(sdg, n=2)
         fig, axes = plt.subplots(1, 2, figsize=(11, 5.2), gridspec_kw={"width_ratios": [1, 1.2]})

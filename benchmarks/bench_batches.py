@@ -18,12 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "python" / "src"))
+from lib import report
+from lib.data import semi_simulation, truth_for
+from lib.environments import RESULTS
+from lib.scoring import KS, evaluate
 
-from bench_readout import KS, evaluate, show, truth_for  # noqa: E402
-
+#: the table's columns
+COLS = [f"hit{k}" for k in KS] + ["mae", "pcc", "train_s"]
 # (label, cell batch as a fraction of the cells, spot patch as a fraction of the spots)
 CONFIGS = [
     ("full batch", None, None),
@@ -39,15 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=400)
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--out", type=Path, default=RESULTS)
     a = p.parse_args(argv)
-    import pandas as pd
     import stemmap
 
     stemmap.settings.progress = False
     rows = []
     for ds in a.datasets:
-        sc, st = stemmap.simulate.pseudo_spots(stemmap.datasets.load_shared(ds))
+        sc, st = semi_simulation(ds)
         for label, fc, fs in CONFIGS:
             cbs = None if fc is None else max(256, int(fc * sc.n_obs))
             sbs = None if fs is None else max(16, int(fs * st.n_obs))
@@ -68,35 +68,24 @@ def main(argv: list[str] | None = None) -> int:
                         seed=seed,
                         train_s=secs,
                     )
-                    rows.append(r)
-                    show(r)
-    df = pd.DataFrame(rows)
-    a.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(a.out / "batches.csv", index=False)
-    cols = [f"hit{k}" for k in KS] + ["mae", "pcc", "train_s"]
-    lines = [
-        "# Minibatch training vs full batch",
-        "",
+                    report.record(rows, r)
+    df = report.frame(rows, a.out / "batches.csv")
+    lines = report.heading(
+        "Minibatch training vs full batch",
         f"`benchmarks/bench_batches.py`: {a.epochs} epochs (one step each), seeds {a.seeds}, "
         f"device {a.device}, default σ (1 × NN). Batches: random cells per step; spot "
         "batches ('patches'): steps alternate a contiguous patch (a random anchor spot and its "
         "nearest spots) and a random spread subset with σ widened by √(N / size), S "
         "renormalised over the chosen spots. Mean over seeds.",
-        "",
-    ]
+    )
     for ds in a.datasets:
-        lines += [
-            f"## {ds}",
-            "",
-            "| batches | cells / spots per step | readout | " + " | ".join(cols) + " |",
-            "|---|---|---|" + "---|" * len(cols),
+        cells = [
+            [cfg, f"{int(g.cells.iloc[0])} / {int(g.spots.iloc[0])}", readout]
+            + [f"{g[c].mean():.3g}" for c in COLS]
+            for (cfg, readout), g in df[df.dataset == ds].groupby(["config", "readout"], sort=False)
         ]
-        sub = df[df.dataset == ds]
-        for (cfg, readout), g in sub.groupby(["config", "readout"], sort=False):
-            cells = [f"{g[c].mean():.3g}" for c in cols]
-            size = f"{int(g.cells.iloc[0])} / {int(g.spots.iloc[0])}"
-            lines.append(f"| {cfg} | {size} | {readout} | " + " | ".join(cells) + " |")
-        lines.append("")
+        header = ["batches", "cells / spots per step", "readout", *COLS]
+        lines += [f"## {ds}", "", *report.table(header, cells), ""]
     (a.out / "batches.md").write_text("\n".join(lines))
     print("wrote", a.out / "batches.md")
     return 0

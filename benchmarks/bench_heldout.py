@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Held-out-gene benchmark on a real cross-platform pair (no true cell positions).
+r"""Held-out-gene benchmark on a real cross-platform pair (no true cell positions).
 
 A separate scRNA-seq reference is mapped onto real spots, as users do, and each mapping is
 judged by the spatial pattern it predicts for genes the method did not see
@@ -33,24 +33,21 @@ outputs and logs under ``cache/heldout_<name>/fold<i>/`` (git-ignored).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
-import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-from scipy.spatial import cKDTree
-from scipy.stats import rankdata
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import run_benchmark as rb  # noqa: E402  (the drivers, environments and caching)
+from lib import report
+from lib.data import fold_inputs, heldout_data, heldout_pair
+from lib.environments import CACHE, RESULTS
+from lib.methods import METHODS, label
+from lib.runner import RunOptions, load_average, run_method
+from lib.scoring import corr_baseline, gene_corr, predict, spatial_control, summarise_heldout
 
 logger = logging.getLogger("heldout")
 
@@ -74,155 +71,18 @@ CONTROLS = {
 }
 
 
-def _dense(x: Any) -> np.ndarray:
-    return x.toarray() if sp.issparse(x) else np.asarray(x)
-
-
-def lognorm(counts: np.ndarray, totals: np.ndarray) -> np.ndarray:
-    """log1p(10,000 · counts / total) per row."""
-    t = np.asarray(totals, dtype=np.float64).copy()
-    t[t <= 0] = 1.0
-    return np.log1p(counts.astype(np.float64) / t[:, None] * 1e4)
-
-
-def _totals(adata: Any) -> np.ndarray:
-    if "nUMI" in adata.obs:
-        return adata.obs["nUMI"].to_numpy(dtype=np.float64)
-    return _dense(adata.X).sum(axis=1)
-
-
-def gene_corr(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column Pearson and Spearman correlation (NaN where a column is constant)."""
-
-    def pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        a = a - a.mean(axis=0)
-        b = b - b.mean(axis=0)
-        den = np.sqrt((a**2).sum(axis=0) * (b**2).sum(axis=0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(den > 0, (a * b).sum(axis=0) / den, np.nan)
-
-    return pearson(pred, truth), pearson(rankdata(pred, axis=0), rankdata(truth, axis=0))
-
-
-def predict(mapping_cells_spots: np.ndarray, x_sc: np.ndarray) -> np.ndarray:
-    """Spots × genes prediction: rows of the spots × cells mapping normalised to sum 1."""
-    a = np.asarray(mapping_cells_spots, dtype=np.float64).T
-    rs = a.sum(axis=1, keepdims=True)
-    empty = rs[:, 0] <= 0
-    a[empty] = 1.0  # a spot no cell was mapped to predicts the mean cell
-    rs[empty] = a.shape[1]
-    return (a / rs) @ x_sc
-
-
-def corr_baseline(x_sc: np.ndarray, x_st: np.ndarray, k: int = 50, tau: float = 0.05) -> np.ndarray:
-    """Cells × spots weights: each spot's k most correlated cells, ∝ exp(r / tau)."""
-    z = [x - x.mean(axis=1, keepdims=True) for x in (x_sc, x_st)]
-    z = [x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) for x in z]
-    r = z[1] @ z[0].T  # spots × cells
-    k = min(k, r.shape[1])
-    top = np.argpartition(-r, k - 1, axis=1)[:, :k]
-    w = np.zeros_like(r)
-    rows = np.arange(r.shape[0])[:, None]
-    rt = r[rows, top]
-    w[rows, top] = np.exp((rt - rt.max(axis=1, keepdims=True)) / tau)
-    return w.T
-
-
-def spatial_control(coords: np.ndarray, truth: np.ndarray, k: int = 6) -> np.ndarray:
-    """Each spot's value predicted by the mean of its k nearest other spots."""
-    _, idx = cKDTree(coords).query(coords, k=k + 1)
-    return truth[idx[:, 1:]].mean(axis=1)
-
-
-def prepare(args: argparse.Namespace) -> dict[str, Any]:
-    import anndata as ad
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sc = ad.read_h5ad(args.sc)
-        st = ad.read_h5ad(args.st)
-    shared = [g for g in st.var_names if g in set(sc.var_names)]
-    c_sc = _dense(sc[:, shared].X)
-    c_st = _dense(st[:, shared].X)
-    ok = ((c_sc > 0).sum(axis=0) >= 1) & ((c_st > 0).sum(axis=0) >= args.min_spots)
-    genes = [g for g, o in zip(shared, ok) if o]
-    rng = np.random.default_rng(args.fold_seed)
-    fold_of = np.empty(len(genes), dtype=np.int64)
-    fold_of[rng.permutation(len(genes))] = np.arange(len(genes)) % args.folds
-    x_sc = lognorm(_dense(sc[:, genes].X), _totals(sc))
-    x_st = lognorm(_dense(st[:, genes].X), _totals(st))
-    coords = np.asarray(st.obsm["spatial"], dtype=np.float64)[:, :2]
-    d, _ = cKDTree(coords).query(coords, k=2)
-    return {
-        "sc": sc,
-        "st": st,
-        "genes": genes,
-        "n_shared": len(shared),
-        "fold_of": fold_of,
-        "x_sc": x_sc,
-        "x_st": x_st,
-        "coords": coords,
-        "sigma": 0.5 * float(d[:, 1].mean()),
-    }
-
-
-def fold_inputs(data: dict[str, Any], fold: int, cache: Path) -> dict[str, Any]:
-    """Driver inputs of one fold: SC with all genes, ST with the training genes only."""
-    import anndata as ad
-
-    cache.mkdir(parents=True, exist_ok=True)
-    sc, st = data["sc"], data["st"]
-    train = [g for g, f in zip(data["genes"], data["fold_of"]) if f != fold]
-    sc_in = ad.AnnData(sp.csr_matrix(_dense(sc.X)), obs=pd.DataFrame(index=sc.obs_names))
-    sc_in.var_names = sc.var_names
-    st_in = ad.AnnData(sp.csr_matrix(_dense(st[:, train].X)), obs=pd.DataFrame(index=st.obs_names))
-    st_in.var_names = pd.Index(train)
-    st_in.obsm["spatial"] = data["coords"]
-    sc_in.write_h5ad(cache / "sc.h5ad")
-    st_in.write_h5ad(cache / "st.h5ad")
-    return {
-        "name": f"heldout fold {fold}",
-        "split": "heldout",
-        "sc_path": cache / "sc.h5ad",
-        "st_path": cache / "st.h5ad",
-        "sigma": data["sigma"],
-        "sc_names": np.asarray(sc.obs_names.astype(str)),
-        "n_cells": sc.n_obs,
-        "n_spots": st.n_obs,
-        "spot_coords": data["coords"],
-    }
-
-
-def summarise(genes: pd.DataFrame) -> pd.DataFrame:
-    g = genes.groupby(["method", "seed"], sort=False)
-    out = g.agg(
-        spearman_median=("spearman", "median"),
-        spearman_mean=("spearman", "mean"),
-        pearson_median=("pearson", "median"),
-        pearson_mean=("pearson", "mean"),
-        frac_spearman_gt_0_3=("spearman", lambda s: float((s > 0.3).mean())),
-        n_genes=("spearman", "size"),
-        n_nan=("spearman", lambda s: int(s.isna().sum())),
-        fit_s=("fit_s", "sum"),
-    )
-    return out.reset_index()
-
-
 def write_markdown(
     summary: pd.DataFrame, data: dict[str, Any], args: argparse.Namespace, path: Path
 ) -> None:
-    def fmt(v: pd.Series, d: int = 3) -> str:
-        v = v.dropna()
-        if v.empty:
-            return "–"
-        return f"{v.mean():.{d}f}" + (f" ± {v.std():.{d}f}" if len(v) > 1 else "")
+    """Write the summary table with the data, the folds and the machine."""
 
-    labels = {m: rb.METHODS[m]["label"] for m in rb.METHODS} | CONTROLS
+    def fmt(v: pd.Series, d: int = 3) -> str:
+        return report.mean_sd(v, f".{d}f")
+
     lines = [
         "# Held-out-gene benchmark (real Visium hippocampus + scRNA-seq reference)",
         "",
-        f"Generated {dt.datetime.now().isoformat(timespec='seconds')} by "
-        f"`benchmarks/bench_heldout.py` (`{' '.join(sys.argv[1:]) or 'defaults'}`).",
+        report.generated("bench_heldout.py") + ".",
         "",
         f"- Data: `{Path(args.st).name}` ({data['st'].n_obs} spots) and `{Path(args.sc).name}` "
         f"({data['sc'].n_obs} cells); {data['n_shared']} shared genes, {len(data['genes'])} "
@@ -230,8 +90,8 @@ def write_markdown(
         f"(fold seed {args.fold_seed})"
         + (f", scored on folds {args.only_folds} only" if args.only_folds is not None else "")
         + "; every method sees all SC genes and the other folds' ST genes.",
-        f"- Machine: {rb.machine_description(args.device)}; load average (1 min) at start / "
-        f"end {args.load_start:.1f} / {os.getloadavg()[0]:.1f} (shared machine: times are "
+        f"- Machine: {report.machine_description(args.device)}; load average (1 min) at start / "
+        f"end {args.load_start:.1f} / {load_average():.1f} (shared machine: times are "
         f"comparable within this run only). Epochs {args.epochs}; method seeds {args.seeds}.",
         "- Scores over all held-out genes of all folds (per-gene correlation across spots of "
         "the predicted and the measured log-normalised expression); values are mean ± sd over "
@@ -248,7 +108,7 @@ def write_markdown(
             "| "
             + " | ".join(
                 [
-                    labels.get(method, method),
+                    CONTROLS.get(method) or label(method),
                     fmt(r["spearman_median"]),
                     fmt(r["spearman_mean"]),
                     fmt(r["pearson_median"]),
@@ -267,10 +127,11 @@ def write_markdown(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and check the command line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    d = rb.default_data_dir()
-    p.add_argument("--st", type=Path, default=d / "hippocampus_visium_st.h5ad")
-    p.add_argument("--sc", type=Path, default=d / "hippocampus_visium_ref_sc.h5ad")
+    sc, st = heldout_pair()
+    p.add_argument("--st", type=Path, default=st)
+    p.add_argument("--sc", type=Path, default=sc)
     p.add_argument(
         "--methods",
         nargs="+",
@@ -292,8 +153,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-spots", type=int, default=5)
     p.add_argument("--device", default="cpu")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per method run")
-    p.add_argument("--out", type=Path, default=HERE / "results")
-    p.add_argument("--cache", type=Path, default=HERE / "cache")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--cache", type=Path, default=CACHE)
     p.add_argument("--reuse", action="store_true", help="reuse cached driver outputs")
     p.add_argument(
         "--reread", action="store_true", help="read saved stemmap models out again (no training)"
@@ -316,11 +177,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run every method on every fold; write the per-gene scores and the summary."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = parse_args(argv)
-    args.load_start = os.getloadavg()[0]
+    args.load_start = load_average()
     args.failures = []
-    data = prepare(args)
+    opts = RunOptions(
+        args.epochs, args.device, args.timeout, args.reuse, args.reread, args.cached_only
+    )
+    data = heldout_data(args.sc, args.st, args.folds, args.fold_seed, args.min_spots)
     logger.info(
         "%d genes in %d folds; %d cells, %d spots",
         len(data["genes"]),
@@ -360,11 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         for method in args.methods:
             for seed in args.seeds:
                 fcache = Path(fd["sc_path"]).parent
-                src = rb.METHODS[method].get("from", method)
+                src = (METHODS[method].source or (method,))[0]
                 if method in args.cached_only and not (fcache / f"{src}_seed{seed}.npz").exists():
                     args.failures.append(f"{method} seed {seed} fold {fold}: not run (no cache)")
                     continue
-                row, res = rb.run_method(method, fd, seed, args, fcache)
+                row, res = run_method(method, fd, seed, opts, fcache)
                 if res is None:
                     args.failures.append(f"{method} seed {seed} fold {fold}: {row['status']}")
                     continue
@@ -374,9 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
     per_gene = pd.concat(rows, ignore_index=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    per_gene.to_csv(args.out / "heldout_genes.csv", index=False)
-    summary = summarise(per_gene)
-    summary.to_csv(args.out / "heldout.csv", index=False)
+    report.write_csv(per_gene, args.out / "heldout_genes.csv")
+    summary = summarise_heldout(per_gene)
+    report.write_csv(summary, args.out / "heldout.csv")
     write_markdown(summary, data, args, args.out / "heldout.md")
     logger.info("wrote %s", args.out / "heldout.md")
     print(summary.to_string())

@@ -2,7 +2,7 @@
 """Where the reference STEM and Tangram stop scaling: time per epoch and peak memory.
 
 For each size the script builds the same synthetic data as ``bench_scaling.py``
-(:func:`bench_scaling.make_data`), writes it as ``.h5ad`` to a temporary folder and runs each
+(``lib.data.synthetic``), writes it as ``.h5ad`` to a temporary folder and runs each
 peer's benchmark driver (``benchmarks/drivers``, in its own virtual environment) for a few
 epochs under a memory limit (``RLIMIT_AS``) and a time limit. It reports seconds per epoch,
 the projected time of the method's usual schedule (reference STEM: 400 epochs; Tangram: 1,000)
@@ -17,11 +17,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,19 +25,21 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from bench_scaling import make_data, write_report  # noqa: E402
-from run_benchmark import DRIVERS, METHODS, ensure_env  # noqa: E402
+from lib import report
+from lib.data import synthetic
+from lib.environments import RESULTS
+from lib.runner import driver_command, read_output, run_child
 
 SCHEDULE = {"stem_ref": 400, "tangram": 1000}
 SHORT = {"stem_ref": 1, "tangram": 5}  # epochs of the short run (cheap Tangram epochs: more)
 
 
 def run_peer(method: str, sc_path: Path, st_path: Path, sigma: float, a) -> dict:
-    """Two runs (``SHORT`` epochs and 3 × that): the difference gives seconds per epoch without
-    the set-up inside the training call; peak memory and status come from the longer run."""
+    """Time a peer by two runs (``SHORT`` epochs and 3 × that).
+
+    The difference gives seconds per epoch without the set-up inside the training call; peak
+    memory and status come from the longer run.
+    """
     e = SHORT[method]
     lo = _run_once(method, sc_path, st_path, sigma, a, e)
     if lo["status"] != "ok":
@@ -60,46 +58,24 @@ def run_peer(method: str, sc_path: Path, st_path: Path, sigma: float, a) -> dict
 
 
 def _run_once(method: str, sc_path: Path, st_path: Path, sigma: float, a, epochs: int) -> dict:
-    spec = METHODS[method]
-    py = ensure_env(*spec["env"])
     out = sc_path.parent / f"{method}.npz"
-    cmd = [
-        str(py),
-        str(DRIVERS / spec["driver"]),
-        "--sc",
-        str(sc_path),
-        "--st",
-        str(st_path),
-        "--out",
-        str(out),
-        "--epochs",
-        str(epochs),
-        "--seed",
-        "0",
-        "--device",
-        a.device,
-        "--timing-only",
-    ]
-    if spec["stem"]:
-        cmd += ["--sigma", repr(sigma)]
+    cmd = driver_command(method, sc_path, st_path, out, epochs, 0, a.device, sigma)
     limit = int(a.mem_gb * 2**30)
 
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     t0 = time.perf_counter()
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout, preexec_fn=cap)
-    except subprocess.TimeoutExpired:
-        return {"status": f"timeout: {epochs} epochs not done in {a.timeout} s"}
+    r = run_child([*cmd, "--timing-only"], a.timeout, preexec_fn=cap)
     wall = time.perf_counter() - t0
-    if r.returncode != 0 or not out.exists():
-        err = r.stderr.strip().splitlines() or ["?"]
+    if r["status"].startswith("timeout"):
+        return {"status": f"timeout: {epochs} epochs not done in {a.timeout} s"}
+    if r.get("exit") not in (0, None) or not out.exists():  # no RESULT line: exit 0
         oom = ("memoryerror", "out of memory", "can't allocate memory", "cannot allocate memory")
-        mem = any(any(t in x.lower() for t in oom) for x in err)
-        what = f"out of memory (limit {a.mem_gb:g} GB)" if mem else f"failed (exit {r.returncode})"
-        return {"status": f"{what}: {err[-1][:140]}", "wall_s": wall}
-    meta = json.loads(str(np.load(out)["meta"]))
+        mem = any(t in r["status"].lower() for t in oom)
+        what = f"out of memory (limit {a.mem_gb:g} GB)" if mem else r["status"]
+        return {"status": what, "wall_s": wall}
+    meta, _ = read_output(out)
     out.unlink()
     return {
         "status": "ok",
@@ -117,16 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--mem-gb", type=float, default=20.0, help="address-space limit per run")
     p.add_argument("--timeout", type=int, default=900, help="seconds per run")
-    p.add_argument("--out", type=Path, default=HERE / "results" / "scaling_peers.md")
+    p.add_argument("--out", type=Path, default=RESULTS / "scaling_peers.md")
     a = p.parse_args(argv)
-    sys.path.insert(0, str(HERE.parent / "python" / "src"))
     from stemmap.metrics import mean_nn_distance
 
     rows, failed = [], {}
     for size in a.sizes:
         c, s = (int(v) for v in size.split("x"))
         with tempfile.TemporaryDirectory(prefix="stemmap_peers_") as tmp:
-            sc, st = make_data(c, s, a.genes)
+            sc, st = synthetic(c, s, a.genes)
             sc_path, st_path = Path(tmp) / "sc.h5ad", Path(tmp) / "st.h5ad"
             sc.write_h5ad(sc_path)
             st.write_h5ad(st_path)
@@ -146,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Peers at scale: reference STEM and Tangram",
         "",
         f"`benchmarks/bench_peers_scaling.py {' '.join(argv or sys.argv[1:])}`; "
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, device {a.device}; "
+        f"{report.machine_description(a.device)}, device {a.device}; "
         f"{a.genes} genes; seconds per epoch from two runs (reference STEM 1 and 3 epochs, "
         "Tangram 5 and 15: their difference, free of set-up); address space limited to "
         f"{a.mem_gb:g} GB, {a.timeout} s per run; {time.strftime('%Y-%m-%d')}. Projected: "
@@ -165,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             lines.append(f"| {r['cells']} × {r['spots']} | {r['method']} | | | | | {r['status']} |")
-    write_report(a.out, lines)
+    report.write_report(a.out, lines)
     return 0
 
 

@@ -30,49 +30,20 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "python" / "src"))
+from lib import report
+from lib.data import semi_simulation, truth_for
+from lib.environments import CACHE, RESULTS
+from lib.scoring import KS, evaluate
 
-KS = (10, 25, 50, 200)
-
-
-def evaluate(name, xy, C, emb, truth, adj=None) -> dict:
-    from stemmap import metrics
-
-    true, unit, labels, props, outside = truth
-    row = {"readout": name}
-    if xy is not None:
-        h = metrics.hit_number(true, xy, ks=KS, seed=0)
-        row.update({f"hit{k}": h[k] for k in KS})
-        row["mae"] = metrics.mae(true, xy, unit=unit)
-        row["mae_outside"] = metrics.mae(true[outside], xy[outside], unit=unit)
-    if emb is not None:
-        h = metrics.hit_number(true, embedding=emb, ks=KS, seed=0)
-        row.update({f"hit{k}": h[k] for k in KS})
-    if adj is not None:
-        h = metrics.hit_number(true, pred_adjacency=adj, ks=KS, seed=0)
-        row.update({f"hit{k}": h[k] for k in KS})
-    if C is not None:
-        row["pcc"] = float(metrics.celltype_pcc(C, labels, props).mean())
-    return row
-
-
-def truth_for(model, sc, st) -> tuple:
-    """Ground truth aligned to the cells a model kept: (coords, unit, labels, props, outside)."""
-    keep = sc.obs_names.get_indexer(model.data.sc_names)
-    return (
-        np.asarray(sc.obsm["spatial_true"])[keep],
-        float(st.uns["simulation"]["step"]),
-        sc.obs["celltype"].astype(str).to_numpy()[keep],
-        st.obsm["proportions"],
-        sc.obs["spot"].isna().to_numpy()[keep],
-    )
-
-
-def show(row: dict, *prefix) -> None:
-    print(
-        *prefix, {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True
-    )
+#: what the table's numbers are
+METRICS = (
+    "pseudo spots on the 30 × 40 grid. Mean ± sd over seeds. hit@K from coordinates (or from "
+    "the adjacency for the `adjacency` rows), MAE in grid steps over all cells and over the "
+    "cells outside every spot (their counts are in no spot profile: the leak-free part of the "
+    "semi-simulation), PCC = mean cell-type PCC of Σ C rows vs true proportions."
+)
+#: the table's columns
+COLS = [f"hit{k}" for k in KS] + ["mae", "mae_outside", "pcc"]
 
 
 def readouts(model, truth) -> list[dict]:
@@ -108,7 +79,9 @@ def readouts(model, truth) -> list[dict]:
             for bw in (0.5, 1.0, 2.0):  # the spatial basis, bandwidth in spot spacings
                 A = m.sc_adjacency(max(KS), weighted=True, basis="spatial", bandwidth=bw * nn)
                 rows.append(
-                    evaluate(f"adjacency: spatial, b = {bw} × NN", None, None, None, truth, adj=A)
+                    evaluate(
+                        f"adjacency: spatial, b = {bw} × NN", None, None, None, truth, adjacency=A
+                    )
                 )
     best = best_correlated_spot(model.data.sc_x, model.data.slices[0].x)
     rows.append(evaluate("baseline: most correlated spot", m.spot_coords[best], None, None, truth))
@@ -122,10 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--sigma", nargs="+", type=float, default=[0.5, 1.0], help="× mean NN")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--models", type=Path, default=HERE / "cache" / "readout_models")
-    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--models", type=Path, default=CACHE / "readout_models")
+    p.add_argument("--out", type=Path, default=RESULTS)
     a = p.parse_args(argv)
-    import pandas as pd
     import stemmap
     from stemmap.metrics import mean_nn_distance
 
@@ -133,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     a.models.mkdir(parents=True, exist_ok=True)
     rows = []
     for ds in a.datasets:
-        sc, st = stemmap.simulate.pseudo_spots(stemmap.datasets.load_shared(ds))
+        sc, st = semi_simulation(ds)
         nn = mean_nn_distance(np.asarray(st.obsm["spatial"]))
         for f in a.sigma:
             for seed in a.seeds:
@@ -148,44 +120,22 @@ def main(argv: list[str] | None = None) -> int:
                     how = "trained"
                 for r in readouts(model, truth_for(model, sc, st)):
                     r.update(dataset=ds, sigma=f, seed=seed)
-                    rows.append(r)
-                    show(r, ds, f, seed, how)
-    df = pd.DataFrame(rows)
-    a.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(a.out / "readout.csv", index=False)
-    cols = [f"hit{k}" for k in KS] + ["mae", "mae_outside", "pcc"]
-    lines = [
-        "# Readout and σ ablations",
-        "",
-        f"`benchmarks/bench_readout.py`: {a.epochs} epochs, seeds {a.seeds}, σ = "
-        f"{a.sigma} × mean NN spot distance, device {a.device}; pseudo spots on the 30 × 40 "
-        "grid. Mean ± sd over seeds. hit@K from coordinates (or from the adjacency for the "
-        "`adjacency` rows), MAE in grid steps over all cells and over the cells outside "
-        "every spot (their counts are in no spot profile: the leak-free part of the "
-        "semi-simulation), PCC = mean cell-type PCC of Σ C rows vs true proportions.",
-        "",
-    ]
+                    report.record(rows, r, ds, f, seed, how)
+    df = report.frame(rows, a.out / "readout.csv")
+    run = f"{a.epochs} epochs, seeds {a.seeds}, σ = {a.sigma} × mean NN spot distance"
+    lines = report.heading(
+        "Readout and σ ablations",
+        f"`benchmarks/bench_readout.py`: {run}, device {a.device}; {METRICS}",
+    )
     for ds in a.datasets:
         for f in a.sigma:
             sub = df[(df.dataset == ds) & (df.sigma == f)]
-            lines += [
-                f"## {ds}, σ = {f:g} × NN",
-                "",
-                "| readout | " + " | ".join(cols) + " |",
-                "|---|" + "---|" * len(cols),
+            cells = [
+                [name] + [report.mean_sd(g[c] if c in g else [], ".3g", ".2g") for c in COLS]
+                for name, g in sub.groupby("readout", sort=False)
             ]
-            for name, g in sub.groupby("readout", sort=False):
-                cells = []
-                for c in cols:
-                    v = g[c].dropna() if c in g else []
-                    if len(v) == 0:
-                        cells.append("–")
-                    elif len(v) > 1:
-                        cells.append(f"{v.mean():.3g} ± {v.std():.2g}")
-                    else:
-                        cells.append(f"{v.mean():.3g}")
-                lines.append(f"| {name} | " + " | ".join(cells) + " |")
-            lines.append("")
+            table = report.table(["readout", *COLS], cells)
+            lines += [f"## {ds}, σ = {f:g} × NN", "", *table, ""]
     (a.out / "readout.md").write_text("\n".join(lines))
     print("wrote", a.out / "readout.md")
     return 0

@@ -6,8 +6,8 @@ saved beside their stemmap outputs (``cache/<dataset>[_disjoint]/stemmap_seed<s>
 ``cache/heldout_<st>/fold<i>/stemmap_seed<s>.model.pt``) and reads each out through the
 public API, ``model.mapping(readout=..., expression_weight=..., temperature=...,
 spot_weights=...)``, in every variant of ``VARIANTS``. Each variant is scored like the
-benchmarks score methods: hit number / MAE / cell-type PCC (``run_benchmark.score``) on both
-semi-simulations and both splits, median held-out-gene Spearman (``bench_heldout``) on the
+benchmarks score methods: hit number / MAE / cell-type PCC (``lib.scoring.score``) on both
+semi-simulations and both splits, median held-out-gene Spearman (``lib.scoring``) on the
 real pair. Spot capacities ("cap") are the spots' total counts in the ST input the model saw.
 
 Usage (after the benchmark runs that saved the models)::
@@ -21,20 +21,26 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "python" / "src"))
-import bench_heldout as bh  # noqa: E402
-import run_benchmark as rb  # noqa: E402
+from lib import report
+from lib.data import (
+    SimSettings,
+    case_name,
+    data_dir,
+    heldout_data,
+    heldout_pair,
+    prepare_dataset,
+    spot_totals,
+)
+from lib.environments import CACHE, RESULTS
+from lib.runner import align, load_average
+from lib.scoring import gene_corr, predict, score
 
 logger = logging.getLogger("readout_study")
 
@@ -57,17 +63,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _spot_totals(st_path: Path) -> np.ndarray:
-    import anndata as ad
-    import scipy.sparse as sp
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        st = ad.read_h5ad(st_path)
-    x = st.X.toarray() if sp.issparse(st.X) else np.asarray(st.X)
-    return pd.Series(x.sum(axis=1), index=st.obs_names.astype(str))
-
-
 def read_out(model: Any, spec: dict[str, Any], totals: pd.Series) -> Any:
     kw = {k: v for k, v in spec.items() if k != "cap"}
     if spec.get("cap"):
@@ -80,13 +75,12 @@ def read_out(model: Any, spec: dict[str, Any], totals: pd.Series) -> Any:
 def semi_sim(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     from stemmap import STEM
 
-    bargs = rb.parse_args(["--datasets", *map(str, args.datasets), "--seeds", "0"])
     for path in args.datasets:
         for split in args.splits:
-            name = path.stem if split == "standard" else f"{path.stem}_{split}"
+            name = case_name(path, split)
             cache = args.cache / name
-            data = rb.prepare_dataset(path, bargs, args.tmp / name, split)
-            totals = _spot_totals(cache / "st.h5ad")
+            data = prepare_dataset(path, SimSettings(), args.tmp / name, split)
+            totals = spot_totals(cache / "st.h5ad")
             for seed in args.seeds:
                 mpath = cache / f"stemmap_seed{seed}.model.pt"
                 if not mpath.exists():
@@ -95,7 +89,7 @@ def semi_sim(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
                 model = STEM.load(mpath, device="cpu")
                 for vname, spec in VARIANTS.items():
                     m = read_out(model, spec, totals)
-                    res = rb.align(
+                    res = align(
                         {
                             "sc_names": np.asarray(m.sc_names),
                             "sc_to_st": m.sc_to_st,
@@ -104,7 +98,7 @@ def semi_sim(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
                         data,
                     )
                     row = {"data": path.stem, "split": split, "seed": seed, "variant": vname}
-                    rb.score(row, res, data)
+                    score(row, res, data)
                     rows.append(row)
                     logger.info(
                         "%s seed %d %-32s hit@50 %.2f hit@200 %.1f MAE %.2f PCC %.3f",
@@ -121,13 +115,15 @@ def semi_sim(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
 def heldout(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     from stemmap import STEM
 
-    hargs = bh.parse_args(["--folds", str(args.folds)])
-    data = bh.prepare(hargs)
+    sc_path, st_path = heldout_pair()
+    data = heldout_data(sc_path, st_path, args.folds, fold_seed=0, min_spots=5)
     genes_rows: dict[tuple[int, str], list[np.ndarray]] = {}
     for fold in range(args.folds):
         held = data["fold_of"] == fold
-        fdir = args.cache / f"heldout_{hargs.st.stem}" / f"fold{fold}"
-        totals = _spot_totals(fdir / "st.h5ad")
+        fdir = args.cache / f"heldout_{st_path.stem}" / f"fold{fold}"
+        if not (fdir / "st.h5ad").exists():  # a fold bench_heldout did not run
+            continue
+        totals = spot_totals(fdir / "st.h5ad")
         for seed in args.seeds:
             mpath = fdir / f"stemmap_seed{seed}.model.pt"
             if not mpath.exists():
@@ -139,8 +135,8 @@ def heldout(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
                 c = m.sc_to_st[sc_order]  # cells in the data's order
                 c[sc_order < 0] = 1.0 / c.shape[1]  # cells the model dropped: uniform
                 spot_order = pd.Index(m.spot_names).get_indexer(data["st"].obs_names)
-                pred = bh.predict(c[:, spot_order], data["x_sc"][:, held])
-                _, spr = bh.gene_corr(pred, data["x_st"][:, held])
+                pred = predict(c[:, spot_order], data["x_sc"][:, held])
+                _, spr = gene_corr(pred, data["x_st"][:, held])
                 genes_rows.setdefault((seed, vname), []).append(spr)
     for (seed, vname), parts in genes_rows.items():
         s = np.concatenate(parts)
@@ -173,7 +169,7 @@ def write(df: pd.DataFrame, path: Path, args: argparse.Namespace) -> None:
         "",
         f"`benchmarks/bench_readout_study.py {' '.join(sys.argv[1:])}`; seeds {args.seeds} "
         "(mean over the seeds present; n = number of seeds). Load average at the end "
-        f"{os.getloadavg()[0]:.1f}. No training: every row reads the same models out.",
+        f"{load_average():.1f}. No training: every row reads the same models out.",
         "",
     ]
     for (d, split), sub in df.groupby(["data", "split"], sort=False):
@@ -198,7 +194,7 @@ def write(df: pd.DataFrame, path: Path, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    d = rb.default_data_dir()
+    d = data_dir()
     p.add_argument(
         "--datasets",
         nargs="+",
@@ -210,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--no-heldout", action="store_true")
     p.add_argument("--no-semi", action="store_true")
-    p.add_argument("--cache", type=Path, default=HERE / "cache")
-    p.add_argument("--tmp", type=Path, default=HERE / "cache" / "readout_study")
-    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--cache", type=Path, default=CACHE)
+    p.add_argument("--tmp", type=Path, default=CACHE / "readout_study")
+    p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     rows: list[dict[str, Any]] = []
     if not args.no_semi:
@@ -221,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         heldout(args, rows)
     df = pd.DataFrame(rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out / "readout_study.csv", index=False)
+    report.write_csv(df, args.out / "readout_study.csv")
     write(df, args.out / "readout_study.md", args)
     logger.info("wrote %s", args.out / "readout_study.md")
     return 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Accuracy at scale: does the automatic batch plan learn the layout of a large tissue?
+"""Accuracy at scale: does the automatic batch plan learn the layout of a large tissue.
 
-Builds the synthetic data of ``bench_scaling.py`` (default 100,000 cells × 5,000 spots; the
+Builds the synthetic data of ``bench_scaling.py`` (``lib.data.synthetic``) (default 100,000 cells × 5,000 spots; the
 generator knows every cell's true position), trains stemmap with the automatic batch plan
 for each number of steps in ``--steps`` (a fresh model each, same seed) and scores the
 pseudo-coordinates against the truth (MAE in grid steps, hit number@50) for the default
@@ -22,11 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "python" / "src"))
-
-from bench_scaling import make_data  # noqa: E402
+from lib import report
+from lib.data import synthetic
+from lib.environments import RESULTS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--genes", type=int, default=351)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", type=Path, default=HERE / "results" / "scale_accuracy.md")
+    p.add_argument("--out", type=Path, default=RESULTS / "scale_accuracy.md")
     a = p.parse_args(argv)
     import stemmap
     from stemmap import metrics
@@ -44,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stemmap.settings.progress = False
     c, s = (int(v) for v in a.size.split("x"))
-    sc, st = make_data(c, s, a.genes)
+    sc, st = synthetic(c, s, a.genes)
     step = float(st.uns["simulation"]["step"])
     rows = []
 
@@ -81,24 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         )
     best = best_correlated_spot(model.data.sc_x, model.data.slices[0].x)
     score("baseline: most correlated spot", "–", m.spot_coords[best], m.sc_names, 0.0)
-    lines = [
-        "# Accuracy at scale",
-        "",
+    lines = report.heading(
+        "Accuracy at scale",
         f"`benchmarks/bench_scale_accuracy.py --size {a.size} --steps "
         f"{' '.join(map(str, a.steps))}`: synthetic tissue ({sc.n_obs} cells, {st.n_obs} "
         f"spots, {a.genes} genes), automatic batches, seed {a.seed}, device {a.device}, "
         f"{time.strftime('%Y-%m-%d')}. MAE in grid steps; seconds = training + readout.",
-        "",
-        "| readout | steps | batches (cells / spots) | MAE | MAE outside spots | hit@50 | seconds |",
-        "|---|---|---|---|---|---|---|",
+    )
+    header = ["readout", "steps", "batches (cells / spots)", "MAE", "MAE outside spots"]
+    cells = [
+        [r["readout"], r["steps"], r.get("plan", "–"), f"{r['mae']:.2f}"]
+        + [f"{r['mae_outside']:.2f}", f"{r['hit50']:.2f}", f"{r['seconds']:.0f}"]
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['readout']} | {r['steps']} | {r.get('plan', '–')} | {r['mae']:.2f} | "
-            f"{r['mae_outside']:.2f} | {r['hit50']:.2f} | {r['seconds']:.0f} |"
-        )
-    a.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    report.write_report(a.out, lines + report.table([*header, "hit@50", "seconds"], cells))
     return 0
 
 

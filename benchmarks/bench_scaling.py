@@ -22,32 +22,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-
-
-def make_data(cells: int, spots: int, genes: int):
-    """A synthetic tissue of ``cells`` cells and pseudo spots on a grid of about ``spots``."""
-    import math
-
-    sys.path.insert(0, str(REPO / "python" / "src"))
-    import stemmap
-
-    tissue = stemmap.datasets.synthetic_tissue(n_cells=cells, n_genes=genes, seed=0)
-    # a 2 × 1 tissue: a gx × gy grid with gx = 2 gy gives gx·gy ≈ spots / coverage
-    gy = max(2, int(round(math.sqrt(spots / 2.0))))
-    return stemmap.simulate.pseudo_spots(
-        tissue, grid=(2 * gy, gy), window=0.9, min_cells=1, label_key="celltype"
-    )
+from lib import report
+from lib.data import synthetic
+from lib.environments import RESULTS
+from lib.runner import batch_plan, peak_rss_gb, print_result, run_child
 
 
 def child(
@@ -61,19 +43,18 @@ def child(
     readout: str = "hybrid",
     mixed_precision: bool = False,
 ) -> dict:
+    """Time training steps and the outputs at one size (in a fresh process)."""
     import numpy as np
-    import torch
-
-    sys.path.insert(0, str(REPO / "python" / "src"))
     import stemmap
+    import torch
 
     stemmap.settings.progress = False
     t0 = time.perf_counter()
-    sc, st = make_data(cells, spots, genes)
+    sc, st = synthetic(cells, spots, genes)
     gen_s = time.perf_counter() - t0
-    data_peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    data_peak_gb = peak_rss_gb()
     model = stemmap.STEM(sc, st, seed=0, device=device)
-    cbs_, sbs_ = model._plan_batches(cbs, sbs)
+    cbs_, sbs_ = batch_plan(model, cbs, sbs)
     kw = {"cell_batch_size": cbs_, "spot_batch_size": sbs_, "mixed_precision": mixed_precision}
     model.train(epochs=1, **kw)  # warm-up
     if device.startswith("cuda"):
@@ -107,7 +88,7 @@ def child(
         "mixed_precision": mixed_precision,
         "topk_nnz": None if topk is None else int(topk.nnz),
         "generate_s": gen_s,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_rss_gb": peak_rss_gb(),
         "finite": None if m is None else bool(np.isfinite(m.coords).all()),
         "estimated_step_gb": model.memory_estimate(cbs_, sbs_) / 2**30,
         "data_peak_gb": data_peak_gb,
@@ -117,11 +98,22 @@ def child(
     return res
 
 
-def write_report(path: Path, lines: list[str]) -> None:
-    """Write a markdown report (creating its folder) and echo it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+def table_row(r: dict) -> list:
+    """Format one size's cells (only the size and the status when it failed)."""
+    if r["status"] != "ok":
+        return [r["size"]] + [""] * 8 + [r["status"]]
+    return [
+        r["size"],
+        r["cells"],
+        r["spots"],
+        f"{r['cell_batch_size'] or 'all'} / {r['spot_batch_size'] or 'all'}",
+        f"{r['s_per_step']:.3f}",
+        f"{r['projected_400_epochs_s'] / 60:.1f} min",
+        f"{r['passes_over_cells_in_400']:.1f}",
+        f"{r['outputs_s']:.1f} ({r['readout']})",
+        f"{r['peak_rss_gb']:.2f}",
+        "ok",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,85 +132,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--readout", default="hybrid", help="readout of the timed outputs (none: no outputs)"
     )
-    p.add_argument("--out", type=Path, default=HERE / "results" / "scaling.md")
+    p.add_argument("--out", type=Path, default=RESULTS / "scaling.md")
     p.add_argument("--mixed-precision", action="store_true", help="train with bfloat16 autocast")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
         c, s = (int(v) for v in a.child.split("x"))
-        print(
-            "RESULT "
-            + json.dumps(
-                child(
-                    c,
-                    s,
-                    a.genes,
-                    a.steps,
-                    a.device,
-                    a.cell_batch_size,
-                    a.spot_batch_size,
-                    a.readout,
-                    a.mixed_precision,
-                )
-            )
-        )
+        kw = {"readout": a.readout, "mixed_precision": a.mixed_precision}
+        cbs, sbs = a.cell_batch_size, a.spot_batch_size
+        print_result(child(c, s, a.genes, a.steps, a.device, cbs, sbs, **kw))
         return 0
     rows = []
     for size in a.sizes:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--child",
-            size,
-            "--genes",
-            str(a.genes),
-            "--steps",
-            str(a.steps),
-            "--device",
-            a.device,
-            "--readout",
-            a.readout,
-        ]
+        cmd = [sys.executable, __file__, "--child", size, "--genes", str(a.genes)]
+        cmd += ["--steps", str(a.steps), "--device", a.device, "--readout", a.readout]
         if a.cell_batch_size:
             cmd += ["--cell-batch-size", str(a.cell_batch_size)]
         if a.spot_batch_size:
             cmd += ["--spot-batch-size", str(a.spot_batch_size)]
         print(f"[{time.strftime('%H:%M:%S')}] {size} ...", flush=True)
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
-            line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
-            if r.returncode != 0 or not line:
-                err = (r.stderr.strip().splitlines() or ["?"])[-1]
-                rows.append({"size": size, "status": f"failed: {err[:160]}"})
-            else:
-                rows.append({"size": size, "status": "ok", **json.loads(line[0][7:])})
-        except subprocess.TimeoutExpired:
-            rows.append({"size": size, "status": f"timeout after {a.timeout} s"})
+        rows.append({"size": size, **run_child(cmd, a.timeout)})
         print("   ", rows[-1], flush=True)
-    cpu = platform.processor() or platform.machine()
-    lines = [
-        "# stemmap scaling",
-        "",
-        f"Machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores; device "
-        f"{a.device}; {a.genes} genes; {a.steps} timed steps after one warm-up; "
-        f"{time.strftime('%Y-%m-%d')}. {cpu}",
-        "",
-        "| cells × spots (requested) | cells | spots | batches (cells / spots) | s per step | "
-        "400 epochs (projected) | passes over cells | outputs s (readout) | peak RSS GB | "
-        "status |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        if r["status"] != "ok":
-            lines.append(f"| {r['size']} | | | | | | | | | {r['status']} |")
-            continue
-        b = f"{r['cell_batch_size'] or 'all'} / {r['spot_batch_size'] or 'all'}"
-        lines.append(
-            f"| {r['size']} | {r['cells']} | {r['spots']} | {b} | {r['s_per_step']:.3f} | "
-            f"{r['projected_400_epochs_s'] / 60:.1f} min | {r['passes_over_cells_in_400']:.1f} | "
-            f"{r['outputs_s']:.1f} ({r['readout']}) | {r['peak_rss_gb']:.2f} | ok |"
-        )
-    write_report(a.out, lines)
+    lines = report.heading(
+        "stemmap scaling",
+        f"Machine: {report.machine_description(a.device)}; device {a.device}; {a.genes} "
+        f"genes; {a.steps} timed steps after one warm-up; {time.strftime('%Y-%m-%d')}.",
+    )
+    header = ["cells × spots (requested)", "cells", "spots", "batches (cells / spots)"]
+    header += ["s per step", "400 epochs (projected)", "passes over cells"]
+    header += ["outputs s (readout)", "peak RSS GB", "status"]
+    report.write_report(a.out, lines + report.table(header, [table_row(r) for r in rows]))
     return 0
 
 

@@ -27,14 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pandas as pd
-
-HERE = Path(__file__).resolve().parent
+from lib import report
+from lib.data import data_dir
+from lib.environments import RESULTS
+from lib.runner import competing, load_average, run_child
 
 SETTINGS = {
     "spinning, torch default": {"passive": False, "threads": "torch"},
@@ -49,11 +48,10 @@ import json, sys, time
 import torch  # first: the wait policy is fixed now
 import anndata as ad
 import stemmap
-from speed_guard import data_dir
 cfg = json.loads(sys.argv[1])
 stemmap.settings.progress = False
 stemmap.settings.verbosity = "WARNING"
-sc, st = stemmap.simulate.pseudo_spots(ad.read_h5ad(data_dir() / "embryo2_z2.h5ad"))
+sc, st = stemmap.simulate.pseudo_spots(ad.read_h5ad(cfg["data"]))
 threads = torch.get_num_threads() if cfg["threads"] == "torch" else cfg["threads"]
 model = stemmap.STEM(sc, st, seed=0, threads=threads)
 model.train(epochs=cfg["warm"])
@@ -65,77 +63,56 @@ print("RESULT " + json.dumps({"s_per_epoch": (time.perf_counter() - t0) / cfg["e
 """
 
 
-def busy_loops(n: int, seconds: float) -> list[subprocess.Popen]:
-    """``n`` single-threaded busy loops, each ending by itself after ``seconds``."""
-    code = f"import time\nend = time.time() + {seconds:.0f}\nwhile time.time() < end:\n    pass\n"
-    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
-
-
 def run(name: str, cfg: dict, warm: int, epochs: int) -> dict:
+    """Time one setting in a fresh process (its own OpenMP wait policy)."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if cfg["passive"]:
         env["OMP_WAIT_POLICY"] = "PASSIVE"
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(HERE.parent / "python" / "src")])
-    arg = json.dumps({**cfg, "warm": warm, "epochs": epochs})
-    r = subprocess.run(
-        [sys.executable, "-c", CHILD, arg], env=env, capture_output=True, text=True, timeout=1800
-    )
-    line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
-    if r.returncode != 0 or not line:
-        return {"setting": name, "status": (r.stderr.strip().splitlines() or ["?"])[-1][:160]}
-    return {"setting": name, "status": "ok", **json.loads(line[0][7:])}
+    data = str(data_dir() / "embryo2_z2.h5ad")
+    arg = json.dumps({**cfg, "warm": warm, "epochs": epochs, "data": data})
+    load0 = load_average()
+    res = run_child([sys.executable, "-c", CHILD, arg], timeout=1800, env=env)
+    return {"setting": name, **res, "load_before": load0, "load_after": load_average()}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Time every setting quiet and busy; write the table."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--warm", type=int, default=15)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--busy-jobs", type=int, default=1, help="competing busy loops when busy")
-    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--out", type=Path, default=RESULTS)
     a = p.parse_args(argv)
     rows = []
     for load in ("quiet", "busy"):
-        procs = busy_loops(a.busy_jobs, 3600) if load == "busy" else []
-        time.sleep(1.0 if procs else 0.0)
-        try:
+        with competing(a.busy_jobs if load == "busy" else 0, 3600):
             for name, cfg in SETTINGS.items():
-                load0 = os.getloadavg()[0]
-                row = run(name, cfg, a.warm, a.epochs)
-                row.update(load=load, load_avg=f"{load0:.1f}→{os.getloadavg()[0]:.1f}")
-                rows.append(row)
-                print(row, flush=True)
-        finally:
-            for pr in procs:
-                pr.terminate()
-                pr.wait(timeout=30)
-    df = pd.DataFrame(rows)
-    a.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(a.out / "threads.csv", index=False)
-    lines = [
-        "# Thread policy on a quiet and a busy machine",
-        "",
-        f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `benchmarks/bench_threads.py`: the "
-        f"shared embryo, defaults, {a.warm} epochs then {a.epochs} timed epochs with β > 0; "
-        f"{os.cpu_count()} CPUs; busy = {a.busy_jobs} single-threaded busy loop(s) started by "
-        "the script. Load = 1-minute load average before → after each run.",
-        "",
-        "| setting | threads used | quiet s/epoch | busy s/epoch | busy / quiet | load quiet | "
-        "load busy |",
-        "|---|---|---|---|---|---|---|",
-    ]
+                rows.append({**run(name, cfg, a.warm, a.epochs), "load": load})
+                print(rows[-1], flush=True)
+    df = report.frame(rows, a.out / "threads.csv")
+    lines = report.heading(
+        "Thread policy on a quiet and a busy machine",
+        report.generated("bench_threads.py") + f": the shared embryo, defaults, {a.warm} "
+        f"epochs then {a.epochs} timed epochs with β > 0; {os.cpu_count()} CPUs; busy = "
+        f"{a.busy_jobs} single-threaded busy loop(s) started by the script. Load = 1-minute "
+        "load average before → after each run.",
+    )
+    header = ["setting", "threads used", "quiet s/epoch", "busy s/epoch", "busy / quiet"]
+    cells = []
     for name in SETTINGS:
         q = df[(df["setting"] == name) & (df["load"] == "quiet")].iloc[0]
         b = df[(df["setting"] == name) & (df["load"] == "busy")].iloc[0]
         if q["status"] != "ok" or b["status"] != "ok":
-            lines.append(f"| {name} | | {q['status']} | {b['status']} | | | |")
+            cells.append([name, "", q["status"], b["status"], "", "", ""])
             continue
-        lines.append(
-            f"| {name} | {q['threads']} / {b['threads']} | {q['s_per_epoch']:.3f} | "
-            f"{b['s_per_epoch']:.3f} | {b['s_per_epoch'] / q['s_per_epoch']:.2f}× | "
-            f"{q['load_avg']} | {b['load_avg']} |"
+        cells.append(
+            [name, f"{q['threads']:.0f} / {b['threads']:.0f}"]
+            + report.quiet_busy(q["s_per_epoch"], b["s_per_epoch"])
+            + [report.load_span(r["load_before"], r["load_after"]) for r in (q, b)]
         )
-    (a.out / "threads.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    report.write_report(
+        a.out / "threads.md", lines + report.table(header + ["load quiet", "load busy"], cells)
+    )
     return 0
 
 

@@ -28,12 +28,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from lib.data import data_dir
+from lib.environments import BENCH, RESULTS
+from lib.runner import run_child
 
 
 def device_info(device: str) -> dict:
@@ -59,8 +60,6 @@ def embryo_run(device: str, epochs: int) -> dict:
     import anndata as ad
     import stemmap
     import torch
-
-    from speed_guard import data_dir
 
     path = data_dir() / "embryo2_z2.h5ad"
     if not path.exists():
@@ -91,17 +90,9 @@ def embryo_run(device: str, epochs: int) -> dict:
 
 def scaling_run(size: str, device: str, mixed: bool, steps: int, timeout: int) -> dict:
     """Training steps at one size through ``bench_scaling.py --child`` (own process)."""
-    cmd = [sys.executable, str(HERE / "bench_scaling.py"), "--child", size, "--steps", str(steps)]
+    cmd = [sys.executable, str(BENCH / "bench_scaling.py"), "--child", size, "--steps", str(steps)]
     cmd += ["--device", device, "--readout", "none"] + (["--mixed-precision"] if mixed else [])
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"size": size, "mixed_precision": mixed, "status": f"timeout after {timeout} s"}
-    line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
-    if r.returncode != 0 or not line:
-        err = (r.stderr.strip().splitlines() or ["?"])[-1]
-        return {"size": size, "mixed_precision": mixed, "status": f"failed: {err[:200]}"}
-    return {"size": size, "mixed_precision": mixed, "status": "ok", **json.loads(line[0][7:])}
+    return {"size": size, "mixed_precision": mixed, **run_child(cmd, timeout)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,9 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes (CI on a CPU)")
     p.add_argument("--epochs", type=int, default=None, help="embryo epochs (400; quick 20)")
     p.add_argument("--timeout", type=int, default=150, help="seconds per scaling run")
-    p.add_argument("--out", type=Path, default=HERE / "results" / "gpu_check.md")
+    p.add_argument("--out", type=Path, default=RESULTS / "gpu_check.md")
     a = p.parse_args(argv)
-    sys.path.insert(0, str(HERE))
     sizes = ["10000x500", "20000x2000"] if a.quick else ["100000x5000", "1000000x20000"]
     epochs = a.epochs or (20 if a.quick else 400)
     t_all = time.perf_counter()

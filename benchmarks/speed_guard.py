@@ -19,22 +19,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from pathlib import Path
 
 import anndata as ad
 import stemmap
 import torch
 
-HERE = Path(__file__).resolve().parent
-
-
-def data_dir() -> Path:
-    """The shared data folder: ``$STEMMAP_SHARED_DATA`` or ``../shared/data`` of the repo."""
-    env = os.environ.get("STEMMAP_SHARED_DATA")
-    return Path(env) if env else HERE.parent.parent / "shared" / "data"
+from lib.data import data_dir
 
 
 def reference_step(m: int, n: int, genes: int, hidden: tuple[int, ...], reps: int) -> float:

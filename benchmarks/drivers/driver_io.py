@@ -66,7 +66,7 @@ def shared_genes(sc: Any, st: Any) -> list[str]:
 
 
 def lognorm(x: Any) -> np.ndarray:
-    """Counts → total 10,000 per row → log1p, dense float32 (scanpy's normalize_total+log1p)."""
+    """Log-normalise counts: total 10,000 per row, log1p, dense float32 (scanpy-like)."""
     import scipy.sparse as sp
 
     x = x.toarray() if sp.issparse(x) else np.asarray(x)
