@@ -26,7 +26,6 @@ from ._device import (
 from ._kernels import KERNELS, spatial_adjacency
 from ._module import STEMModule
 from ._progress import progress_bar
-from ._result import StemMapping
 from ._runtime import compute
 from ._validate import (
     check_choice,
@@ -37,6 +36,7 @@ from ._validate import (
     check_threads,
     check_train_args,
 )
+from .mapping import StemMapping
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._data import GENE_MATCH
 from ._defaults import MAPPING, MODEL, PRESETS, TRAIN
-from ._result import READOUTS
+from .mapping import READOUTS
 
 logger = logging.getLogger(__name__)
 
