@@ -32,7 +32,8 @@ def test_segments_and_axes():
     xy = rng.uniform(size=(103, 2)) * [4, 1]
     seg = analysis.segment_along(analysis.axis_score(xy, "x"), 5)
     counts = np.bincount(seg)
-    assert counts.max() - counts.min() <= 1 and len(counts) == 5
+    assert counts.max() - counts.min() <= 1
+    assert len(counts) == 5
     assert np.all(np.diff(seg[np.argsort(xy[:, 0])]) >= 0)
     np.testing.assert_allclose(analysis.axis_score(xy, 1), xy[:, 1])
     np.testing.assert_allclose(analysis.axis_score(xy, [0, 2]), xy[:, 1])
@@ -61,9 +62,12 @@ def test_spatial_dominant_genes_table():
         "segment", "gene", "statistic", "auc", "mean_in", "mean_out",
         "mean_diff", "pval", "padj", "n_in",
     ]  # fmt: skip
-    assert len(res) == 4 * 8 and list(res["segment"].unique()) == [0, 1, 2, 3]
+    assert len(res) == 4 * 8
+    assert list(res["segment"].unique()) == [0, 1, 2, 3]
     top = res[res["segment"] == 3].iloc[0]
-    assert top["gene"] == "g0" and top["padj"] < 1e-10 and top["mean_diff"] > 0
+    assert top["gene"] == "g0"
+    assert top["padj"] < 1e-10
+    assert top["mean_diff"] > 0
     # agrees with a direct scipy call for one gene
     seg = analysis.segment_along(xy[:, 0], 4)
     u = stats.mannwhitneyu(X["g0"][seg == 3], X["g0"][seg != 3], alternative="greater")
@@ -108,11 +112,13 @@ def test_axis_genes_and_trends():
     t = cub["score"].to_numpy()
     np.testing.assert_allclose(cub["fitted"], 1 + 2 * t - 3 * t**2 + 1.5 * t**3, atol=1e-8)
     spl = analysis.expression_trends(X, s, n_knots=3, genes=["gene1"])
-    assert set(spl["gene"]) == {"gene1"} and (spl["se"] > 0).all()
+    assert set(spl["gene"]) == {"gene1"}
+    assert (spl["se"] > 0).all()
     order = analysis.order_along(s)
     assert np.all(np.diff(s[order]) >= 0)
     og = analysis.order_along(s, grp)
-    assert (grp[og][:100] == "A").all() and np.all(np.diff(s[og][:100]) >= 0)
+    assert (grp[og][:100] == "A").all()
+    assert np.all(np.diff(s[og][:100]) >= 0)
     ax = analysis.plot_expression_trends(tr, genes=["cubic", "down"])
     assert len(ax.lines) == 4
     with pytest.raises(ValueError, match="score"):
@@ -149,12 +155,15 @@ def test_neighbourhood_enrichment():
     halves = np.where(g[:, 0] < 10, "A", "B")
     res = analysis.neighbourhood_enrichment(g, halves, n_neighbors=4, n_perms=100, seed=0)
     z = res.zscore
-    assert z.loc["A", "A"] > 5 and z.loc["B", "B"] > 5 and z.loc["A", "B"] < -5
+    assert z.loc["A", "A"] > 5
+    assert z.loc["B", "B"] > 5
+    assert z.loc["A", "B"] < -5
     assert res.count.to_numpy().sum() > 0
     np.testing.assert_allclose(z, z.T)
     checker = np.where((g[:, 0] + g[:, 1]) % 2 == 0, "black", "white")
     zc = analysis.neighbourhood_enrichment(g, checker, n_neighbors=4, n_perms=100).zscore
-    assert zc.loc["black", "black"] < -5 and zc.loc["black", "white"] > 5
+    assert zc.loc["black", "black"] < -5
+    assert zc.loc["black", "white"] > 5
     again = analysis.neighbourhood_enrichment(g, halves, n_neighbors=4, n_perms=100, seed=0)
     pd.testing.assert_frame_equal(again.zscore, z)
     with pytest.raises(ValueError, match="labels"):
