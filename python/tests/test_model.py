@@ -103,12 +103,15 @@ def test_default_hybrid_mapping_uses_hellinger_profiles(trained):
 def test_balancing_kernel_and_log_space_agree(trained):
     import torch
 
+    from stemmap.mapping._balance import sinkhorn_log
+
     m = trained.mapping()
     g = m._potentials()
     assert m.balance_info["max_column_error"] < 1e-4
     m2 = trained.mapping()
-    m2.chunk_size = 17  # the chunked log-space path used when the kernel does not fit
-    g2 = m2._sinkhorn_log(torch.from_numpy(m2.n_cells * m2._spot_w).log(), 1e-4, 5000)
+    # the chunked log-space path used when the kernel does not fit (chunks of 17 cells)
+    log_target = torch.from_numpy(m2.n_cells * m2._spot_w).log()
+    g2, _ = sinkhorn_log(m2._logits_of, torch.arange(m2.n_cells), log_target, 1e-4, 5000, 17)
     torch.testing.assert_close(g - g.mean(), g2 - g2.mean(), atol=1e-4, rtol=0)
 
 
@@ -116,7 +119,7 @@ def test_balancing_on_a_sample_of_cells(trained, monkeypatch):
     full = trained.mapping()
     g_full = full._potentials()
     # pretend memory is tiny: the potentials are fitted on an evenly spread sample of cells
-    monkeypatch.setattr("stemmap._result._free_cpu", lambda: 4 * 8 * 100 * full.n_spots)
+    monkeypatch.setattr("stemmap.mapping._values.free_cpu", lambda: 4 * 8 * 100 * full.n_spots)
     monkeypatch.setattr(stemmap.StemMapping, "_balance_min_cells", 100)
     m = trained.mapping()
     g = m._potentials()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stemmap._result import StemMapping, _hellinger_profiles
+from stemmap.mapping import StemMapping
+from stemmap.mapping._readout import hellinger_profiles as _hellinger_profiles
 
 
 def _toy(seed: int = 0, m: int = 40, n: int = 12, g: int = 8, h: int = 4):

@@ -36,7 +36,7 @@ def test_one_pass_serves_coords_and_topk(trained, monkeypatch):
 def test_sampled_balancing_with_few_float32_passes(trained, monkeypatch, passes):
     full = trained.mapping()
     g_full = full._potentials()
-    monkeypatch.setattr("stemmap._result._free_cpu", lambda: 4 * 8 * 100 * full.n_spots)
+    monkeypatch.setattr("stemmap.mapping._values.free_cpu", lambda: 4 * 8 * 100 * full.n_spots)
     monkeypatch.setattr(stemmap.StemMapping, "_balance_min_cells", 100)
     monkeypatch.setattr(stemmap.StemMapping, "_balance_passes", passes)
     m = trained.mapping()

@@ -136,7 +136,7 @@ def test_memory_check_before_allocating(toy, monkeypatch):
         model.train(epochs=1)
     monkeypatch.undo()
     m = stemmap.STEM(sc, st, hidden=(8,)).train(epochs=1).mapping()
-    monkeypatch.setattr("stemmap._result.available_memory", lambda device: 1000)
+    monkeypatch.setattr("stemmap.mapping._values.available_memory", lambda device: 1000)
     with pytest.raises(MemoryError, match="topk_mapping"):
         _ = m.sc_to_st
 

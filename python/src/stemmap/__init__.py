@@ -21,11 +21,11 @@ from . import analysis, attribution, datasets, metrics, plotting, simulate  # no
 from ._defaults import PRESETS  # noqa: E402
 from ._device import estimate_resources  # noqa: E402
 from ._model import STEM  # noqa: E402
-from ._result import StemMapping  # noqa: E402
 from ._runtime import choose_threads  # noqa: E402
 from ._settings import settings  # noqa: E402
 from ._validate import StemInputWarning, StemModelFileError  # noqa: E402
 from ._version import __version__  # noqa: E402
+from .mapping import StemMapping  # noqa: E402
 
 __all__ = [
     "STEM",

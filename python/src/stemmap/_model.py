@@ -21,7 +21,6 @@ from ._defaults import ATTRIBUTION, MAPPING, MODEL, PRESETS
 from ._device import resolve_device
 from ._kernels import KERNELS
 from ._module import STEMModule
-from ._result import StemMapping
 from ._runtime import compute
 from ._validate import (
     check_choice,
@@ -35,6 +34,7 @@ from ._validate import (
     per_slice,
 )
 from ._version import __version__
+from .mapping import StemMapping
 from .train import TrainingMixin, empty_history
 
 logger = logging.getLogger(__name__)

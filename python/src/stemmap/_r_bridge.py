@@ -247,7 +247,7 @@ def defaults() -> dict:
         and the choices R checks before anything runs.
     """
     from ._defaults import PRESETS, table
-    from ._result import READOUTS
+    from .mapping import READOUTS
 
     out = table()
     out["choices"] = {"readout": list(READOUTS), "preset": list(PRESETS)}
@@ -396,8 +396,8 @@ def run_stem(
     import stemmap
 
     from ._defaults import MAPPING, PRESETS, TRAIN
-    from ._result import READOUTS
     from ._validate import check_choice
+    from .mapping import READOUTS
 
     params = {k: v for k, v in dict(params or {}).items() if v is not None}
     progress = bool(params.pop("progress", False))

@@ -17,8 +17,8 @@ from typing import Any
 
 from ._data import GENE_MATCH
 from ._defaults import MAPPING, MODEL, PRESETS, TRAIN
-from ._result import READOUTS
 from ._version import __version__
+from .mapping import READOUTS
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,416 @@
+"""The result of a trained STEM model: :class:`StemMapping`, a thin class over the parts.
+
+It holds the embeddings, names and readout settings and caches what one pass over the
+cells gives (coordinates, best spots, top-k); the parts live in their modules:
+:mod:`._readout` (logits), :mod:`._balance` (Sinkhorn potentials), :mod:`._transfer`
+(deconvolution, transfer), :mod:`._graph` (SC–SC graph, spot kernel) and :mod:`._export`
+(AnnData). The methods of the last three are defined there and bound here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .._defaults import MAPPING
+from .._runtime import compute
+from .._topk import TopkBlock, chunked_topk, topk_csr
+from .._validate import check_choice, check_positive, check_threads
+from . import _balance, _export, _graph, _readout, _transfer, _values
+from ._values import check_dense, check_k, check_single_slice
+
+logger = logging.getLogger(__name__)
+
+
+class StemMapping:
+    """SC↔ST mapping read off trained STEM embeddings.
+
+    Everything is computed from the embeddings in chunks of cells, so that pseudo-coordinates,
+    best spots, deconvolution, transfers and the SC–SC graph never need the dense M × N matrix;
+    :attr:`sc_to_st` and :attr:`st_to_sc` build it on request.
+
+    Parameters
+    ----------
+    sc_embedding
+        (M × h) cell embeddings Z_SC.
+    st_embedding
+        (N × h) spot embeddings Z_ST.
+    spot_coords
+        (N × 2) spot coordinates.
+    sc_names, spot_names
+        Cell and spot names (AnnData ``obs_names``).
+    spot_slice
+        Slice name of each spot (one value for a single slice).
+    settings
+        Training settings, kept for reports (``to_anndata`` writes them to ``uns``).
+    dropped
+        Names of cells/spots dropped before training (all-zero on the shared genes).
+    chunk_size
+        Cells per chunk in chunked computations.
+    sc_expr, st_expr
+        (M × G) and (N × G) normalised expression of cells and spots on the shared genes,
+        needed by ``readout="hybrid"``.
+    readout
+        How C is read off: ``"hybrid"`` (default; logits ``Z_SC Z_STᵀ + λ R`` with R the
+        Pearson correlation of cell and spot expression, then balanced so that every spot
+        receives the same share of cells; see Notes) or ``"paper"`` (the publication:
+        ``C = softmax_rows(Z_SC Z_STᵀ)``, ``Ĉ = softmax_columns(Z_SC Z_STᵀ)``).
+    expression_weight
+        w in ``λ = w · sd(Z_SC Z_STᵀ) / sd(R)`` (row standard deviations, averaged): 1 gives
+        the expression term the same spread as the embedding term; 0 uses the embeddings
+        only (then with balancing).
+    expression_profile
+        Profiles correlated by the hybrid readout's expression term R. ``"hellinger"``
+        (default): square roots of each row's expression proportions (``sc_expr`` /
+        ``st_expr`` are log1p-normalised and are turned back into proportions), each gene
+        then standardised within its modality (over cells for SC, over spots for ST), so
+        that every gene counts alike and platform offsets per gene cancel; R is the Pearson
+        correlation of these profiles. ``"log"``: Pearson correlation of the log-normalised
+        expression as given (stemmap 0.1's hybrid readout). Evidence:
+        ``benchmarks/results/readout_study.md``.
+    balance
+        Balance C (Sinkhorn): each spot receives the same total mass (or ``spot_weights``),
+        as every spot holds a comparable number of cells; default True for ``"hybrid"``.
+    temperature
+        Logits are divided by this before the softmax (1 = as trained).
+    spot_weights
+        (N,) relative number of cells per spot for balancing (default: equal).
+    threads
+        Torch threads for the chunked computations (None: see :class:`stemmap.STEM`).
+
+    Notes
+    -----
+    The hybrid readout is a product of experts: the embeddings carry the spatial structure
+    learned by STEM (neighbouring cells map to neighbouring spots), the expression
+    correlation pins each cell to the spots whose profile it matches. Balancing solves
+    ``max_P Σ P_ij L_ij + H(P)`` with uniform row sums and the given column sums by Sinkhorn
+    iterations; only the N column potentials are stored, so C is still computed in chunks.
+    Evidence for the default (both shared datasets, 3 seeds): ``benchmarks/results/readout.md``.
+    """
+
+    #: fewest cells the balancing potentials are fitted on when all cells do not fit
+    _balance_min_cells = 5000
+    #: Sinkhorn passes over all cells after fitting on a sample, and their float type
+    _balance_passes = 10
+    _pass_dtype = torch.float32
+    #: the passes stop once every spot's share is within this relative error (2 passes at
+    #: 100k × 20k: coordinates 0.03 grid steps from 10 passes; benchmarks/results/readout_scale.md)
+    _balance_pass_tol = 1e-2
+    #: each cell's largest entries of C kept from the per-cell pass (for top-k outputs)
+    _topk_kept = 16
+
+    def __init__(
+        self,
+        sc_embedding: np.ndarray,
+        st_embedding: np.ndarray,
+        spot_coords: np.ndarray,
+        sc_names: Sequence[str],
+        spot_names: Sequence[str],
+        spot_slice: Sequence[str],
+        settings: dict[str, Any] | None = None,
+        dropped: dict[str, list[str]] | None = None,
+        chunk_size: int = 8192,
+        sc_expr: np.ndarray | None = None,
+        st_expr: np.ndarray | None = None,
+        readout: str = MAPPING["readout"],
+        expression_weight: float = MAPPING["expression_weight"],
+        expression_profile: str = MAPPING["expression_profile"],
+        balance: bool | None = None,
+        temperature: float = MAPPING["temperature"],
+        spot_weights: np.ndarray | None = None,
+        threads: int | None = None,
+    ) -> None:
+        check_choice(readout, _readout.READOUTS, "readout")
+        self.threads = check_threads(threads)
+        check_positive(temperature, "temperature")
+        check_choice(expression_profile, _readout.EXPRESSION_PROFILES, "expression_profile")
+        _readout.check_expression_weight(expression_weight)
+        if balance is None:
+            balance = readout == "hybrid"
+        if not isinstance(balance, (bool, np.bool_)):
+            raise TypeError(f"`balance` must be True, False or None; found {balance!r}.")
+        self.sc_embedding = np.asarray(sc_embedding, dtype=np.float32)
+        self.st_embedding = np.asarray(st_embedding, dtype=np.float32)
+        self.spot_coords = np.asarray(spot_coords, dtype=np.float64)
+        self.sc_names = [str(s) for s in sc_names]
+        self.spot_names = [str(s) for s in spot_names]
+        self.spot_slice = np.asarray([str(s) for s in spot_slice], dtype=object)
+        self.settings = dict(settings or {})
+        self.dropped = dropped or {"sc": [], "st": []}
+        self.chunk_size = int(chunk_size)
+        self._zsc = torch.from_numpy(self.sc_embedding)
+        self._zst = torch.from_numpy(self.st_embedding)
+        self._lse_cells: torch.Tensor | None = None
+        self._cache: dict[str, Any] = {}
+        self.readout = readout
+        self.balance = bool(balance)
+        self.temperature = float(temperature)
+        self.expression_weight = float(expression_weight) if readout == "hybrid" else 0.0
+        self.expression_profile = expression_profile
+        self._esc = self._est = None
+        self.expression_scale = 0.0
+        if readout == "hybrid" and self.expression_weight > 0:
+            self._esc, self._est = _readout.expression_term(
+                sc_expr, st_expr, expression_profile, self.n_cells, self.n_spots
+            )
+            ratio = _readout.spread_ratio(self._zsc, self._zst, self._esc, self._est)
+            self.expression_scale = self.expression_weight * ratio
+        self._spot_w = _values.spot_weights(spot_weights, self.n_spots)
+        self._g: torch.Tensor | None = None  # column potentials of the balanced C
+        self.balance_info: dict[str, Any] = {}
+        self.settings["mapping"] = {
+            "readout": readout,
+            "expression_weight": self.expression_weight,
+            "expression_scale": round(self.expression_scale, 6),
+            "expression_profile": self.expression_profile if self.expression_weight > 0 else None,
+            "balance": self.balance,
+            "temperature": self.temperature,
+        }
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def n_cells(self) -> int:
+        """Number of mapped cells M."""
+        return self.sc_embedding.shape[0]
+
+    @property
+    def n_spots(self) -> int:
+        """Number of spots N (over all slices)."""
+        return self.st_embedding.shape[0]
+
+    @property
+    def slices(self) -> list[str]:
+        """Slice names in spot order."""
+        return list(dict.fromkeys(self.spot_slice.tolist()))
+
+    def __repr__(self) -> str:
+        """Size of the mapping, e.g. ``StemMapping(100 cells × 50 spots)``."""
+        sl = f", {len(self.slices)} slices" if len(self.slices) > 1 else ""
+        return f"StemMapping({self.n_cells} cells × {self.n_spots} spots{sl})"
+
+    def _chunks(self) -> Iterator[tuple[int, int]]:
+        for a in range(0, self.n_cells, self.chunk_size):
+            yield a, min(a + self.chunk_size, self.n_cells)
+
+    def _logits_of(self, rows: slice | torch.Tensor) -> torch.Tensor:
+        """Readout logits L of the given cells (a slice or an index tensor), before balancing."""
+        return _readout.logits(
+            self._zsc,
+            self._zst,
+            rows,
+            self._esc,
+            self._est,
+            self.expression_scale,
+            self.temperature,
+        )
+
+    @compute
+    def _potentials(self, tol: float = 1e-4, max_iter: int = 5000) -> torch.Tensor:
+        """Column potentials g of the balanced C (zeros without balancing).
+
+        Fitted once (:func:`._balance.fit_potentials`); the float64 kernel of all cells may
+        take 1 GiB or a quarter of the free memory, else g is fitted on a sample of cells
+        (``balance_info["cells"]``) and refined by passes over all cells.
+        """
+        if not self.balance:
+            return torch.zeros(self.n_spots, dtype=torch.float64)
+        if self._g is None:
+            self._g, self.balance_info = _balance.fit_potentials(
+                self._logits_of,
+                self.n_cells,
+                self._spot_w,
+                self.chunk_size,
+                min(2**30, 0.25 * _values.free_cpu()),
+                tol=tol,
+                max_iter=max_iter,
+                min_cells=self._balance_min_cells,
+                passes=self._balance_passes,
+                pass_tol=self._balance_pass_tol,
+                pass_dtype=self._pass_dtype,
+            )
+        return self._g
+
+    def _row_logits(self, a: int, b: int) -> torch.Tensor:
+        """Logits whose softmax over spots is C (rows of cells a:b)."""
+        L = self._logits_of(slice(a, b))
+        if self.balance:
+            L = (L.double() + self._potentials()).float()
+        return L
+
+    def _col_logits(self, a: int, b: int) -> torch.Tensor:
+        """Logits whose softmax over cells is Ĉ (cells a:b)."""
+        L = self._logits_of(slice(a, b))
+        if self.balance:
+            Ld = L.double()
+            L = (Ld - torch.logsumexp(Ld + self._potentials(), dim=1, keepdim=True)).float()
+        return L
+
+    # ---------------------------------------------------------------- mappings
+    @property
+    @compute
+    def sc_to_st(self) -> np.ndarray:
+        """(M × N) SC→ST mapping C: each cell's distribution over spots (rows sum to 1)."""
+        if "C" not in self._cache:
+            check_dense("sc_to_st", 4 * self.n_cells * self.n_spots)
+            out = np.empty((self.n_cells, self.n_spots), dtype=np.float32)
+            for a, b in self._chunks():
+                out[a:b] = torch.softmax(self._row_logits(a, b), dim=1).numpy()
+            self._cache["C"] = out
+        return self._cache["C"]
+
+    def _cell_lse(self) -> torch.Tensor:
+        """Compute log Σ_cells exp(B_ij) for every spot j (the normaliser of Ĉ), in chunks."""
+        if self._lse_cells is None:
+            parts = [torch.logsumexp(self._col_logits(a, b), dim=0) for a, b in self._chunks()]
+            self._lse_cells = torch.logsumexp(torch.stack(parts), dim=0)
+        return self._lse_cells
+
+    @property
+    @compute
+    def st_to_sc(self) -> np.ndarray:
+        """(N × M) ST→SC mapping Ĉ: each spot's distribution over cells (rows sum to 1)."""
+        if "C_hat" not in self._cache:
+            check_dense("st_to_sc", 4 * self.n_cells * self.n_spots)
+            lse = self._cell_lse()
+            out = np.empty((self.n_spots, self.n_cells), dtype=np.float32)
+            for a, b in self._chunks():
+                out[:, a:b] = torch.exp(self._col_logits(a, b) - lse).T.numpy()
+            self._cache["C_hat"] = out
+        return self._cache["C_hat"]
+
+    def _rows_of_c(self, a: int, b: int) -> torch.Tensor:
+        """Rows a:b of C (float32)."""
+        return torch.softmax(self._row_logits(a, b), dim=1)
+
+    @compute
+    def topk_mapping(self, k: int = 10, renormalize: bool = False) -> sp.csr_matrix:
+        """Sparse (M × N) SC→ST mapping keeping each cell's ``k`` largest entries of C.
+
+        Parameters
+        ----------
+        k
+            Spots kept per cell.
+        renormalize
+            Rescale the kept entries of each row to sum to 1.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix
+            ``k`` entries per row.
+        """
+        k = check_k(k, self.n_spots, "k")
+        blocks = self._topk_chunks(k)
+        if renormalize:
+            blocks = ((a, b, v / v.sum(dim=1, keepdim=True), i) for a, b, v, i in blocks)
+        return topk_csr(blocks, (self.n_cells, self.n_spots))
+
+    def _topk_chunks(self, k: int) -> Iterator[TopkBlock]:
+        """Yield (a, b, values, spot indices): each cell chunk's ``k`` largest entries of C.
+
+        For ``k`` up to :attr:`_topk_kept` they come from the single per-cell pass (which
+        also gives the coordinates and best spots), so the outputs read C once.
+        """
+        if k > min(self._topk_kept, self.n_spots):
+            yield from chunked_topk(self._rows_of_c, self.n_cells, k, self.chunk_size)
+            return
+        v_all, i_all = self._per_cell("topk")
+        for a, b in self._chunks():
+            yield a, b, v_all[a:b, :k], i_all[a:b, :k].long()
+
+    # ------------------------------------------------------------- per cell
+    def _per_cell(self, key: str) -> Any:
+        """``key`` of the one pass over C (``best``, ``conf``, ``coords`` or ``topk``)."""
+        if key not in self._cache:
+            self._one_pass()
+        return self._cache[key]
+
+    @compute
+    def _one_pass(self) -> None:
+        """Best spots, confidences, coordinates (one slice) and top-k of C, read once."""
+        best, conf, coords, tv, ti = [], [], [], [], []
+        Y = torch.from_numpy(self.spot_coords.astype(np.float32))
+        single = len(self.slices) == 1
+
+        def rows_of_c(a: int, b: int) -> torch.Tensor:
+            C = self._rows_of_c(a, b)
+            v, i = C.max(dim=1)  # the first of tied maxima, as numpy's argmax
+            best.append(i.numpy())
+            conf.append(v.numpy())
+            if single:
+                coords.append((C.double() @ Y.double()).numpy())
+            return C
+
+        kept = min(self._topk_kept, self.n_spots)
+        for _, _, v, i in chunked_topk(rows_of_c, self.n_cells, kept, self.chunk_size):
+            tv.append(v)
+            ti.append(i.int())
+        self._cache["best"] = np.concatenate(best).astype(np.int64)
+        self._cache["conf"] = np.concatenate(conf).astype(np.float32)
+        self._cache["topk"] = (torch.cat(tv), torch.cat(ti))
+        if single:
+            self._cache["coords"] = np.concatenate(coords)
+
+    @property
+    def coords(self) -> np.ndarray:
+        """(M × 2) pseudo-coordinates Ŷ = C · Y (each cell's expected position)."""
+        check_single_slice(self.slices, "coords")
+        return self._per_cell("coords")
+
+    @property
+    def best_spot(self) -> np.ndarray:
+        """(M,) index of each cell's most probable spot (argmax of its row of C)."""
+        return self._per_cell("best")
+
+    @property
+    def best_spot_name(self) -> np.ndarray:
+        """(M,) name of each cell's most probable spot."""
+        return np.asarray(self.spot_names, dtype=object)[self.best_spot]
+
+    @property
+    def best_slice(self) -> np.ndarray:
+        """(M,) slice of each cell's most probable spot."""
+        return self.spot_slice[self.best_spot]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """(M,) mapping confidence: the largest entry of each cell's row of C."""
+        return self._per_cell("conf")
+
+    @compute
+    def topk_coords(self, k: int = 10, weighted: bool = False) -> np.ndarray:
+        """(M × 2) mean coordinates of each cell's ``k`` most probable spots.
+
+        Parameters
+        ----------
+        k
+            Spots averaged per cell (``k=1``: the best spot's coordinates).
+        weighted
+            Weight the spots by their mapping probability instead of equally.
+
+        Returns
+        -------
+        numpy.ndarray
+            (M × 2) coordinates.
+        """
+        check_single_slice(self.slices, "topk_coords")
+        k = check_k(k, self.n_spots, "k")
+        Y = torch.from_numpy(self.spot_coords)
+        out = []
+        for _, _, v, i in self._topk_chunks(k):
+            w = v.double() if weighted else torch.ones_like(v, dtype=torch.float64)
+            w = w / w.sum(dim=1, keepdim=True)
+            out.append((w[..., None] * Y[i]).sum(dim=1).numpy())
+        return np.concatenate(out)
+
+    # ------------------------------------------------ outputs in their modules
+    deconvolve = _transfer.deconvolve
+    spot_aggregate = _transfer.spot_aggregate
+    transfer = _transfer.transfer
+    sc_adjacency = _graph.sc_adjacency
+    spot_kernel = _graph.spot_kernel
+    to_anndata = _export.to_anndata
