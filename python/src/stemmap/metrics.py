@@ -26,6 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._data import mean_nn_distance
+from ._topk import chunked_topk
 from ._validate import check_integers
 
 logger = logging.getLogger(__name__)
@@ -120,17 +121,11 @@ def _knn_similarity(
     chunk_size: int | None,
 ) -> np.ndarray:
     """Top-k most similar other cells from a row-chunk similarity function."""
-    import torch
-
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_ELEMENTS // max(m, 1))
     out = np.empty((m, k), dtype=np.int64)
-    for start in range(0, m, chunk_size):
-        stop = min(start + chunk_size, m)
-        s = rows_sim(start, stop)  # torch tensor (stop-start, m)
-        r = torch.arange(stop - start)
-        s[r, r + start] = -torch.inf
-        out[start:stop] = torch.topk(s, k, dim=1, largest=True, sorted=True).indices.numpy()
+    for a, b, _, idx in chunked_topk(rows_sim, m, k, chunk_size, exclude_self=True):
+        out[a:b] = idx.numpy()
     return out
 
 
