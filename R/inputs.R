@@ -110,7 +110,9 @@
         if (length(idx) < 2L) {
             .stem_abort("Sample {.val {s}} of {.arg st} has {length(idx)} spot; each slice needs at least 2.")
         }
-        list(x = x[, idx, drop = FALSE], coords = coords[idx, , drop = FALSE], name = s, index = idx)
+        # one slice: the matrix itself (no copy)
+        sx <- if (length(idx) == n) x else x[, idx, drop = FALSE]
+        list(x = sx, coords = coords[idx, , drop = FALSE], name = s, index = idx)
     })
     list(slices = slices, n = n, names = colnames(x), sample_id = sample_id)
 }

@@ -7,7 +7,7 @@ d <- make_stem_data()
 
 .core_table <- function() {
     stemmap:::.run_python(function() {
-        reticulate::py_to_r(stemmap:::.stem_bridge()$defaults())
+        stemmap:::.stem_call(stemmap:::.stem_bridge(), "defaults")$value
     })
 }
 
