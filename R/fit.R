@@ -1,4 +1,5 @@
-# The one place where R data become a STEM run: plain matrices in, plain lists out.
+# The one place where R data become a STEM run: plain matrices in, plain lists out
+# (.stem_run, the ANY method of runSTEM(); the other methods forward to it).
 
 # The arguments of a STEM run as the core takes them. Every argument left NULL is left
 # out: the core then uses its own default (python/src/stemmap/_defaults.py; R never
@@ -99,29 +100,56 @@
     }
 }
 
-# sc_mat: genes x cells (dense or sparse) with gene rownames.
-# st: list(slices = list(list(x, coords, name, index)), n = n spots, names = spot names).
-# labels: named list of per-cell labels; transfer: named list of spots x F matrices
-# (object order). Returns results aligned to the input order of cells and spots.
-.stem_fit <- function(sc_mat, st, params, labels = list(), transfer = list(),
-                      mapping = "topk", k = 10L, verbose = NULL) {
-    n_cells <- ncol(sc_mat)
-    cell_ids <- paste0("c", seq_len(n_cells))
-    spot_ids <- paste0("s", seq_len(st$n))
+# The one implementation, the ANY method (a genes x cells matrix): every other method
+# takes the counts and cell labels out of its object and forwards `...` here. The core's
+# arguments go, by name, to the one params builder .stem_params() (no hand forwarding).
+# Returns the results as a list (input order, cell names).
+.stem_run <- function(sc, st, ..., coords = NULL, sample_id = NULL,
+                      st.assay.type = "counts", st.assay = NULL, st.layer = "counts",
+                      image = NULL, labels = NULL, transfer = NULL,
+                      mapping = c("topk", "dense", "none"), k = 10L,
+                      epochs = NULL, lr = NULL, alpha = NULL, sigma = NULL, hidden = NULL,
+                      device = NULL, seed = NULL, genes = NULL, normalized = NULL,
+                      verbose = NULL, keep_model = FALSE, readout = NULL,
+                      sigma_scale = NULL, adjacency_k = NULL, preset = NULL,
+                      gene_match = NULL, threads = NULL) {
+    .stem_no_dots(...)
+    .check_expr_matrix(sc, "sc")
+    sc <- .with_colnames(sc, "cell")
+    mapping <- match.arg(mapping)
+    .check_number(k, "k", integer = TRUE, min = 1)
+    params <- do.call(.stem_params, mget(names(formals(.stem_params)), environment()))
+    st_in <- .st_input(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
+                       st.assay = st.assay, st.layer = st.layer, image = image)
+    labels <- .resolve_labels(labels, data.frame(row.names = colnames(sc)), ncol(sc))
+    transfer <- .resolve_transfer(transfer, st_in)
+    cell_ids <- paste0("c", seq_len(ncol(sc)))
+    spot_ids <- paste0("s", seq_len(st_in$n))
     # the core reports the genes it uses (and how many matched by `gene_match`) itself
-    .stem_inform(
-        "Mapping {n_cells} cells onto {st$n} spots ({length(st$slices)} slice{?s}).",
-        verbose = verbose
-    )
-    slices <- lapply(st$slices, function(s) {
+    .stem_inform("Mapping {ncol(sc)} cells onto {st_in$n} spots ({length(st_in$slices)} slice{?s}).",
+                 verbose = verbose)
+    slices <- lapply(st_in$slices, function(s) {
         list(x = s$x, coords = s$coords, name = s$name, spots = spot_ids[s$index])
     })
-    res <- .run_python(.worker_stem, sc = sc_mat, cells = cell_ids, st = slices,
-                       params = params, labels = lapply(labels, .labels_for_python),
+    res <- .run_python(.worker_stem, sc = sc, cells = cell_ids, st = slices, params = params,
+                       labels = lapply(labels, .labels_for_python),
                        transfer = lapply(transfer, function(v) .pack(as.matrix(v))),
-                       mapping = mapping, k = k)
-    if (!is.null(res$no_shared_genes)) .stem_abort_no_genes(sc_mat, st, res$no_shared_genes)
-    .stem_collect(res, cell_ids, colnames(sc_mat), spot_ids, st, labels, transfer)
+                       mapping = mapping, k = min(as.integer(k), st_in$n))
+    if (!is.null(res$no_shared_genes)) .stem_abort_no_genes(sc, st_in, res$no_shared_genes)
+    res <- .stem_collect(res, cell_ids, colnames(sc), spot_ids, st_in, labels, transfer)
+    res$params <- params[setdiff(names(params), "progress")]
+    res
+}
+
+# Arguments no method knows: an error naming them (a misspelt `epoch =` is not ignored).
+.stem_no_dots <- function(...) {
+    n <- ...length()
+    if (!n) return(invisible())
+    nm <- names(list(...))
+    nm <- if (is.null(nm)) rep("", n) else nm
+    shown <- ifelse(nzchar(nm), nm, paste0("..", seq_len(n)))
+    .stem_abort(c("{.fn runSTEM} has no argument{?s} {.arg {shown}}.",
+                  i = "See {.code ?runSTEM} for its arguments."), kind = "type")
 }
 
 # No shared gene names under the rule asked for: one error, with the rule of `gene_match`

@@ -128,6 +128,10 @@ def test_bridge_defaults_are_builtins():
     assert out["choices"]["preset"] == list(stemmap.PRESETS)
 
 
+#: what R always sends besides the core's arguments (its own storage choices)
+R_ARGS = {"labels": None, "transfer": None, "mapping": "topk", "mapping_k": 10}
+
+
 def _packed(adata):
     x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
     return _wire.pack(np.asarray(x, dtype=np.float64).T)
@@ -151,7 +155,9 @@ def test_bridge_leaves_unset_arguments_to_the_core(toy):
     """What R leaves NULL is not sent; the bridge then behaves as the Python defaults."""
     sc, st = toy
     sc_in, st_in = _bridge_inputs(sc, st)
-    res = verbs.run_stem(sc_in, st_in, {"epochs": 3, "hidden": [16, 8], "sigma_scale": None})
+    res = verbs.run_stem(
+        sc_in, st_in, {"epochs": 3, "hidden": [16, 8], "sigma_scale": None}, **R_ARGS
+    )
     s = res["settings"]
     assert s["sigma_scale"] == _defaults.MODEL["sigma_scale"]
     assert s["alpha"] == _defaults.MODEL["alpha"] and s["seed"] == _defaults.MODEL["seed"]
@@ -172,7 +178,7 @@ def test_bridge_preset_paper_is_the_python_preset(toy):
     stemmap.PRESETS["_short_paper"] = {**stemmap.PRESETS["paper"], "epochs": 4}
     try:
         res = verbs.run_stem(
-            sc_in, st_in, {"preset": "_short_paper", "hidden": [16, 8], "adjacency_k": 5}
+            sc_in, st_in, {"preset": "_short_paper", "hidden": [16, 8], "adjacency_k": 5}, **R_ARGS
         )
         model = stemmap.STEM(sc, st, hidden=(16, 8))
         model.train(preset="_short_paper")
@@ -196,4 +202,4 @@ def test_bridge_checks_choices_before_training(toy, params, match):
     sc, st = toy
     sc_in, st_in = _bridge_inputs(sc, st)
     with pytest.raises(ValueError, match=match):
-        verbs.run_stem(sc_in, st_in, {"epochs": 1, **params})
+        verbs.run_stem(sc_in, st_in, {"epochs": 1, **params}, **R_ARGS)

@@ -700,6 +700,11 @@ def _r_inputs(toy, **params):
             }
         ],
         "params": {"epochs": 1, "hidden": [8], **params},
+        # R's own storage choices, always sent
+        "labels": None,
+        "transfer": None,
+        "mapping": "topk",
+        "mapping_k": 10,
     }
 
 

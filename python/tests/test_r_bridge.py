@@ -97,8 +97,8 @@ def _small_inputs():
 def test_topk_keeps_k_per_row():
     sc, st = _small_inputs()
     params = {"epochs": 1, "hidden": [8, 4], "device": "cpu", "adjacency_k": 0}
-    top = _wire.unpack(verbs.run_stem(sc, st, params, mapping="topk", mapping_k=3)["sc_to_st"])
-    dense = _wire.unpack(verbs.run_stem(sc, st, params, mapping="dense")["sc_to_st"])
+    top = _wire.unpack(verbs.run_stem(sc, st, params, None, None, "topk", 3)["sc_to_st"])
+    dense = _wire.unpack(verbs.run_stem(sc, st, params, None, None, "dense", 10)["sc_to_st"])
     back = top.toarray()
     assert ((back > 0).sum(axis=1) == 3).all()
     np.testing.assert_allclose(back.max(axis=1), dense.max(axis=1))
@@ -140,10 +140,12 @@ def test_run_stem_keep_model_returns_loadable_bytes():
         }
     ]
     params = {"epochs": 2, "hidden": [8, 4], "keep_model": True, "device": "cpu"}
-    out = verbs.run_stem(sc, st, params, mapping="none")
+    out = verbs.run_stem(sc, st, params, None, None, "none", 10)
     assert isinstance(out["model"], bytearray)
     assert files.load_model(out["model"]).data.sc_x.shape == (20, 12)
-    assert "model" not in verbs.run_stem(sc, st, {"epochs": 1, "hidden": [8, 4]}, mapping="none")
+    assert "model" not in verbs.run_stem(
+        sc, st, {"epochs": 1, "hidden": [8, 4]}, None, None, "none", 1
+    )
 
 
 def test_analysis_wrappers_return_tables():
@@ -168,5 +170,7 @@ def test_analysis_wrappers_return_tables():
         _wire.pack(X), genes, _wire.pack(xy[:, 0]), n_knots=1, n_points=5
     )
     assert len(tr["data"]["gene"]) == 25
-    ne = interpret.neighbourhood_enrichment(_wire.pack(xy), ["a"] * 20 + ["b"] * 20, 5, 20, 0)
+    ne = interpret.neighbourhood_enrichment(
+        _wire.pack(xy), ["a"] * 20 + ["b"] * 20, n_neighbors=5, n_perms=20, seed=0
+    )
     assert ne["labels"] == ["a", "b"] and _wire.unpack(ne["zscore"]).shape == (2, 2)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ._wire import as_int, given, pack, register, strs, table, unpack
+from ._wire import given, pack, register, strs, table, unpack
 
 __all__ = [
     "attribution",
@@ -109,34 +109,27 @@ def _axis(axis: Any) -> Any:
     return unpack(axis).ravel().tolist() if isinstance(axis, dict) else axis
 
 
+def _options(options: dict) -> dict:
+    """Return the options R set (None: the core's default), R whole numbers as ``int``."""
+    out = given(**options)
+    return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in out.items()}
+
+
 @register
 def spatial_dominant_genes(
-    values: dict,
-    genes: Any,
-    coords: Any = None,
-    segments: Any = None,
-    axis: Any = None,
-    n_segments: Any = None,
-    alternative: Any = None,
-    min_cells: Any = None,
+    values: dict, genes: Any, coords: Any = None, segments: Any = None, **options: Any
 ) -> dict:
-    """:func:`stemmap.analysis.spatial_dominant_genes` on a packed cells × genes matrix."""
+    """:func:`stemmap.analysis.spatial_dominant_genes` on a packed cells × genes matrix.
+
+    ``options`` (``axis``, ``n_segments``, ``alternative``, ``min_cells``) left None take
+    the core's defaults.
+    """
     from ..analysis import spatial_dominant_genes as sdg
 
     X = np.asarray(unpack(values), dtype=np.float64)
     xy = None if coords is None else np.asarray(unpack(coords), dtype=np.float64)
-    res = sdg(
-        X,
-        xy,
-        segments=_labels(segments),
-        genes=strs(genes),
-        **given(
-            axis=_axis(axis),
-            n_segments=as_int(n_segments),
-            alternative=alternative,
-            min_cells=as_int(min_cells),
-        ),
-    )
+    options["axis"] = _axis(options.get("axis"))
+    res = sdg(X, xy, segments=_labels(segments), genes=strs(genes), **_options(options))
     res["segment"] = res["segment"].astype(str)
     return table(res)
 
@@ -150,18 +143,13 @@ def axis_score(coords: dict, axis: Any) -> dict:
 
 
 @register
-def axis_genes(
-    expr: dict, genes: Any, score: dict, groups: Any = None, min_cells: Any = None
-) -> dict:
-    """:func:`stemmap.analysis.axis_genes` on a packed cells × genes matrix."""
+def axis_genes(expr: dict, genes: Any, score: dict, groups: Any = None, **options: Any) -> dict:
+    """:func:`stemmap.analysis.axis_genes` on a packed cells × genes matrix (``min_cells``)."""
     from ..analysis import axis_genes as ag
 
+    X = np.asarray(unpack(expr), dtype=np.float64)
     res = ag(
-        np.asarray(unpack(expr), dtype=np.float64),
-        unpack(score).ravel(),
-        groups=_labels(groups),
-        genes=strs(genes),
-        **given(min_cells=as_int(min_cells)),
+        X, unpack(score).ravel(), groups=_labels(groups), genes=strs(genes), **_options(options)
     )
     res["group"] = res["group"].astype(str)
     return table(res)
@@ -169,48 +157,33 @@ def axis_genes(
 
 @register
 def expression_trends(
-    expr: dict,
-    genes: Any,
-    score: dict,
-    groups: Any = None,
-    n_knots: Any = None,
-    degree: Any = None,
-    n_points: Any = None,
-    min_cells: Any = None,
+    expr: dict, genes: Any, score: dict, groups: Any = None, **options: Any
 ) -> dict:
-    """:func:`stemmap.analysis.expression_trends` on a packed cells × genes matrix."""
+    """:func:`stemmap.analysis.expression_trends` on a packed cells × genes matrix.
+
+    ``options`` (``n_knots``, ``degree``, ``n_points``, ``min_cells``) left None take the
+    core's defaults.
+    """
     import pandas as pd
 
     from ..analysis import expression_trends as et
 
     df = pd.DataFrame(np.asarray(unpack(expr), dtype=np.float64), columns=strs(genes))
-    res = et(
-        df,
-        unpack(score).ravel(),
-        groups=_labels(groups),
-        **given(
-            n_knots=as_int(n_knots),
-            degree=as_int(degree),
-            n_points=as_int(n_points),
-            min_cells=as_int(min_cells),
-        ),
-    )
+    res = et(df, unpack(score).ravel(), groups=_labels(groups), **_options(options))
     res["group"] = res["group"].astype(str)
     return table(res)
 
 
 @register
-def neighbourhood_enrichment(
-    coords: dict, labels: Any, n_neighbors: Any = None, n_perms: Any = None, seed: Any = None
-) -> dict:
-    """:func:`stemmap.analysis.neighbourhood_enrichment`; z-scores and counts packed."""
+def neighbourhood_enrichment(coords: dict, labels: Any, **options: Any) -> dict:
+    """:func:`stemmap.analysis.neighbourhood_enrichment` (``n_neighbors``, ``n_perms``, ``seed``).
+
+    Z-scores and counts are packed.
+    """
     from ..analysis import neighbourhood_enrichment as ne
 
-    res = ne(
-        np.asarray(unpack(coords), dtype=np.float64),
-        _labels(labels),
-        **given(n_neighbors=as_int(n_neighbors), n_perms=as_int(n_perms), seed=as_int(seed)),
-    )
+    xy = np.asarray(unpack(coords), dtype=np.float64)
+    res = ne(xy, _labels(labels), **_options(options))
     return {
         "zscore": pack(res.zscore.to_numpy(dtype=np.float64)),
         "count": pack(res.count.to_numpy(dtype=np.float64)),

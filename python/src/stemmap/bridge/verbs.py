@@ -236,10 +236,10 @@ def run_stem(
     sc: dict,
     st: list,
     params: dict,
-    labels: Any = None,
-    transfer: Any = None,
-    mapping: str = "topk",
-    mapping_k: int = 10,
+    labels: Any,
+    transfer: Any,
+    mapping: str,
+    mapping_k: int,
 ) -> dict:
     """Train STEM on matrices sent by R and return every result as builtins.
 
@@ -395,20 +395,12 @@ def _label_values(x: Any) -> np.ndarray:
 
 
 @register
-def estimate_resources(
-    n_cells: int,
-    n_spots: int,
-    n_genes: int,
-    hidden: Any = None,
-    device: Any = None,
-    cell_batch_size: Any = None,
-    spot_batch_size: Any = None,
-    epochs: Any = None,
-) -> dict:
+def estimate_resources(n_cells: int, n_spots: int, n_genes: int, **options: Any) -> dict:
     """:func:`stemmap.estimate_resources` for R: builtins in, builtins out.
 
-    A MemoryError becomes ``{"error": message}`` so that R can show it as its own error.
-    None (an R ``NULL``) leaves an argument to the core's default.
+    ``options`` (``hidden``, ``device``, ``cell_batch_size``, ``spot_batch_size``,
+    ``epochs``) left None (an R ``NULL``) take the core's defaults. A MemoryError becomes
+    ``{"error": message}`` so that R can show it as its own error.
 
     Returns
     -------
@@ -417,19 +409,17 @@ def estimate_resources(
     """
     import stemmap
 
-    from ._wire import as_int, given
+    from ._wire import given
 
-    if hidden is not None:
-        hidden = tuple(int(h) for h in (hidden if isinstance(hidden, (list, tuple)) else [hidden]))
+    kw = given(**options)
+    if "hidden" in kw:
+        h = kw["hidden"]
+        kw["hidden"] = tuple(int(v) for v in (h if isinstance(h, (list, tuple)) else [h]))
+    for k in ("cell_batch_size", "spot_batch_size", "epochs"):
+        if k in kw:
+            kw[k] = int(kw[k])
     try:
-        out = stemmap.estimate_resources(
-            int(n_cells),
-            int(n_spots),
-            int(n_genes),
-            cell_batch_size=as_int(cell_batch_size),
-            spot_batch_size=as_int(spot_batch_size),
-            **given(hidden=hidden, device=device, epochs=as_int(epochs)),
-        )
+        out = stemmap.estimate_resources(int(n_cells), int(n_spots), int(n_genes), **kw)
     except MemoryError as e:
         return {"error": str(e)}
     return {
