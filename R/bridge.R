@@ -176,12 +176,14 @@
     if (!is.null(rows$error)) return(rows)
     counts <- unlist(rows$value$overlaps)
     rule <- if (is.null(params$gene_match)) "exact" else params$gene_match
-    if (!isTRUE(counts[[rule]] > 0)) return(list(no_shared_genes = counts))
+    # (an unknown rule is the core's error, from run_stem)
+    if (rule %in% names(counts) && counts[[rule]] == 0) return(list(no_shared_genes = counts))
     sc_rows <- as.integer(unlist(rows$value$sc))
-    sc <- sc[sc_rows, , drop = FALSE]
+    if (length(sc_rows) < nrow(sc)) sc <- sc[sc_rows, , drop = FALSE]  # else: no copy
     sc_in <- list(x = .pack(sc), genes = as.list(rownames(sc)), cells = as.list(cells))
     st_in <- Map(function(s, r) {
-        x <- s$x[as.integer(unlist(r)), , drop = FALSE]
+        r <- as.integer(unlist(r))
+        x <- if (length(r) < nrow(s$x)) s$x[r, , drop = FALSE] else s$x
         list(x = .pack(x), genes = as.list(rownames(x)), spots = as.list(s$spots),
              coords = .pack(unname(as.matrix(s$coords))), name = s$name)
     }, st, rows$value$st)

@@ -10,10 +10,9 @@
                          keep_model = FALSE, readout = NULL, sigma_scale = NULL,
                          adjacency_k = NULL, preset = NULL,
                          gene_match = NULL, threads = NULL) {
-    if (!is.null(readout)) readout <- .stem_match_arg(readout, .stem_choices$readout, "readout")
-    if (!is.null(preset)) preset <- .stem_match_arg(preset, .stem_choices$preset, "preset")
-    if (!is.null(gene_match)) {
-        gene_match <- .stem_match_arg(gene_match, .stem_choices$gene_match, "gene_match")
+    for (a in c("readout", "preset", "gene_match")) {
+        v <- get(a)
+        if (!is.null(v)) .check_string(v, a)  # its choices are the core's (check_choice)
     }
     # R types only (what R must convert: one number, a whole number for an integer); every
     # value check (ranges, finiteness) is the core's (stemmap._validate), whose errors
@@ -55,13 +54,12 @@
     out[!vapply(out, is.null, logical(1))]
 }
 
-# Choices of the core's string arguments, checked here before anything runs. The same
-# lists as the core's (stemmap.bridge.verbs.defaults()$choices); tests/testthat/test-defaults.R
-# fails when they differ.
-.stem_choices <- list(
-    readout = c("hybrid", "paper"), preset = c("paper", "fast"),
-    gene_match = c("exact", "case", "ensembl")
-)
+# One string (R type); which strings are allowed is the core's decision.
+.check_string <- function(x, arg) {
+    if (!is.character(x) || length(x) != 1L || is.na(x)) {
+        .stem_abort("{.arg {arg}} must be one string; found {.val {format(x)}}.", kind = "type")
+    }
+}
 
 .stem_match_arg <- function(x, choices, arg) {
     if (identical(x, choices)) return(choices[[1L]])

@@ -24,7 +24,7 @@
 #' @export
 writeSTEMh5ad <- function(sc, file) {
     res <- .stem_store(sc)
-    emb <- if (!is.null(res$embedding)) res$embedding else .stem_embedding(sc)
+    emb <- .stem_result(sc, "embedding")
     xy <- .stem_coords(sc)
     meta <- if (inherits(sc, "Seurat")) sc[[]] else if (methods::is(sc, "SummarizedExperiment")) as.data.frame(SummarizedExperiment::colData(sc)) else NULL
     best <- if (!is.null(meta)) meta$STEM_best_spot else res$best_spot
@@ -75,12 +75,4 @@ readSTEMh5ad <- function(file) {
         spot_slice = .chr(r$spot_slice), settings = r$settings,
         history = as.data.frame(lapply(r$history, .unpack))
     )
-}
-
-.stem_embedding <- function(sc) {
-    if (inherits(sc, "Seurat")) {
-        SeuratObject::Embeddings(sc, "stem")
-    } else {
-        SingleCellExperiment::reducedDim(sc, "STEM")
-    }
 }

@@ -82,3 +82,34 @@ history,loss history,Seurat,Misc,history
     }, "")
     c("\\tabular{llll}{", head, unname(rows), "}")
 }
+
+# The class of `sc` in the table: "Seurat", "SingleCellExperiment", "SummarizedExperiment",
+# or NULL (the list runSTEM() returns for a matrix).
+.stem_class <- function(sc) {
+    if (inherits(sc, "Seurat")) return("Seurat")
+    for (cl in c("SingleCellExperiment", "SummarizedExperiment")) if (methods::is(sc, cl)) return(cl)
+    NULL
+}
+
+# One result read back from where the table says `sc`'s class keeps it (NULL if absent).
+.stem_result <- function(sc, result) {
+    cl <- .stem_class(sc)
+    if (is.null(cl)) return(.stem_store(sc)[[result]])
+    t <- .stem_storage[.stem_storage$result == result & .stem_storage$class == cl, ]
+    key <- t$key
+    switch(t$slot,
+        reducedDim = if (key %in% SingleCellExperiment::reducedDimNames(sc)) {
+            SingleCellExperiment::reducedDim(sc, key)
+        },
+        colPair = if (key %in% SingleCellExperiment::colPairNames(sc)) {
+            out <- SingleCellExperiment::colPair(sc, key, asSparse = TRUE)
+            dimnames(out) <- list(colnames(sc), colnames(sc))
+            out
+        },
+        DimReduc = if (key %in% SeuratObject::Reductions(sc)) SeuratObject::Embeddings(sc, key),
+        Graph = if (key %in% names(sc@graphs)) methods::as(sc[[key]], "CsparseMatrix"),
+        colData = SummarizedExperiment::colData(sc)[[key]],
+        meta.data = sc[[]][[key]],
+        .stem_store(sc)[[key]]
+    )
+}
