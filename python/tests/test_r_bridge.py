@@ -142,7 +142,7 @@ def test_run_stem_keep_model_returns_loadable_bytes():
     params = {"epochs": 2, "hidden": [8, 4], "keep_model": True, "device": "cpu"}
     out = verbs.run_stem(sc, st, params, None, None, "none", 10)
     assert isinstance(out["model"], bytearray)
-    assert files.load_model(out["model"]).data.sc_x.shape == (20, 12)
+    assert files.load_model(out["model"], "cpu").data.sc_x.shape == (20, 12)
     assert "model" not in verbs.run_stem(
         sc, st, {"epochs": 1, "hidden": [8, 4]}, None, None, "none", 1
     )

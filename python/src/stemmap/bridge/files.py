@@ -187,8 +187,10 @@ def model_bytes(model: Any) -> bytearray:
         os.unlink(path)
 
 
-def load_model(blob: Any, device: str = "cpu") -> Any:
-    """STEM from the bytes written by :func:`model_bytes`.
+def load_model(blob: Any, device: Any) -> Any:
+    """Load a STEM from the bytes written by :func:`model_bytes`.
+
+    ``device`` None: the default of :meth:`stemmap.STEM.load`.
 
     Returns
     -------
@@ -201,7 +203,7 @@ def load_model(blob: Any, device: str = "cpu") -> Any:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(bytes(blob))
-        return stemmap.STEM.load(path, device=device)
+        return stemmap.STEM.load(path, **({} if device is None else {"device": device}))
     finally:
         os.unlink(path)
 

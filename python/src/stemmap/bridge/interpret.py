@@ -24,20 +24,13 @@ __all__ = [
 
 @register
 def attribution(
-    model: Any,
-    cells: Any = None,
-    target: Any = "best_spot",
-    steps: Any = None,
-    method: Any = None,
-    batch_size: Any = None,
-    device: str = "cpu",
-    progress: bool = False,
+    model: Any, cells: Any = None, target: Any = None, progress: Any = None, **options: Any
 ) -> dict:
     """Integrated-gradient attribution of a model saved by R (see :func:`model_bytes`).
 
-    ``steps``, ``method`` and ``batch_size`` left None (R ``NULL``) take the defaults of
-    :func:`stemmap.attribution.integrated_gradients`; ``device`` is where R runs it (R
-    always sends it; ``stemAttribution(device = "cpu")``).
+    ``options`` (``steps``, ``method``, ``batch_size``) left None (R ``NULL``) take the
+    defaults of :func:`stemmap.attribution.integrated_gradients`, and ``device`` those of
+    :meth:`stemmap.STEM.load` (R sends ``stemAttribution(device = "cpu")``).
 
     Parameters
     ----------
@@ -47,7 +40,12 @@ def attribution(
         Model cell names to explain (default all); names the model lacks (cells the core
         dropped) are skipped.
     target
-        ``"best_spot"`` or a list of model spot names (their summed probability).
+        ``"best_spot"`` or a list of model spot names (their summed probability); None:
+        the core's default.
+    progress
+        Show the core's messages.
+    **options
+        See above.
 
     Returns
     -------
@@ -57,41 +55,28 @@ def attribution(
     """
     import stemmap
 
-    old_level = stemmap.settings.verbosity
-    stemmap.settings.verbosity = "INFO" if progress else "WARNING"
-    try:
-        return _attribution(model, cells, target, steps, method, batch_size, device)
-    finally:
-        stemmap.settings.verbosity = old_level
-
-
-def _attribution(model, cells, target, steps, method, batch_size, device) -> dict:
     from ..attribution import integrated_gradients
     from .files import load_model
+    from .verbs import _verbosity
 
-    m = load_model(model, device=device)
-    names = [str(c) for c in m.data.sc_names]
-    if cells is None:
-        keep = names
-    else:
+    kw = _options(options)
+    with _verbosity(stemmap, bool(progress)):
+        m = load_model(model, kw.pop("device", None))
+        names = [str(c) for c in m.data.sc_names]
         have = set(names)
-        keep = [c for c in strs(cells) if c in have]
-    tgt = target if isinstance(target, str) and target == "best_spot" else strs(target)
-    if not keep:
-        return {
-            "x": pack(np.zeros((0, len(m.data.genes)))),
-            "cells": [],
-            "genes": [str(g) for g in m.data.genes],
-            "delta": pack(np.zeros(0)),
-        }
-    kw: dict[str, Any] = {}
-    if steps is not None:
-        kw["steps"] = int(steps)
-    if method is not None:
-        kw["method"] = str(method)
-    if batch_size is not None:
-        kw["batch_size"] = int(batch_size)
-    attr, delta = integrated_gradients(m, cells=keep, target=tgt, return_delta=True, **kw)
+        keep = names if cells is None else [c for c in strs(cells) if c in have]
+        if not keep:
+            return {
+                "x": pack(np.zeros((0, len(m.data.genes)))),
+                "cells": [],
+                "genes": [str(g) for g in m.data.genes],
+                "delta": pack(np.zeros(0)),
+            }
+        if target is not None and target != "best_spot":
+            kw["target"] = strs(target)
+        elif target is not None:
+            kw["target"] = target
+        attr, delta = integrated_gradients(m, cells=keep, return_delta=True, **kw)
     return {
         "x": pack(attr.to_numpy(dtype=np.float64)),
         "cells": [str(c) for c in attr.index],
