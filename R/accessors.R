@@ -3,7 +3,7 @@
 .stem_store <- function(sc) {
     st <- if (inherits(sc, "Seurat")) {
         .stem_require("SeuratObject")
-        SeuratObject::Misc(sc, "STEM")
+        SeuratObject::Misc(sc, "STEM")  # the table's Misc slot (R/storage.R)
     } else if (methods::is(sc, "SummarizedExperiment")) {
         S4Vectors::metadata(sc)$STEM
     } else if (is.list(sc) && !is.null(sc$settings)) {
@@ -48,16 +48,7 @@ stemMapping <- function(sc) {
 #' @rdname stemMapping
 #' @export
 stemAdjacency <- function(sc) {
-    a <- if (methods::is(sc, "SingleCellExperiment") &&
-             "STEM" %in% SingleCellExperiment::colPairNames(sc)) {
-        out <- SingleCellExperiment::colPair(sc, "STEM", asSparse = TRUE)
-        dimnames(out) <- list(colnames(sc), colnames(sc))
-        out
-    } else if (inherits(sc, "Seurat") && "STEM_adjacency" %in% names(sc@graphs)) {
-        methods::as(sc[["STEM_adjacency"]], "CsparseMatrix")
-    } else {
-        .stem_store(sc)$adjacency
-    }
+    a <- .stem_result(sc, "adjacency")
     if (is.null(a)) {
         .stem_abort("No SC-SC graph was stored; run {.fn runSTEM} with {.arg adjacency_k} > 0.")
     }
@@ -147,14 +138,8 @@ stemAnnotateSpots <- function(st, sc) {
 }
 
 .stem_coords <- function(sc) {
-    if (inherits(sc, "Seurat")) {
-        xy <- SeuratObject::Embeddings(sc, "STEM_spatial")
-    } else if (methods::is(sc, "SingleCellExperiment") &&
-               "STEM_spatial" %in% SingleCellExperiment::reducedDimNames(sc)) {
-        xy <- SingleCellExperiment::reducedDim(sc, "STEM_spatial")
-    } else {
-        xy <- .stem_store(sc)$coords
-    }
+    xy <- .stem_result(sc, "coords")
+    if (is.null(xy)) xy <- .stem_store(sc)$coords  # objects written before the table
     colnames(xy) <- c("x", "y")
     xy
 }

@@ -1,56 +1,6 @@
 # Example data for vignettes, reports and tests: semi-simulated Visium-like spots made
 # by the Python core from single-cell-resolution spatial data.
 
-# Python side of stemExampleData(): plain R in, packed arrays out.
-.stem_example_py <- "
-def _stemmap_r_example(path, name, source, grid, n_cells, seed):
-    import numpy as np
-    import stemmap
-    from stemmap._r_bridge import pack
-    tissue, src = None, None
-    if source in ('auto', 'embryo'):
-        try:
-            if path:
-                import anndata as ad
-                tissue = ad.read_h5ad(path)
-            else:
-                tissue = stemmap.datasets.load_shared(name)
-            src = name
-        except FileNotFoundError:
-            if source == 'embryo':
-                raise
-    if tissue is None:
-        tissue = stemmap.datasets.synthetic_tissue(n_cells=3000, n_genes=80, seed=int(seed))
-        src = 'generated'
-    if grid is None:
-        grid = (30, 40) if src != 'generated' else (20, 12)
-    grid = tuple(int(g) for g in grid)
-    sc, st = stemmap.simulate.pseudo_spots(tissue, grid=grid)
-    if n_cells is not None and int(n_cells) < sc.n_obs:
-        rng = np.random.default_rng(int(seed))
-        idx = np.sort(rng.choice(sc.n_obs, int(n_cells), replace=False))
-        sc = sc[idx].copy()
-    props = st.obsm['proportions']
-    spot = sc.obs['spot'].astype(object).where(sc.obs['spot'].notna(), '')
-    return {
-        'sc_x': pack(sc.X), 'st_x': pack(st.X), 'genes': [str(g) for g in sc.var_names],
-        'cells': [str(c) for c in sc.obs_names], 'spots': [str(s) for s in st.obs_names],
-        'celltype': [str(v) for v in sc.obs['celltype']], 'cell_spot': [str(v) for v in spot],
-        'true': pack(np.asarray(sc.obsm['spatial_true'], dtype=float)[:, :2]),
-        'spot_xy': pack(np.asarray(st.obsm['spatial'], dtype=float)[:, :2]),
-        'n_cells': pack(st.obs['n_cells'].to_numpy()),
-        'props': pack(props.to_numpy(dtype=float)), 'types': [str(t) for t in props.columns],
-        'step': float(st.uns['simulation']['step']), 'grid': list(grid), 'source': src,
-        'n_tissue': int(tissue.n_obs),
-    }
-"
-
-.worker_example <- function(path, name, source, grid, n_cells, seed) {
-    .stem_bridge()
-    main <- reticulate::py_run_string(.stem_example_py, convert = FALSE)
-    reticulate::py_to_r(main[["_stemmap_r_example"]](path, name, source, grid, n_cells, seed))
-}
-
 # A shared real data file: $STEMMAP_SHARED_DATA/<name>.h5ad, else NULL (the core then
 # looks in ../shared/data next to a source checkout).
 .stem_shared_file <- function(name) {

@@ -1,45 +1,35 @@
-# The one place where R data become a STEM run: plain matrices in, plain lists out.
-
-# Worker: runs in the Python process (reticulate or basilisk).
-.worker_stem <- function(sc, st, params, labels, transfer, mapping, mapping_k) {
-    bridge <- .stem_bridge()
-    .stem_call(bridge, "run_stem",
-        sc = sc, st = st, params = params, labels = labels, transfer = transfer,
-        mapping = mapping, mapping_k = as.integer(mapping_k)
-    )
-}
+# The one place where R data become a STEM run: plain matrices in, plain lists out
+# (.stem_run, the ANY method of runSTEM(); the other methods forward to it).
 
 # The arguments of a STEM run as the core takes them. Every argument left NULL is left
 # out: the core then uses its own default (python/src/stemmap/_defaults.py; R never
-# repeats a core default). R checks only what it must convert (types, ranges).
+# repeats a core default). R checks only what it must convert (R types).
 .stem_params <- function(epochs = NULL, lr = NULL, alpha = NULL, sigma = NULL,
                          hidden = NULL, device = NULL, seed = NULL,
                          genes = NULL, normalized = NULL, verbose = NULL,
                          keep_model = FALSE, readout = NULL, sigma_scale = NULL,
                          adjacency_k = NULL, preset = NULL,
                          gene_match = NULL, threads = NULL) {
-    if (!is.null(readout)) readout <- .stem_match_arg(readout, .stem_choices$readout, "readout")
-    if (!is.null(preset)) preset <- .stem_match_arg(preset, .stem_choices$preset, "preset")
-    if (!is.null(gene_match)) {
-        gene_match <- .stem_match_arg(gene_match, .stem_choices$gene_match, "gene_match")
+    for (a in c("readout", "preset", "gene_match")) {
+        v <- get(a)
+        if (!is.null(v)) .check_string(v, a)  # its choices are the core's (check_choice)
     }
-    if (!is.null(threads)) .check_number(threads, "threads", integer = TRUE, min = 1)
-    if (!is.null(sigma_scale) && (!is.numeric(sigma_scale) || length(sigma_scale) != 1L ||
-                                  is.na(sigma_scale) || sigma_scale <= 0)) {
-        .stem_abort("{.arg sigma_scale} must be a positive number; found {.val {format(sigma_scale)}}.")
+    # R types only (what R must convert: one number, a whole number for an integer); every
+    # value check (ranges, finiteness) is the core's (stemmap._validate), whose errors
+    # arrive as R conditions naming the argument
+    for (a in c("threads", "epochs", "adjacency_k", "seed")) {
+        v <- get(a)
+        if (!is.null(v)) .check_number(v, a, integer = TRUE)
     }
-    if (!is.null(epochs)) .check_number(epochs, "epochs", integer = TRUE, min = 1)
-    if (!is.null(adjacency_k)) .check_number(adjacency_k, "adjacency_k", integer = TRUE, min = 0)
-    if (!is.null(lr)) .check_number(lr, "lr", min = 0)
-    if (!is.null(alpha)) .check_number(alpha, "alpha", min = 0)
-    if (!is.null(seed)) .check_number(seed, "seed", integer = TRUE, min = 0)
-    if (!is.null(sigma)) {
-        if (!is.numeric(sigma) || anyNA(sigma) || any(sigma <= 0)) {
-            .stem_abort("{.arg sigma} must be NULL or positive numbers; found {.val {sigma}}.")
-        }
+    for (a in c("lr", "alpha", "sigma_scale")) {
+        v <- get(a)
+        if (!is.null(v)) .check_number(v, a)
     }
-    if (!is.null(hidden) && (!is.numeric(hidden) || length(hidden) < 1 || anyNA(hidden) || any(hidden < 1))) {
-        .stem_abort("{.arg hidden} must be positive layer sizes; found {.val {hidden}}.")
+    if (!is.null(sigma) && (!is.numeric(sigma) || !length(sigma))) {
+        .stem_abort("{.arg sigma} must be NULL or numbers; found {.cls {class(sigma)}}.", kind = "type")
+    }
+    if (!is.null(hidden) && (!is.numeric(hidden) || !length(hidden))) {
+        .stem_abort("{.arg hidden} must be layer sizes (numbers); found {.cls {class(hidden)}}.", kind = "type")
     }
     if (!is.null(device) && (!is.character(device) || length(device) != 1L)) {
         .stem_abort("{.arg device} must be a string such as {.val auto}, {.val cpu} or {.val cuda}.")
@@ -53,7 +43,7 @@
         epochs = if (!is.null(epochs)) as.integer(epochs), lr = if (!is.null(lr)) as.double(lr),
         alpha = if (!is.null(alpha)) as.double(alpha),
         sigma = if (!is.null(sigma)) as.list(as.double(sigma)),
-        hidden = if (!is.null(hidden)) as.list(as.integer(hidden)), device = device,
+        hidden = if (!is.null(hidden)) as.list(.whole_as_integer(hidden)), device = device,
         seed = if (!is.null(seed)) as.integer(seed),
         genes = if (!is.null(genes)) as.list(genes), normalized = normalized,
         progress = .stem_verbose(verbose), keep_model = isTRUE(keep_model), readout = readout,
@@ -64,13 +54,12 @@
     out[!vapply(out, is.null, logical(1))]
 }
 
-# Choices of the core's string arguments, checked here before anything runs. The same
-# lists as the core's (stemmap._r_bridge.defaults()$choices); tests/testthat/test-defaults.R
-# fails when they differ.
-.stem_choices <- list(
-    readout = c("hybrid", "paper"), preset = c("paper", "fast"),
-    gene_match = c("exact", "case", "ensembl")
-)
+# One string (R type); which strings are allowed is the core's decision.
+.check_string <- function(x, arg) {
+    if (!is.character(x) || length(x) != 1L || is.na(x)) {
+        .stem_abort("{.arg {arg}} must be one string; found {.val {format(x)}}.", kind = "type")
+    }
+}
 
 .stem_match_arg <- function(x, choices, arg) {
     if (identical(x, choices)) return(choices[[1L]])
@@ -86,60 +75,85 @@
     }
 }
 
-# R structure only (one number, not NA; whole numbers must fit R's integers); the value
-# checks (finite, positive, ranges) are the Python core's, which R shows as its own errors.
+# R structure only: one number, not NA; a whole number must fit R's integers (it is sent as
+# a Python int). `min` is for R-only arguments (e.g. `k`); the core checks the ranges of
+# its own arguments.
 .check_number <- function(x, arg, integer = FALSE, min = -Inf) {
     ok <- is.numeric(x) && length(x) == 1L && !is.na(x) && x >= min &&
         (!integer || (is.finite(x) && x == round(x) && abs(x) <= .Machine$integer.max))
     if (!ok) {
         what <- if (integer) "a whole number" else "a number"
-        .stem_abort("{.arg {arg}} must be {what} >= {min}; found {.val {format(x)}}.",
+        if (is.finite(min)) what <- paste(what, ">=", min)
+        .stem_abort("{.arg {arg}} must be {what}; found {.val {format(x)}}.",
                     kind = if (is.numeric(x)) "value" else "type")
     }
 }
 
-# sc_mat: genes x cells (dense or sparse) with gene rownames.
-# st: list(slices = list(list(x, coords, name, index)), n = n spots, names = spot names).
-# labels: named list of per-cell labels; transfer: named list of spots x F matrices
-# (object order). Returns results aligned to the input order of cells and spots.
-.stem_fit <- function(sc_mat, st, params, labels = list(), transfer = list(),
-                      mapping = "topk", k = 10L, verbose = NULL) {
-    n_cells <- ncol(sc_mat)
-    cell_names <- colnames(sc_mat)
-    cell_ids <- paste0("c", seq_len(n_cells))
-    spot_ids <- paste0("s", seq_len(st$n))
-    if (is.null(params$gene_match) || identical(params$gene_match, "exact")) {
-        shared <- intersect(rownames(sc_mat), unlist(lapply(st$slices, function(s) rownames(s$x))))
-        if (!is.null(params$genes)) shared <- intersect(shared, unlist(params$genes))
-        if (!length(shared)) .stem_abort_no_genes(sc_mat, st, params)
+# Whole numbers as R integers (sent as Python ints); others unchanged, for the core to refuse.
+.whole_as_integer <- function(x) {
+    if (is.numeric(x) && all(is.finite(x) & x == round(x) & abs(x) <= .Machine$integer.max)) {
+        as.integer(x)
+    } else {
+        x
     }
-    # the core reports the genes it uses (and how many matched by `gene_match`) itself
-    .stem_inform(
-        "Mapping {n_cells} cells onto {st$n} spots ({length(st$slices)} slice{?s}).",
-        verbose = verbose
-    )
-    sc_in <- list(x = .pack(sc_mat), genes = as.list(rownames(sc_mat)), cells = as.list(cell_ids))
-    st_in <- lapply(st$slices, function(s) {
-        list(x = .pack(s$x), genes = as.list(rownames(s$x)), spots = as.list(spot_ids[s$index]),
-             coords = .pack(unname(as.matrix(s$coords))), name = s$name)
-    })
-    lab_in <- lapply(labels, .labels_for_python)
-    tr_in <- lapply(transfer, function(v) .pack(as.matrix(v)))
-    res <- .run_python(.worker_stem, sc = sc_in, st = st_in, params = params,
-                       labels = lab_in, transfer = tr_in, mapping = mapping, mapping_k = k)
-    .stem_collect(res, cell_ids, cell_names, spot_ids, st, labels, transfer)
 }
 
-# No shared gene names: one error, with the rule of `gene_match` that would match them
-# (counted by the core's stemmap._data.gene_overlaps(), when Python can be reached).
-.stem_abort_no_genes <- function(sc_mat, st, params) {
-    st_genes <- lapply(st$slices, function(s) as.list(rownames(s$x)))
-    counts <- tryCatch(
-        unlist(.run_python(.worker_gene_overlaps, sc_genes = as.list(rownames(sc_mat)),
-                           st_genes = st_genes)),
-        error = function(e) NULL
-    )
-    better <- if (length(counts)) names(counts)[which.max(counts)] else "exact"
+# The one implementation, the ANY method (a genes x cells matrix): every other method
+# takes the counts and cell labels out of its object and forwards `...` here. The core's
+# arguments go, by name, to the one params builder .stem_params() (no hand forwarding).
+# Returns the results as a list (input order, cell names).
+.stem_run <- function(sc, st, ..., coords = NULL, sample_id = NULL,
+                      st.assay.type = "counts", st.assay = NULL, st.layer = "counts",
+                      image = NULL, labels = NULL, transfer = NULL,
+                      mapping = c("topk", "dense", "none"), k = 10L,
+                      epochs = NULL, lr = NULL, alpha = NULL, sigma = NULL, hidden = NULL,
+                      device = NULL, seed = NULL, genes = NULL, normalized = NULL,
+                      verbose = NULL, keep_model = FALSE, readout = NULL,
+                      sigma_scale = NULL, adjacency_k = NULL, preset = NULL,
+                      gene_match = NULL, threads = NULL) {
+    .stem_no_dots(...)
+    .check_expr_matrix(sc, "sc")
+    sc <- .with_colnames(sc, "cell")
+    mapping <- match.arg(mapping)
+    .check_number(k, "k", integer = TRUE, min = 1)
+    params <- do.call(.stem_params, mget(names(formals(.stem_params)), environment()))
+    st_in <- .st_input(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
+                       st.assay = st.assay, st.layer = st.layer, image = image)
+    labels <- .resolve_labels(labels, data.frame(row.names = colnames(sc)), ncol(sc))
+    transfer <- .resolve_transfer(transfer, st_in)
+    cell_ids <- paste0("c", seq_len(ncol(sc)))
+    spot_ids <- paste0("s", seq_len(st_in$n))
+    # the core reports the genes it uses (and how many matched by `gene_match`) itself
+    .stem_inform("Mapping {ncol(sc)} cells onto {st_in$n} spots ({length(st_in$slices)} slice{?s}).",
+                 verbose = verbose)
+    slices <- lapply(st_in$slices, function(s) {
+        list(x = s$x, coords = s$coords, name = s$name, spots = spot_ids[s$index])
+    })
+    res <- .run_python(.worker_stem, sc = sc, cells = cell_ids, st = slices, params = params,
+                       labels = lapply(labels, .labels_for_python),
+                       transfer = lapply(transfer, function(v) .pack(as.matrix(v))),
+                       mapping = mapping, k = min(as.integer(k), st_in$n))
+    if (!is.null(res$no_shared_genes)) .stem_abort_no_genes(sc, st_in, res$no_shared_genes)
+    res <- .stem_collect(res, cell_ids, colnames(sc), spot_ids, st_in, labels, transfer)
+    res$params <- params[setdiff(names(params), "progress")]
+    res
+}
+
+# Arguments no method knows: an error naming them (a misspelt `epoch =` is not ignored).
+.stem_no_dots <- function(...) {
+    n <- ...length()
+    if (!n) return(invisible())
+    nm <- names(list(...))
+    nm <- if (is.null(nm)) rep("", n) else nm
+    shown <- ifelse(nzchar(nm), nm, paste0("..", seq_len(n)))
+    .stem_abort(c("{.fn runSTEM} has no argument{?s} {.arg {shown}}.",
+                  i = "See {.code ?runSTEM} for its arguments."), kind = "type")
+}
+
+# No shared gene names under the rule asked for: one error, with the rule of `gene_match`
+# that would match them (`counts`: the core's stemmap._data.gene_overlaps()).
+.stem_abort_no_genes <- function(sc_mat, st, counts) {
+    better <- names(counts)[which.max(counts)]
     hint <- if (!identical(better, "exact") && counts[[better]] > 0) {
         c(i = paste0("With {.code gene_match = \"", better, "\"} they share ", counts[[better]],
                      " gene", if (counts[[better]] == 1) "" else "s",
@@ -149,16 +163,10 @@
         c(i = "Both must use the same gene identifiers as row names (or see {.arg gene_match}).")
     }
     .stem_abort(c(
-        "{.arg sc} and {.arg st} share no genes{if (is.null(params$genes)) '' else ' among {.arg genes}'}.",
+        "{.arg sc} and {.arg st} share no genes.",
         x = "{.arg sc} genes: {.val {utils::head(rownames(sc_mat), 3)}}...; {.arg st} genes: {.val {utils::head(rownames(st$slices[[1]]$x), 3)}}...",
         hint
     ))
-}
-
-.worker_gene_overlaps <- function(sc_genes, st_genes) {
-    .stem_bridge()
-    data <- reticulate::import("stemmap._data", convert = FALSE)
-    reticulate::py_to_r(data$gene_overlaps(sc_genes, st_genes))
 }
 
 # Python results -> input order (NA for cells/spots the core dropped).

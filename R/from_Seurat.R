@@ -156,14 +156,14 @@
     out
 }
 
-# runSTEM() for a Seurat sc: convert, run the matrix method, write back (R/to_Seurat.R).
-.run_stem_seurat <- function(sc, st, ..., assay = NULL, layer = "counts", labels = NULL) {
+# runSTEM() for a Seurat sc: its counts and meta.data into the one implementation, the
+# results back on the object (R/to_Seurat.R).
+.runSTEM_Seurat <- function(sc, st, ..., assay = NULL, layer = "counts", labels = NULL) {
     .stem_require("SeuratObject", "to read Seurat objects")
     if (is.null(assay)) assay <- SeuratObject::DefaultAssay(sc)
     x <- .seurat_matrix(sc, assay = assay, layer = layer, arg = "sc")
-    lab <- .resolve_labels(labels, sc[[]], ncol(x))
-    res <- runSTEM(x, st, ..., labels = lab)
+    res <- .stem_run(x, st, ..., labels = .resolve_labels(labels, sc[[]], ncol(x)))
     res$params$assay <- assay
     res$params$layer <- layer
-    .store_seurat(sc, res, assay)
+    .to_Seurat(sc, res, assay)
 }

@@ -1,5 +1,6 @@
 # Turning the caller's SC and ST objects into plain matrices (genes x observations),
-# coordinates and slices. Seurat objects go through R/from_Seurat.R.
+# coordinates and slices. SummarizedExperiment and Seurat objects are read in
+# R/from_SummarizedExperiment.R and R/from_Seurat.R.
 
 .is_matrixish <- function(x) {
     is.matrix(x) || methods::is(x, "Matrix")
@@ -110,7 +111,9 @@
         if (length(idx) < 2L) {
             .stem_abort("Sample {.val {s}} of {.arg st} has {length(idx)} spot; each slice needs at least 2.")
         }
-        list(x = x[, idx, drop = FALSE], coords = coords[idx, , drop = FALSE], name = s, index = idx)
+        # one slice: the matrix itself (no copy)
+        sx <- if (length(idx) == n) x else x[, idx, drop = FALSE]
+        list(x = sx, coords = coords[idx, , drop = FALSE], name = s, index = idx)
     })
     list(slices = slices, n = n, names = colnames(x), sample_id = sample_id)
 }
@@ -123,48 +126,7 @@
                                sample_id = sample_id, coords = coords))
     }
     if (methods::is(st, "SummarizedExperiment")) {
-        x <- .assay_of(st, st.assay.type, "st")
-        x <- .with_colnames(x, "spot")
-        cd <- as.data.frame(SummarizedExperiment::colData(st))
-        if (is.null(coords)) {
-            if (methods::is(st, "SpatialExperiment")) {
-                .stem_require("SpatialExperiment", "to read spatialCoords()")
-                xy <- SpatialExperiment::spatialCoords(st)
-                where <- "spatialCoords(st)"
-                if (is.null(sample_id)) sample_id <- st$sample_id
-            } else {
-                .stem_abort(c(
-                    "{.arg st} must have spatial coordinates; found none in {.cls {class(st)}}.",
-                    i = "Name them with {.code coords = c(\"x\", \"y\")} (colData columns) or {.code coords = \"spatial\"} (a reducedDim), or pass a SpatialExperiment."
-                ))
-            }
-        } else if (is.character(coords)) {
-            red <- if (methods::is(st, "SingleCellExperiment")) SingleCellExperiment::reducedDimNames(st) else character()
-            if (length(coords) == 1L && coords %in% red) {
-                xy <- SingleCellExperiment::reducedDim(st, coords)
-                where <- sprintf("reducedDim(st, \"%s\")", coords)
-            } else if (length(coords) == 2L && all(coords %in% colnames(cd))) {
-                xy <- as.matrix(cd[, coords])
-                where <- sprintf("colData columns %s", paste(coords, collapse = ", "))
-            } else {
-                .stem_abort(c(
-                    "{.arg coords} must name 2 colData columns or 1 reducedDim of {.arg st}.",
-                    x = "Found {.val {coords}}; colData has {.val {utils::head(colnames(cd), 10)}}, reducedDims {.val {red}}."
-                ))
-            }
-        } else {
-            xy <- coords
-            where <- "argument coords"
-        }
-        if (is.character(sample_id) && length(sample_id) == 1L && ncol(x) != 1L) {
-            if (!sample_id %in% colnames(cd)) {
-                .stem_abort("{.arg sample_id} = {.val {sample_id}} is not a colData column of {.arg st}.")
-            }
-            sample_id <- cd[[sample_id]]
-        }
-        out <- .slices(x, .as_coords(xy, ncol(x), where, colnames(x)), sample_id)
-        out$coldata <- cd
-        return(out)
+        return(.st_from_se(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type))
     }
     if (.is_matrixish(st)) {
         .check_expr_matrix(st, "st")
@@ -183,26 +145,6 @@
         "{.arg st} must be a SpatialExperiment, a SingleCellExperiment with coordinates, a Seurat object with an image, or a genes x spots matrix.",
         x = "Found {.cls {class(st)}}."
     ))
-}
-
-.assay_of <- function(x, assay.type, arg) {
-    an <- SummarizedExperiment::assayNames(x)
-    if (is.numeric(assay.type)) {
-        ok <- assay.type >= 1 && assay.type <= length(SummarizedExperiment::assays(x))
-    } else {
-        ok <- assay.type %in% an
-    }
-    if (!ok) {
-        .stem_abort(c(
-            "{.arg {arg}} has no assay {.val {assay.type}}.",
-            x = "Its assays: {.val {an}}.",
-            i = "Choose one with {.arg {if (arg == 'sc') 'assay.type' else 'st.assay.type'}}."
-        ))
-    }
-    m <- SummarizedExperiment::assay(x, assay.type, withDimnames = TRUE)
-    if (methods::is(m, "DelayedArray")) m <- methods::as(m, "dgCMatrix")
-    .check_expr_matrix(m, arg)
-    m
 }
 
 # Label values as given (factors as character): numbers stay numbers so that the core can

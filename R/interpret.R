@@ -3,42 +3,10 @@
 # enrichment. The statistics run in the Python core (stemmap.attribution,
 # stemmap.analysis) through the same worker/packed-array bridge as runSTEM().
 
-# ---- workers (run inside the Python process; plain R in, plain R out) -------------
-
-.worker_attribution <- function(model, cells, target, steps, method, batch_size, device,
-                                progress) {
-    bridge <- .stem_bridge()
-    # NULL steps/method/batch_size: the core's defaults
-    .stem_call(bridge, "attribution",
-        model = model, cells = cells, target = target,
-        steps = if (!is.null(steps)) as.integer(steps), method = method,
-        batch_size = if (!is.null(batch_size)) as.integer(batch_size), device = device,
-        progress = isTRUE(progress)
-    )
-}
-
-.worker_analysis <- function(fun, args) {
-    bridge <- .stem_bridge()
-    do.call(.stem_call, c(list(bridge, fun), args))
-}
-
-.run_analysis <- function(fun, ...) {
-    .run_python(.worker_analysis, fun = fun, args = list(...))
-}
+# (the workers are in R/bridge.R)
 
 # NULL stays NULL (not sent: the core's default), anything else becomes an integer.
 .int_or_null <- function(x) if (is.null(x)) NULL else as.integer(x)
-
-# {columns, data} from _r_bridge._table() -> data.frame
-.unpack_table <- function(t) {
-    cols <- .chr(t$columns)
-    out <- lapply(cols, function(k) {
-        v <- t$data[[k]]
-        if (is.list(v) && !is.null(v$dtype)) as.vector(.unpack(v)) else .chr(v)
-    })
-    names(out) <- cols
-    as.data.frame(out, stringsAsFactors = FALSE, check.names = FALSE)
-}
 
 # ---- inputs -------------------------------------------------------------------------
 

@@ -1,5 +1,4 @@
-# Where Python runs. One worker function does the Python work with plain R objects
-# in and out; the launcher only decides where it runs:
+# Which Python runs the core (the launcher and the workers are in R/bridge.R):
 #   * an existing Python, the first of: the option `stemmap.python`, the environment
 #     variable STEMMAP_PYTHON, or the Python recorded when the package was installed
 #     (./configure writes it into the installed package: `make setup` records its
@@ -8,10 +7,6 @@
 # The value "basilisk" in the option or the variable asks for basilisk explicitly.
 # basilisk 1.10's basiliskStart() cannot run a plain virtualenv (it activates conda),
 # which is why the existing-Python mode goes through reticulate directly.
-#
-# Numeric data cross the boundary as "packed arrays" (see python/src/stemmap/_r_bridge.py):
-# raw little-endian bytes + dtype + shape, so no numpy object is ever converted by
-# reticulate (reticulate < 1.38 cannot convert NumPy 2 arrays).
 
 # The file ./configure writes into the installed package (DCF: python, source).
 .stem_python_record_file <- function() {
@@ -102,88 +97,6 @@
     invisible(py)
 }
 
-# Imports torch with RTLD_DEEPBIND (Linux), before anything else imports it in this
-# Python. An R process has already loaded R's BLAS (Debian: the reference libblas.so.3)
-# with global symbols; torch's CPU build then resolves its sgemm_ calls to that BLAS and
-# runs 15-20x slower than in a plain Python (measured: 20 matmuls 1000 x 1000 took 9.3 s
-# inside R vs 0.5 s in Python; with DEEPBIND 0.6 s). DEEPBIND makes torch's libraries
-# use their own symbols first. Sets STEMMAP_TORCH_DEEPBIND=1 so stemPythonInfo() can tell.
-.stem_import_torch <- function() {
-    reticulate::py_run_string(paste(
-        "import os, sys",
-        "if 'torch' not in sys.modules:",
-        "    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # see stemmap/__init__.py",
-        "if 'torch' not in sys.modules and hasattr(os, 'RTLD_DEEPBIND'):",
-        "    _stem_flags = sys.getdlopenflags()",
-        "    sys.setdlopenflags(os.RTLD_NOW | os.RTLD_DEEPBIND)",
-        "    try:",
-        "        import torch",
-        "        os.environ['STEMMAP_TORCH_DEEPBIND'] = '1'",
-        "    finally:",
-        "        sys.setdlopenflags(_stem_flags)",
-        sep = "\n"), local = TRUE)
-    invisible(NULL)
-}
-
-# Imports the R bridge of the core inside whichever Python runs the worker. When
-# `import stemmap` fails (an existing Python without the core), the copy shipped in
-# the R package is put on sys.path.
-.stem_bridge <- function() {
-    .stem_import_torch()
-    ok <- tryCatch({
-        reticulate::import("stemmap", convert = FALSE)
-        TRUE
-    }, error = function(e) FALSE)
-    if (!ok) {
-        src <- system.file("python", "src", package = "stemmap")
-        if (!nzchar(src)) {
-            .stem_abort("The stemmap Python core is neither importable nor shipped in the R package.",
-                        kind = "setup")
-        }
-        sys <- reticulate::import("sys", convert = FALSE)
-        sys$path$insert(0L, src)
-    }
-    reticulate::import("stemmap._r_bridge", convert = FALSE)
-}
-
-# Runs `FUN(...)` where Python lives. FUN must only take and return plain R objects.
-# Argument names of `...` must not clash with basiliskRun()'s (proc, fun, env,
-# persist, testload). Workers return the envelope of .stem_call(); it is opened here,
-# in the caller's R process, so that warnings and errors reach the caller's handlers.
-.run_python <- function(FUN, ...) {
-    py <- .stem_existing_python()
-    if (!is.null(py)) {
-        .stem_use_python(py)
-        res <- tryCatch(FUN(...), error = function(e) {
-            if (inherits(e, "stemmap_error")) stop(e)
-            .stem_abort(c("The Python core failed.", x = "{conditionMessage(e)}"),
-                        kind = "python")
-        })
-        return(.stem_unwrap(res))
-    }
-    .stem_basilisk_usable(stop_if_not = TRUE)
-    proc <- basilisk::basiliskStart(stemmapEnv)
-    on.exit(basilisk::basiliskStop(proc), add = TRUE)
-    .stem_unwrap(basilisk::basiliskRun(proc, FUN, ...))
-}
-
-# In a worker: bridge function `fun` with named arguments, through _r_bridge.call(), which
-# returns an envelope (value, StemInputWarning messages, error) instead of raising.
-.stem_call <- function(bridge, fun, ...) {
-    args <- list(...)
-    kwargs <- if (length(args)) args else reticulate::dict()
-    reticulate::py_to_r(bridge$call(fun, kwargs))
-}
-
-# In the caller's process: re-signal the core's input warnings as R warnings and its
-# error as a classed R condition (same message); else return the value.
-.stem_unwrap <- function(res) {
-    if (!is.list(res) || !isTRUE(res$stemmap_envelope)) return(res)
-    for (w in res$warnings) .stem_py_warning(w)
-    if (!is.null(res$error)) .stem_py_error(res$error)
-    res$value
-}
-
 # basilisk can only run the core if it has a conda (basilisk 1.10-1.20) or can download
 # one. Offline, with no Python named, it would try to download Miniconda on every call
 # and fail with "cannot open URL". Returns TRUE/FALSE (with the reason as attribute
@@ -242,67 +155,6 @@
     ok
 }
 
-# ---- packed arrays: R side of _r_bridge.pack()/unpack() ---------------------------
-
-.pack <- function(x) {
-    if (methods::is(x, "sparseMatrix")) {
-        if (!methods::is(x, "dgCMatrix")) {
-            x <- methods::as(methods::as(methods::as(x, "CsparseMatrix"), "generalMatrix"), "dMatrix")
-        }
-        return(list(
-            format = "csc", shape = as.integer(dim(x)),
-            i = .pack(as.integer(x@i)), p = .pack(as.integer(x@p)), x = .pack(as.double(x@x))
-        ))
-    }
-    shape <- if (is.null(dim(x))) length(x) else dim(x)
-    # integer/logical NA has no int32 value (it would arrive as -2^31): send NaN instead
-    if ((is.integer(x) || is.logical(x)) && !anyNA(x)) {
-        list(dtype = "int32", shape = as.integer(shape),
-             data = writeBin(as.integer(x), raw(), size = 4L, endian = "little"))
-    } else {
-        list(dtype = "float64", shape = as.integer(shape),
-             data = writeBin(as.double(x), raw(), size = 8L, endian = "little"))
-    }
-}
-
-.unpack <- function(p) {
-    if (is.null(p)) {
-        return(NULL)
-    }
-    if (!is.null(p$format) && identical(p$format, "csc")) {
-        shape <- as.integer(unlist(p$shape))
-        return(Matrix::sparseMatrix(
-            i = .unpack(p$i), p = .unpack(p$p), x = .unpack(p$x),
-            dims = shape, index1 = FALSE
-        ))
-    }
-    shape <- as.integer(unlist(p$shape))
-    n <- prod(shape)
-    vals <- if (identical(p$dtype, "int32")) {
-        readBin(p$data, "integer", n = n, size = 4L, endian = "little")
-    } else {
-        readBin(p$data, "double", n = n, size = 8L, endian = "little")
-    }
-    if (length(shape) >= 2L) dim(vals) <- shape
-    vals
-}
-
-.chr <- function(x) {
-    if (is.null(x)) NULL else as.character(unlist(x))
-}
-
-# ---- workers (run inside the Python process; plain R in, plain R out) -------------
-
-.worker_info <- function() {
-    bridge <- .stem_bridge()
-    .stem_call(bridge, "info")
-}
-
-.worker_roundtrip <- function(x, rownames, colnames) {
-    bridge <- .stem_bridge()
-    .stem_call(bridge, "roundtrip", x = x, rownames = rownames, colnames = colnames)
-}
-
 # ---- exported -----------------------------------------------------------------------
 
 #' Python behind stemmap
@@ -353,15 +205,4 @@ stemPythonInfo <- function() {
     names(vals) <- cols
     data.frame(mode = found$mode, why = found$why, vals, stringsAsFactors = FALSE,
                check.names = FALSE)
-}
-
-# Internal bridge test used by the test suite: sends a matrix with dimnames through
-# numpy/pandas and back.
-.stem_roundtrip <- function(x) {
-    dn <- dimnames(x)
-    res <- .run_python(.worker_roundtrip, x = .pack(x), rownames = dn[[1]], colnames = dn[[2]])
-    out <- .unpack(res$x)
-    dimnames(out) <- list(.chr(res$rownames), .chr(res$colnames))
-    attr(out, "python") <- list(type = res$type, sum = res$sum, shape = unlist(res$shape))
-    out
 }

@@ -87,13 +87,3 @@ stemEstimateResources <- function(n_cells, n_spots, n_genes = NULL, device = NUL
         stringsAsFactors = FALSE
     )
 }
-
-.worker_resources <- function(n_cells, n_spots, n_genes, hidden, device, cell_batch_size,
-                              spot_batch_size, epochs) {
-    bridge <- .stem_bridge()
-    .stem_call(bridge, "estimate_resources",
-        n_cells = n_cells, n_spots = n_spots, n_genes = n_genes, hidden = hidden,
-        device = device, cell_batch_size = cell_batch_size,
-        spot_batch_size = spot_batch_size, epochs = epochs
-    )
-}

@@ -91,18 +91,21 @@
 #'   for [stemAttribution()].
 #'
 #' @section What goes where:
-#' \tabular{lll}{
-#'   **Result** \tab **SingleCellExperiment `sc`** \tab **Seurat `sc`** \cr
-#'   cell embedding (M x 128) \tab `reducedDim(sc, "STEM")` \tab DimReduc `"stem"` (key `STEM_`) \cr
-#'   pseudo-coordinates (M x 2) \tab `reducedDim(sc, "STEM_spatial")` \tab DimReduc `"STEM_spatial"` (key `STEMspatial_`) \cr
-#'   best spot, confidence \tab `colData` `STEM_best_spot`, `STEM_confidence` \tab `meta.data`, same names \cr
-#'   best slice (several slices) \tab `colData` `STEM_slice` \tab `meta.data` `STEM_slice` \cr
-#'   transferred spot values \tab `colData` `STEM_<name>` \tab `meta.data` `STEM_<name>` \cr
-#'   cell x spot mapping \tab `metadata(sc)$STEM$mapping` \tab `Misc(sc, "STEM")$mapping` \cr
-#'   spot deconvolution (N x types) \tab `metadata(sc)$STEM$deconvolution` \tab `Misc(sc, "STEM")$deconvolution` \cr
-#'   spot embedding \tab `metadata(sc)$STEM$spot_embedding` \tab `Misc(sc, "STEM")$spot_embedding` \cr
-#'   SC-SC spatial kNN graph (M x M) \tab `colPair(sc, "STEM")` \tab Graph `"STEM_adjacency"` \cr
-#'   settings, loss history \tab `metadata(sc)$STEM$settings`, `$history` \tab `Misc(sc, "STEM")`, same \cr
+#' (generated from the table in `R/storage.R` by `.stem_storage_rd()`; a test compares)
+#' \tabular{llll}{
+#' \strong{Result} \tab \strong{SingleCellExperiment \code{sc}} \tab \strong{SummarizedExperiment \code{sc}} \tab \strong{Seurat \code{sc}} \cr
+#' cell embedding (M x 128) \tab \code{reducedDim(sc, "STEM")} \tab \code{metadata(sc)$STEM$embedding} \tab DimReduc \code{"stem"} \cr
+#' pseudo-coordinates (M x 2) \tab \code{reducedDim(sc, "STEM_spatial")} \tab \code{metadata(sc)$STEM$coords} \tab DimReduc \code{"STEM_spatial"} \cr
+#' best spot \tab \code{colData} \verb{STEM_best_spot} \tab \code{colData} \verb{STEM_best_spot} \tab \code{meta.data} \verb{STEM_best_spot} \cr
+#' confidence \tab \code{colData} \verb{STEM_confidence} \tab \code{colData} \verb{STEM_confidence} \tab \code{meta.data} \verb{STEM_confidence} \cr
+#' best slice (several slices) \tab \code{colData} \verb{STEM_slice} \tab \code{colData} \verb{STEM_slice} \tab \code{meta.data} \verb{STEM_slice} \cr
+#' transferred spot values \tab \code{colData} \verb{STEM_<name>} \tab \code{colData} \verb{STEM_<name>} \tab \code{meta.data} \verb{STEM_<name>} \cr
+#' cell x spot mapping \tab \code{metadata(sc)$STEM$mapping} \tab \code{metadata(sc)$STEM$mapping} \tab \code{Misc(sc, "STEM")$mapping} \cr
+#' spot deconvolution (N x types) \tab \code{metadata(sc)$STEM$deconvolution} \tab \code{metadata(sc)$STEM$deconvolution} \tab \code{Misc(sc, "STEM")$deconvolution} \cr
+#' spot embedding \tab \code{metadata(sc)$STEM$spot_embedding} \tab \code{metadata(sc)$STEM$spot_embedding} \tab \code{Misc(sc, "STEM")$spot_embedding} \cr
+#' SC-SC spatial kNN graph (M x M) \tab \code{colPair(sc, "STEM")} \tab \code{metadata(sc)$STEM$adjacency} \tab Graph \code{"STEM_adjacency"} \cr
+#' settings \tab \code{metadata(sc)$STEM$settings} \tab \code{metadata(sc)$STEM$settings} \tab \code{Misc(sc, "STEM")$settings} \cr
+#' loss history \tab \code{metadata(sc)$STEM$history} \tab \code{metadata(sc)$STEM$history} \tab \code{Misc(sc, "STEM")$history} \cr
 #' }
 #' Put the spot-side results on the ST object with [stemAnnotateSpots()]
 #' (deconvolution as `colData`/`meta.data` columns `STEM_<label>_<type>`, spot
@@ -114,7 +117,7 @@
 #' (`embedding`, `coords`, `best_spot`, `confidence`, `mapping`, ...).
 #'
 #' @section Interoperability:
-#' [writeSTEMh5ad()] writes the mapping to `.h5ad` (cells x spots) with the core's
+#' [writeSTEMh5ad()] writes the mapping to `.h5ad` in the layout of Python's `to_anndata()` with the core's
 #' anndata and [readSTEMh5ad()] reads it back. Where zellkonverter is installed, an
 #' AnnData file becomes a SingleCellExperiment for `runSTEM()`:
 #' `sce <- zellkonverter::readH5AD("sc.h5ad"); sce <- runSTEM(sce, spe, assay.type = "X")`.
@@ -131,96 +134,36 @@
 #' @export
 setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
 
-.run_stem_any <- function(sc, st, ..., assay = NULL, layer = "counts", coords = NULL, sample_id = NULL,
-                                     st.assay.type = "counts", st.assay = NULL,
-                                     st.layer = "counts", image = NULL, labels = NULL,
-                                     transfer = NULL, mapping = c("topk", "dense", "none"),
-                                     k = 10L, epochs = NULL, lr = NULL, alpha = NULL,
-                                     sigma = NULL, hidden = NULL,
-                                     device = NULL, seed = NULL, genes = NULL,
-                                     normalized = NULL, verbose = NULL,
-                                     keep_model = FALSE, readout = NULL,
-                                     sigma_scale = NULL, adjacency_k = NULL, preset = NULL,
-                                     gene_match = NULL, threads = NULL) {
-    if (inherits(sc, "Seurat")) {
-        return(.run_stem_seurat(
-            sc, st, ..., assay = assay, layer = layer, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
-            st.assay = st.assay, st.layer = st.layer, image = image, labels = labels,
-            transfer = transfer, mapping = mapping, k = k, epochs = epochs, lr = lr,
-            alpha = alpha, sigma = sigma, hidden = hidden, device = device, seed = seed,
-            genes = genes, normalized = normalized, verbose = verbose, keep_model = keep_model,
-            readout = readout, sigma_scale = sigma_scale, adjacency_k = adjacency_k,
-            preset = preset, gene_match = gene_match, threads = threads
-        ))
-    }
-    .check_expr_matrix(sc, "sc")
-    sc <- .with_colnames(sc, "cell")
-    mapping <- match.arg(mapping)
-    .check_number(k, "k", integer = TRUE, min = 1)
-    params <- .stem_params(epochs = epochs, lr = lr, alpha = alpha, sigma = sigma,
-                           hidden = hidden, device = device, seed = seed, genes = genes,
-                           normalized = normalized, verbose = verbose,
-                           keep_model = keep_model, readout = readout,
-                           sigma_scale = sigma_scale, adjacency_k = adjacency_k,
-                           preset = preset, gene_match = gene_match, threads = threads)
-    st_in <- .st_input(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
-                       st.assay = st.assay, st.layer = st.layer, image = image)
-    labels <- .resolve_labels(labels, data.frame(row.names = colnames(sc)), ncol(sc))
-    transfer <- .resolve_transfer(transfer, st_in)
-    res <- .stem_fit(sc, st_in, params, labels = labels, transfer = transfer,
-                     mapping = mapping, k = min(as.integer(k), st_in$n), verbose = verbose)
-    res$params <- params[setdiff(names(params), "progress")]
-    res
-}
-
 #' @rdname runSTEM
 #' @export
-setMethod("runSTEM", "ANY", .run_stem_any)
+setMethod("runSTEM", "ANY", .stem_run)  # R/fit.R
 
-#' @rdname runSTEM
-#' @export
-setMethod("runSTEM", "SummarizedExperiment", function(sc, st, ..., assay.type = "counts",
-                                                      labels = NULL) {
+# A SummarizedExperiment or SingleCellExperiment `sc` (one method for both): its counts and
+# colData labels into the one implementation, the results back with the writer of its class
+# (R/to_SummarizedExperiment.R, R/to_SingleCellExperiment.R).
+.runSTEM_SummarizedExperiment <- function(sc, st, ..., assay.type = "counts", labels = NULL) {
     x <- .assay_of(sc, assay.type, "sc")
-    x <- .with_colnames(x, "cell")
-    cd <- SummarizedExperiment::colData(sc)
-    lab <- .resolve_labels(labels, as.data.frame(cd), ncol(sc))
-    res <- .run_stem_any(x, st, ..., labels = lab)
+    lab <- .resolve_labels(labels, SummarizedExperiment::colData(sc), ncol(x))
+    res <- .stem_run(x, st, ..., labels = lab)
     res$params$assay.type <- assay.type
-    .store_se(sc, res)
-})
+    if (methods::is(sc, "SingleCellExperiment")) {
+        .to_SingleCellExperiment(sc, res)
+    } else {
+        .to_SummarizedExperiment(sc, res)
+    }
+}
 
 #' @rdname runSTEM
 #' @export
-setMethod("runSTEM", "SingleCellExperiment", function(sc, st, ...) {
-    out <- callNextMethod()
-    stem <- S4Vectors::metadata(out)$STEM
-    SingleCellExperiment::reducedDim(out, "STEM") <- stem$embedding
-    SingleCellExperiment::reducedDim(out, "STEM_spatial") <- stem$coords
-    if (!is.null(stem$adjacency)) {
-        adj <- stem$adjacency
-        dimnames(adj) <- list(NULL, NULL)  # colPair() keys by column; names break SelfHits
-        SingleCellExperiment::colPair(out, "STEM") <- adj
-        stem$adjacency <- NULL
-    }
-    stem$embedding <- NULL
-    stem$coords <- NULL
-    S4Vectors::metadata(out)$STEM <- stem
-    out
-})
+setMethod("runSTEM", "SummarizedExperiment", .runSTEM_SummarizedExperiment)
 
-# Per-cell results -> colData; everything else -> metadata(sc)$STEM.
-.store_se <- function(sc, res) {
-    cd <- SummarizedExperiment::colData(sc)
-    cd$STEM_best_spot <- res$best_spot
-    cd$STEM_confidence <- res$confidence
-    if (length(unique(res$spot_slice)) > 1L) cd$STEM_slice <- res$best_slice
-    for (nm in names(res$transfer)) {
-        m <- res$transfer[[nm]]
-        cols <- .stem_colnames(if (ncol(m) == 1L) nm else colnames(m))
-        for (j in seq_len(ncol(m))) cd[[cols[j]]] <- unname(m[, j])
-    }
-    SummarizedExperiment::colData(sc) <- cd
-    S4Vectors::metadata(sc)$STEM <- res[setdiff(names(res), c("best_spot", "confidence", "best_slice"))]
-    sc
-}
+#' @rdname runSTEM
+#' @export
+setMethod("runSTEM", "SingleCellExperiment", .runSTEM_SummarizedExperiment)
+
+#' @rdname runSTEM
+#' @export
+# SeuratObject's class (a suggested package, not loaded here): the method is set by the
+# class name, which is how S4 dispatches a Seurat object (methods would only warn here
+# that it cannot see the class definition, and a setOldClass() copy would clash with it).
+suppressWarnings(suppressMessages(setMethod("runSTEM", "Seurat", .runSTEM_Seurat)))  # R/from_Seurat.R

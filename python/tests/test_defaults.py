@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import stemmap
-from stemmap import _defaults, _r_bridge
+from stemmap import _defaults
 from stemmap._device import estimate_resources
 from stemmap._module import STEMModule
 from stemmap.attribution import integrated_gradients
+from stemmap.bridge import _wire, interpret, verbs
 from stemmap.cli import build_parser
 
 # table group -> the functions whose keyword defaults it sets
@@ -65,7 +66,7 @@ def test_analyses_read_the_table():
         for key, value in table.items():
             assert sig[key] == value, f"analysis.{name}({key}=)"
         # the bridge's wrapper has no defaults of its own: None = the core's
-        wrapper = _signature_defaults(getattr(_r_bridge, name))
+        wrapper = _signature_defaults(getattr(interpret, name))
         assert all(wrapper[k] is None for k in table if k in wrapper), name
 
 
@@ -115,7 +116,7 @@ def test_table_is_read_only():
 
 
 def test_bridge_defaults_are_builtins():
-    out = _r_bridge.defaults()
+    out = verbs.defaults()
 
     def builtins_only(v):
         if isinstance(v, dict):
@@ -131,9 +132,13 @@ def test_bridge_defaults_are_builtins():
     assert out["choices"]["preset"] == list(stemmap.PRESETS)
 
 
+#: what R always sends besides the core's arguments (its own storage choices)
+R_ARGS = {"labels": None, "transfer": None, "mapping": "topk", "mapping_k": 10}
+
+
 def _packed(adata):
     x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
-    return _r_bridge.pack(np.asarray(x, dtype=np.float64).T)
+    return _wire.pack(np.asarray(x, dtype=np.float64).T)
 
 
 def _bridge_inputs(sc, st):
@@ -143,7 +148,7 @@ def _bridge_inputs(sc, st):
             "x": _packed(st),
             "genes": list(st.var_names),
             "spots": list(st.obs_names),
-            "coords": _r_bridge.pack(np.asarray(st.obsm["spatial"])),
+            "coords": _wire.pack(np.asarray(st.obsm["spatial"])),
             "name": "s",
         }
     ]
@@ -154,7 +159,9 @@ def test_bridge_leaves_unset_arguments_to_the_core(toy):
     """What R leaves NULL is not sent; the bridge then behaves as the Python defaults."""
     sc, st = toy
     sc_in, st_in = _bridge_inputs(sc, st)
-    res = _r_bridge.run_stem(sc_in, st_in, {"epochs": 3, "hidden": [16, 8], "sigma_scale": None})
+    res = verbs.run_stem(
+        sc_in, st_in, {"epochs": 3, "hidden": [16, 8], "sigma_scale": None}, **R_ARGS
+    )
     s = res["settings"]
     assert s["sigma_scale"] == _defaults.MODEL["sigma_scale"]
     assert s["alpha"] == _defaults.MODEL["alpha"]
@@ -162,12 +169,12 @@ def test_bridge_leaves_unset_arguments_to_the_core(toy):
     assert s["lr"] == _defaults.TRAIN["lr"]
     assert s["warmup"] == _defaults.TRAIN["warmup"]
     assert s["mapping"]["readout"] == _defaults.MAPPING["readout"]
-    adj = _r_bridge.unpack(res["adjacency"])
+    adj = _wire.unpack(res["adjacency"])
     assert (np.diff(adj.tocsr().indptr) == _defaults.MAPPING["adjacency_k"]).all()
     model = stemmap.STEM(sc, st, hidden=(16, 8))
     model.train(epochs=3)
     np.testing.assert_allclose(
-        _r_bridge.unpack(res["coords"]), model.mapping().coords, rtol=0, atol=1e-3
+        _wire.unpack(res["coords"]), model.mapping().coords, rtol=0, atol=1e-3
     )
 
 
@@ -176,8 +183,8 @@ def test_bridge_preset_paper_is_the_python_preset(toy):
     sc_in, st_in = _bridge_inputs(sc, st)
     stemmap.PRESETS["_short_paper"] = {**stemmap.PRESETS["paper"], "epochs": 4}
     try:
-        res = _r_bridge.run_stem(
-            sc_in, st_in, {"preset": "_short_paper", "hidden": [16, 8], "adjacency_k": 5}
+        res = verbs.run_stem(
+            sc_in, st_in, {"preset": "_short_paper", "hidden": [16, 8], "adjacency_k": 5}, **R_ARGS
         )
         model = stemmap.STEM(sc, st, hidden=(16, 8))
         model.train(preset="_short_paper")
@@ -188,10 +195,10 @@ def test_bridge_preset_paper_is_the_python_preset(toy):
     assert res["settings"]["sigma_scale"] == 0.5
     assert res["settings"]["preset"] == "_short_paper"
     assert res["settings"]["mapping"]["readout"] == m.readout == "paper"
-    adj = _r_bridge.unpack(res["adjacency"]).tocsr()
+    adj = _wire.unpack(res["adjacency"]).tocsr()
     ref = m.sc_adjacency(5, weighted=True)
     assert (adj.indices == ref.indices).mean() > 0.95  # embedding basis (paper), same graph
-    np.testing.assert_allclose(_r_bridge.unpack(res["coords"]), m.coords, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(_wire.unpack(res["coords"]), m.coords, rtol=0, atol=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -202,4 +209,4 @@ def test_bridge_checks_choices_before_training(toy, params, match):
     sc, st = toy
     sc_in, st_in = _bridge_inputs(sc, st)
     with pytest.raises(ValueError, match=match):
-        _r_bridge.run_stem(sc_in, st_in, {"epochs": 1, **params})
+        verbs.run_stem(sc_in, st_in, {"epochs": 1, **params}, **R_ARGS)

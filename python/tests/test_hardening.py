@@ -25,8 +25,8 @@ import torch
 
 import stemmap
 from stemmap import StemInputWarning
-from stemmap import _r_bridge as rb
 from stemmap._validate import MIN_SHARED_GENES, StemModelFileError
+from stemmap.bridge import _wire, verbs
 from stemmap.cli import main
 
 HIDDEN = (8,)
@@ -470,7 +470,7 @@ def test_crafted_pickle_model_does_not_run(tmp_path):
     _one_line_naming(e.value, p)
     assert not marker.exists()
     # the same through the R bridge (runSTEM(keep_model = TRUE) + stemAttribution())
-    out = rb.call("attribution", {"model": bytearray(p.read_bytes())})
+    out = _wire.call("attribution", {"model": bytearray(p.read_bytes())})
     assert out["error"]["kind"] == "model_file"
     assert not marker.exists()
     # control: the payload is live (this is what STEM.load did before)
@@ -693,20 +693,25 @@ def _r_inputs(toy, **params):
     S = _dense(st.X).T
     return {
         "sc": {
-            "x": rb.pack(X),
+            "x": _wire.pack(X),
             "genes": list(map(str, sc.var_names)),
             "cells": list(map(str, sc.obs_names)),
         },
         "st": [
             {
-                "x": rb.pack(S),
+                "x": _wire.pack(S),
                 "genes": list(map(str, st.var_names)),
                 "spots": list(map(str, st.obs_names)),
-                "coords": rb.pack(np.asarray(st.obsm["spatial"], dtype=float)),
+                "coords": _wire.pack(np.asarray(st.obsm["spatial"], dtype=float)),
                 "name": "st",
             }
         ],
         "params": {"epochs": 1, "hidden": [8], **params},
+        # R's own storage choices, always sent
+        "labels": None,
+        "transfer": None,
+        "mapping": "topk",
+        "mapping_k": 10,
     }
 
 
@@ -721,7 +726,7 @@ def _r_inputs(toy, **params):
     ],
 )
 def test_bridge_errors_have_kind_and_message(toy, params, kind, match):
-    out = rb.call("run_stem", _r_inputs(toy, **params))
+    out = _wire.call("run_stem", _r_inputs(toy, **params))
     assert out["stemmap_envelope"] is True
     assert out["value"] is None
     assert out["error"]["kind"] == kind
@@ -730,14 +735,14 @@ def test_bridge_errors_have_kind_and_message(toy, params, kind, match):
 
 def test_bridge_forwards_input_warnings(toy):
     sc, st = toy
-    out = rb.call("run_stem", _r_inputs(toy, genes=[*map(str, sc.var_names), "absent"]))
+    out = _wire.call("run_stem", _r_inputs(toy, genes=[*map(str, sc.var_names), "absent"]))
     assert out["error"] is None
     assert out["value"]["cells"]
     assert any("`genes`" in w for w in out["warnings"])
 
 
 def test_bridge_unknown_function():
-    out = rb.call("__import__", {"name": "os"})
+    out = _wire.call("__import__", {"name": "os"})
     assert out["error"]["kind"] == "value"
     assert "unknown bridge function" in out["error"]["message"]
 
@@ -764,7 +769,7 @@ def test_pickle_module_not_needed_for_loading(saved, monkeypatch):
     ],
 )
 def test_bridge_labels_keep_missing_and_numbers(values, expect):
-    got = rb._label_values(values)
+    got = verbs._label_values(values)
     assert got.dtype == expect.dtype
     assert pd.isna(got).tolist() == pd.isna(expect).tolist()
     np.testing.assert_array_equal(got[~pd.isna(got)], expect[~pd.isna(expect)])

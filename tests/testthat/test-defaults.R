@@ -7,7 +7,7 @@ d <- make_stem_data()
 
 .core_table <- function() {
     stemmap:::.run_python(function() {
-        reticulate::py_to_r(stemmap:::.stem_bridge()$defaults())
+        stemmap:::.stem_call(stemmap:::.stem_bridge(), "defaults")$value
     })
 }
 
@@ -88,9 +88,15 @@ test_that("every R default is the core's and is documented with its value", {
                                         marker, value))
         }
     }
-    # the choices R checks before anything runs are the core's
-    expect_identical(stemmap:::.stem_choices$readout, unlist(tab$choices$readout))
-    expect_identical(stemmap:::.stem_choices$preset, unlist(tab$choices$preset))
+    # R keeps no copy of the choices: a wrong one is the core's error, listing the core's
+    d <- make_stem_data()
+    for (arg in c("readout", "preset", "gene_match")) {
+        wrong <- stats::setNames(list("nope"), arg)
+        e <- expect_error(do.call(runSTEM, c(list(d$sc, d$st, coords = d$coords, epochs = 1L,
+                                                  verbose = FALSE), wrong)),
+                          class = "stemmap_value_error")
+        for (ch in unlist(tab$choices[[arg]])) expect_match(conditionMessage(e), ch, fixed = TRUE)
+    }
 })
 
 test_that("NULL arguments are not sent to Python", {

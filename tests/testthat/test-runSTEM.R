@@ -135,7 +135,10 @@ test_that("bad inputs give errors naming the argument", {
     expect_error(runSTEM(sc2, d$st, coords = d$coords), regexp = "sc.*must have gene names")
     sce <- SingleCellExperiment::SingleCellExperiment(list(logcounts = d$sc))
     expect_error(runSTEM(sce, d$st, coords = d$coords), regexp = "sc.*has no assay.*counts")
-    expect_error(runSTEM(d$sc, d$st, coords = d$coords, epochs = -1), regexp = "epochs.*whole number")
+    expect_error(runSTEM(d$sc, d$st, coords = d$coords, epochs = -1), regexp = "epochs.*positive integer")
+    expect_error(runSTEM(d$sc, d$st, coords = d$coords, epochs = 2.5), regexp = "epochs.*whole number")
+    expect_error(runSTEM(d$sc, d$st, coords = d$coords, threads = 0, verbose = FALSE),
+                 regexp = "threads.*positive integer")
     expect_error(runSTEM(d$sc, d$st, coords = d$coords, labels = "nope"), regexp = "labels")
     expect_error(runSTEM(d$sc, d$st, coords = d$coords, transfer = "nope"), regexp = "transfer.*Not found")
     expect_error(stemMapping(sce), regexp = "holds no STEM results")

@@ -175,17 +175,42 @@ def match_genes(
 
 def normalize_log1p(X: np.ndarray | sp.csr_matrix, target: float = 1e4) -> np.ndarray:
     """Scale each row to ``target`` total counts, then ``log1p``; returns dense float32."""
-    if sp.issparse(X):
-        X = X.toarray()
-    X = np.asarray(X, dtype=np.float32)
-    totals = X.sum(axis=1, keepdims=True)
+    return _normalize_log1p_inplace(dense_float32(X), target)
+
+
+def dense_float32(X: Any) -> np.ndarray:
+    """Return a new dense float32 array holding ``X`` (one copy, whatever the input).
+
+    A sparse matrix is written straight into the float32 array (no dense float64 detour);
+    a dense one is cast while copied. The caller's matrix is never modified.
+    """
+    if not sp.issparse(X):
+        return np.array(X, dtype=np.float32)
+    X = sp.csr_matrix(X)
+    if not X.has_canonical_format:  # repeated entries are summed, as toarray() does
+        X = X.copy()
+        X.sum_duplicates()
+    out = np.zeros(X.shape, dtype=np.float32)
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    out[rows, X.indices] = X.data
+    return out
+
+
+def _normalize_log1p_inplace(x: np.ndarray, target: float = 1e4) -> np.ndarray:
+    """:func:`normalize_log1p` of a float32 array that may be overwritten (no temporaries)."""
+    totals = x.sum(axis=1, keepdims=True)
     totals[totals == 0] = 1.0
-    return np.log1p(X / totals * np.float32(target)).astype(np.float32)
+    x /= totals
+    x *= np.float32(target)
+    np.log1p(x, out=x)
+    return x
 
 
 def _subset_genes(X: Any, var_names: Sequence[str], genes: Sequence[str]) -> Any:
     pos = {g: i for i, g in enumerate(var_names)}
     idx = np.fromiter((pos[g] for g in genes), dtype=np.int64, count=len(genes))
+    if len(idx) == X.shape[1] and np.array_equal(idx, np.arange(len(idx))):
+        return X  # every gene, in order (what R sends): no copy
     return X[:, idx]
 
 
@@ -395,9 +420,9 @@ def prepare(
     sc_X, sc_cells, sc_dropped = _drop_empty(sc_X, list(map(str, sc.obs_names)), "cells", "sc")
     if len(sc_cells) == 0:
         raise ValueError("every cell of `sc` is all-zero on the shared genes.")
-    sc_x = np.asarray(sc_X.toarray() if sp.issparse(sc_X) else sc_X, dtype=np.float32)
+    sc_x = dense_float32(sc_X)  # the core's one copy of the counts, normalised in place
     if not normalized:
-        sc_x = normalize_log1p(sc_x)
+        _normalize_log1p_inplace(sc_x)
 
     slices = []
     for s, nm, slice_name, st_gene_list in zip(st_list, st_names, slice_names, gm.st):
@@ -416,8 +441,8 @@ def prepare(
         coords = coords[keep]
         if len(spot_names) < 2:
             raise ValueError(f"`{nm}` has fewer than 2 non-empty spots on the shared genes.")
-        x = np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float32)
+        x = dense_float32(X)
         if not normalized:
-            x = normalize_log1p(x)
+            _normalize_log1p_inplace(x)
         slices.append(SliceData(slice_name, x, coords, spot_names, dropped=dropped))
     return PreparedData(gene_list, sc_x, sc_cells, slices, sc_dropped, gene_match, gm.n_renamed)

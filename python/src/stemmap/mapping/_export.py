@@ -1,4 +1,4 @@
-"""AnnData export of a mapping and the ``uns`` form of its settings.
+"""AnnData export of a mapping (key names and the settings' ``uns`` form: :mod:`stemmap._layout`).
 
 :func:`to_anndata` is the method :meth:`stemmap.StemMapping.to_anndata` (bound there); the
 AnnData key names it writes are the ones documented there.
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .. import _layout as layout
 from .._validate import StemInputWarning, check_anndata
 
 if TYPE_CHECKING:
@@ -63,22 +64,22 @@ def to_anndata(
     h = self.sc_embedding.shape[1]
     emb = np.full((sc.n_obs, h), np.nan, dtype=np.float32)
     emb[ok] = self.sc_embedding[pos[ok]]
-    sc.obsm["X_stem"] = emb
+    sc.obsm[layout.obsm_embedding] = emb
     best = np.full(sc.n_obs, None, dtype=object)
     best[ok] = self.best_spot_name[pos[ok]]
-    sc.obs["stem_best_spot"] = pd.Categorical(best)
+    sc.obs[layout.obs_best_spot] = pd.Categorical(best)
     conf = np.full(sc.n_obs, np.nan, dtype=np.float32)
     conf[ok] = self.confidence[pos[ok]]
-    sc.obs["stem_confidence"] = conf
+    sc.obs[layout.obs_confidence] = conf
     if len(self.slices) == 1:
         xy = np.full((sc.n_obs, 2), np.nan)
         xy[ok] = self.coords[pos[ok]]
-        sc.obsm["stem_spatial"] = xy
+        sc.obsm[layout.obsm_coords] = xy
     else:
         bs = np.full(sc.n_obs, None, dtype=object)
         bs[ok] = self.best_slice[pos[ok]]
-        sc.obs["stem_best_slice"] = pd.Categorical(bs)
-    sc.uns["stem"] = _uns_safe(self.settings)
+        sc.obs[layout.obs_best_slice] = pd.Categorical(bs)
+    sc.uns[layout.uns_settings] = layout.settings_to_uns(self.settings)
     if st is None:
         return sc
     st = st.copy() if copy else st
@@ -87,7 +88,7 @@ def to_anndata(
         sok = spos >= 0
         semb = np.full((st.n_obs, h), np.nan, dtype=np.float32)
         semb[sok] = self.st_embedding[spos[sok]]
-        st.obsm["X_stem"] = semb
+        st.obsm[layout.obsm_embedding] = semb
         if label_key is not None:
             labels = sc.obs[label_key].iloc[np.flatnonzero(ok)]
             labels.index = np.asarray(self.sc_names)[pos[ok]]
@@ -95,7 +96,7 @@ def to_anndata(
             st.obsm["stem_deconvolution"] = dec.reindex(st.obs_names.map(str)).set_axis(
                 st.obs_names
             )
-        st.uns["stem"] = _uns_safe(self.settings)
+        st.uns[layout.uns_settings] = layout.settings_to_uns(self.settings)
     return sc, st
 
 
@@ -122,18 +123,3 @@ def _check_names_known(
         StemInputWarning,
         stacklevel=4,
     )
-
-
-def _uns_safe(d: dict[str, Any]) -> dict[str, Any]:
-    """Return the settings in a form h5ad can store (no None, tuples as lists)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if v is None:
-            out[k] = "None"
-        elif isinstance(v, dict):
-            out[k] = _uns_safe(v)
-        elif isinstance(v, (list, tuple)):
-            out[k] = np.asarray([("None" if x is None else x) for x in v])
-        else:
-            out[k] = v
-    return out
