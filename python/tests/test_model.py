@@ -458,6 +458,28 @@ def test_mmd_matches_naive():
     assert gaussian_mmd(x, x).abs() < 1e-5
 
 
+def test_mmd_gradients_and_other_bandwidth_factor_match_naive():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    y = (torch.randn(8, 4, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+
+    def naive(x, y, mul):
+        z = torch.cat([x, y])
+        d2 = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+        n = z.shape[0]
+        bw = d2.detach().sum() / (n * n - n) / mul**2
+        k = sum(torch.exp(-d2 / (bw * mul**i)) for i in range(5))
+        return k[:6, :6].mean() + k[6:, 6:].mean() - 2 * k[:6, 6:].mean()
+
+    for mul in (2.0, 3.0):
+        want, got = naive(x, y, mul), gaussian_mmd(x, y, mul=mul)
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-8)
+        gw = torch.autograd.grad(want, (x, y))
+        gg = torch.autograd.grad(got, (x, y))
+        for a, b in zip(gw, gg):
+            torch.testing.assert_close(b, a, atol=1e-10, rtol=1e-7)
+
+
 def test_module_losses_match_formulas():
     torch.manual_seed(0)
     mod = STEMModule(6, (8, 4), st_dropout=0.0).eval()
