@@ -112,6 +112,7 @@
                       sigma_scale = NULL, adjacency_k = NULL, preset = NULL,
                       gene_match = NULL, threads = NULL) {
     .stem_no_dots(...)
+    sc <- .as_counts_matrix(sc)
     .check_expr_matrix(sc, "sc")
     sc <- .with_colnames(sc, "cell")
     mapping <- match.arg(mapping)

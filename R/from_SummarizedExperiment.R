@@ -2,6 +2,14 @@
 # SpatialExperiment): the counts of an assay, spot coordinates and slices.
 
 .assay_of <- function(x, assay.type, arg) {
+    .check_assay(x, assay.type, arg)
+    m <- .as_counts_matrix(SummarizedExperiment::assay(x, assay.type, withDimnames = TRUE))
+    .check_expr_matrix(m, arg)
+    m
+}
+
+# `assay.type` names (or numbers) an assay of `x`: an R condition naming the argument if not.
+.check_assay <- function(x, assay.type, arg) {
     an <- SummarizedExperiment::assayNames(x)
     if (is.numeric(assay.type)) {
         ok <- assay.type >= 1 && assay.type <= length(SummarizedExperiment::assays(x))
@@ -15,10 +23,12 @@
             i = "Choose one with {.arg {if (arg == 'sc') 'assay.type' else 'st.assay.type'}}."
         ))
     }
-    m <- SummarizedExperiment::assay(x, assay.type, withDimnames = TRUE)
-    if (methods::is(m, "DelayedArray")) m <- methods::as(m, "dgCMatrix")
-    .check_expr_matrix(m, arg)
-    m
+    invisible(TRUE)
+}
+
+# A DelayedArray (HDF5-backed assays) becomes a dgCMatrix; any other matrix is returned as is.
+.as_counts_matrix <- function(m) {
+    if (methods::is(m, "DelayedArray")) methods::as(m, "dgCMatrix") else m
 }
 
 # ST from a SummarizedExperiment (a SpatialExperiment's spatialCoords(), or coordinates named

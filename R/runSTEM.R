@@ -142,9 +142,12 @@ setMethod("runSTEM", "ANY", .stem_run)  # R/fit.R
 # colData labels into the one implementation, the results back with the writer of its class
 # (R/to_SummarizedExperiment.R, R/to_SingleCellExperiment.R).
 .runSTEM_SummarizedExperiment <- function(sc, st, ..., assay.type = "counts", labels = NULL) {
-    x <- .assay_of(sc, assay.type, "sc")
-    lab <- .resolve_labels(labels, SummarizedExperiment::colData(sc), ncol(x))
-    res <- .stem_run(x, st, ..., labels = lab)
+    .check_assay(sc, assay.type, "sc")
+    lab <- .resolve_labels(labels, SummarizedExperiment::colData(sc), ncol(sc))
+    # the object's own matrix, handed on as is (.stem_run checks it and turns a DelayedArray
+    # into a dgCMatrix)
+    res <- .stem_run(SummarizedExperiment::assay(sc, assay.type, withDimnames = TRUE), st, ...,
+                     labels = lab)
     res$params$assay.type <- assay.type
     if (methods::is(sc, "SingleCellExperiment")) {
         .to_SingleCellExperiment(sc, res)
