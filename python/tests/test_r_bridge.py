@@ -125,23 +125,7 @@ def test_attribution_from_model_bytes_matches_the_core(trained):
 
 
 def test_run_stem_keep_model_returns_loadable_bytes():
-    rng = np.random.default_rng(0)
-    genes = [f"g{i}" for i in range(12)]
-    sc = {
-        "x": _wire.pack(rng.poisson(5, (12, 20)).astype(float)),
-        "genes": genes,
-        "cells": [f"c{i}" for i in range(20)],
-    }
-    xy = np.array([[i % 4, i // 4] for i in range(12)], dtype=float)
-    st = [
-        {
-            "x": _wire.pack(rng.poisson(5, (12, 12)).astype(float)),
-            "genes": genes,
-            "spots": [f"s{i}" for i in range(12)],
-            "coords": _wire.pack(xy),
-            "name": "slice0",
-        }
-    ]
+    sc, st = _small_inputs()
     params = {"epochs": 2, "hidden": [8, 4], "keep_model": True, "device": "cpu"}
     out = verbs.run_stem(sc, st, params, None, None, "none", 10)
     assert isinstance(out["model"], bytearray)
