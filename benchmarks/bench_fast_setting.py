@@ -88,14 +88,14 @@ def run_stemmap(
     t2 = time.perf_counter()
     out = []
     for readout in readouts:
-        t2 = time.perf_counter()
+        t2a = time.perf_counter()
         if readout == "bisection":
             c, xy, names = _bisection_readout(model)
         else:
             m = model.mapping()
             c, xy, names = m.sc_to_st, m.coords, m.sc_names
         t3 = time.perf_counter()
-        times = {"setup_s": t1 - t0, "train_s": t2 - t1, "readout_s": t3 - t2}
+        times = {"setup_s": t1 - t0, "train_s": t2 - t1, "readout_s": t3 - t2a}
         times["fit_s"] = times["setup_s"] + times["train_s"] + times["readout_s"]
         res = rb.align({"sc_names": np.asarray(names), "sc_to_st": c, "coords": xy}, data)
         out.append((readout, times, res))
