@@ -34,6 +34,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "python" / "src"))
+import bench_pcc_study as ps  # noqa: E402
 import run_benchmark as rb  # noqa: E402
 
 logger = logging.getLogger("fast_setting")
@@ -143,15 +144,16 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 
 def write(df: pd.DataFrame, path: Path, argv: list[str]) -> None:
     cols = {
-        "hit50_coords": "hit@50",
-        "hit200_coords": "hit@200",
-        "mae_steps": "MAE",
-        "mae_outside_steps": "MAE out",
-        "pcc_mean": "PCC",
+        **{k: v for k, v in ps.COLUMNS.items() if not k.startswith("heldout")},
         "fit_s": "fit s",
         "train_s": "of it training s",
         "load": "load",
     }
+
+    def vs_tacco(mean: pd.DataFrame) -> pd.Series:
+        ref = mean["fit_s"].get("TACCO 0.5.0", np.nan)
+        return (mean["fit_s"] / ref).rename("× TACCO")
+
     lines = [
         "# A fast setting vs TACCO, timed in one run",
         "",
@@ -162,39 +164,14 @@ def write(df: pd.DataFrame, path: Path, argv: list[str]) -> None:
         "fit s / TACCO's fit s in the same block (target ≤ 0.33).",
         "",
     ]
-    for (d, split), sub in df.groupby(["data", "split"], sort=False):
-        g = sub.groupby("setting", sort=False)
-        mean, n = g[[c for c in cols if c in sub]].mean(), g.size()
-        ref = mean["fit_s"].get("TACCO 0.5.0", np.nan)
-        lines += [
-            f"## {d}, {split}",
-            "",
-            "| setting | n | " + " | ".join(cols.values()) + " | × TACCO |",
-            "|---|---|" + "---|" * (len(cols) + 1),
-        ]
-        for v in mean.index:
-            vals = " | ".join(
-                f"{mean.loc[v, c]:.3f}" if c in mean and pd.notna(mean.loc[v, c]) else "–"
-                for c in cols
-            )
-            lines.append(f"| {v} | {n[v]} | {vals} | {mean.loc[v, 'fit_s'] / ref:.2f} |")
-        lines.append("")
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines + ps.md_tables(df, "setting", cols, vs_tacco)))
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    d = rb.default_data_dir()
-    p.add_argument(
-        "--datasets",
-        nargs="+",
-        type=Path,
-        default=[d / "osmfish_cortex.h5ad", d / "embryo2_z2.h5ad"],
-    )
-    p.add_argument("--splits", nargs="+", default=["disjoint", "standard"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ps.add_data_args(p, ["disjoint", "standard"], [0])
     p.add_argument("--settings", nargs="*", choices=list(SETTINGS), default=None)
     p.add_argument(
         "--readouts",
@@ -211,9 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             del SETTINGS[k]
     args.out.mkdir(parents=True, exist_ok=True)
     df = run(args)
-    df.to_csv(args.out / "fast_setting.csv", index=False)
-    write(df, args.out / "fast_setting.md", argv)
-    logger.info("wrote %s", args.out / "fast_setting.md")
+    ps.save(df, args.out, "fast_setting", lambda d, path: write(d, path, argv))
     return 0
 
 

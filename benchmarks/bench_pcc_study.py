@@ -35,9 +35,178 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "python" / "src"))
+import bench_heldout as bh  # noqa: E402
 import run_benchmark as rb  # noqa: E402
 
 logger = logging.getLogger("pcc_study")
+
+#: a readout to study: model → (cells × spots C in the model's cell and spot order, cells × 2
+#: coordinates)
+Reader = Callable[[Any], tuple[np.ndarray, np.ndarray]]
+
+
+def _load(path: Path) -> Any:
+    from stemmap import STEM
+
+    return STEM.load(path, device="cpu", trust=True)  # our own cache files (any format)
+
+
+def semi_sim(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    readers: dict[str, Reader],
+    peers: tuple[str, ...] = (),
+) -> None:
+    """Score every reader on the saved models of every data set / split / seed.
+
+    ``peers``: methods whose cached seed-0 output is scored beside them (deterministic).
+    """
+    if not args.datasets:
+        return
+    bargs = rb.parse_args(["--datasets", *map(str, args.datasets), "--seeds", "0"])
+    for path in args.datasets:
+        for split in args.splits:
+            name = path.stem if split == "standard" else f"{path.stem}_{split}"
+            cache = args.cache / name
+            data = rb.prepare_dataset(path, bargs, args.tmp / name, split)
+            for peer in peers:
+                if (cache / f"{peer}_seed0.npz").exists():
+                    row = {"data": path.stem, "split": split, "seed": 0, "variant": peer}
+                    rb.score(row, rb._from_cache(cache / f"{peer}_seed0.npz", {}, data)[1], data)
+                    rows.append(row)
+            for seed in args.seeds:
+                mpath = cache / f"stemmap_seed{seed}.model.pt"
+                if not mpath.exists():
+                    logger.info("%s seed %d: no saved model", name, seed)
+                    continue
+                model = _load(mpath)
+                for vname, read in readers.items():
+                    c, xy = read(model)
+                    names = np.asarray(model.data.sc_names)
+                    res = rb.align({"sc_names": names, "sc_to_st": c, "coords": xy}, data)
+                    row = {"data": path.stem, "split": split, "seed": seed, "variant": vname}
+                    rb.score(row, res, data)
+                    rows.append(row)
+                    logger.info(
+                        "%s s%d %-40s hit@50 %.2f hit@200 %.1f MAE %.2f out %.2f PCC %.3f",
+                        name,
+                        seed,
+                        vname,
+                        row["hit50_coords"],
+                        row["hit200_coords"],
+                        row["mae_steps"],
+                        row["mae_outside_steps"],
+                        row["pcc_mean"],
+                    )
+
+
+def heldout(
+    args: argparse.Namespace, rows: list[dict[str, Any]], readers: dict[str, Reader]
+) -> None:
+    """Median held-out-gene Spearman of every reader on the real pair's saved fold models."""
+    hargs = bh.parse_args(["--folds", str(args.folds)])
+    data = bh.prepare(hargs)
+    genes_rows: dict[tuple[int, str], list[np.ndarray]] = {}
+    for fold in range(args.folds):
+        held = data["fold_of"] == fold
+        fdir = args.cache / f"heldout_{hargs.st.stem}" / f"fold{fold}"
+        for seed in args.seeds:
+            mpath = fdir / f"stemmap_seed{seed}.model.pt"
+            if not mpath.exists():
+                continue
+            model = _load(mpath)
+            sc_order = pd.Index(model.data.sc_names).get_indexer(data["sc"].obs_names)
+            spots = [n for s in model.select_slices(None) for n in s.spot_names]
+            spot_order = pd.Index(spots).get_indexer(data["st"].obs_names)
+            for vname, read in readers.items():
+                c = read(model)[0][sc_order]  # cells in the data's order
+                c[sc_order < 0] = 1.0 / c.shape[1]  # cells the model dropped: uniform
+                pred = bh.predict(c[:, spot_order], data["x_sc"][:, held])
+                _, spr = bh.gene_corr(pred, data["x_st"][:, held])
+                genes_rows.setdefault((seed, vname), []).append(spr)
+    for (seed, vname), parts in genes_rows.items():
+        s = np.concatenate(parts)
+        rows.append(
+            {
+                "data": "hippocampus_visium",
+                "split": "heldout",
+                "seed": seed,
+                "variant": vname,
+                "heldout_spearman_median": float(np.nanmedian(s)),
+                "heldout_spearman_mean": float(np.nanmean(s)),
+                "heldout_frac_gt_0_3": float(np.mean(s > 0.3)),
+                "n_folds": len(parts),
+            }
+        )
+        logger.info("heldout seed %d %-32s median Spearman %.3f", seed, vname, np.nanmedian(s))
+
+
+#: result columns → table headers (the tables show those present)
+COLUMNS = {
+    "hit50_coords": "hit@50",
+    "hit200_coords": "hit@200",
+    "mae_steps": "MAE",
+    "mae_outside_steps": "MAE out",
+    "pcc_mean": "PCC",
+    "heldout_spearman_median": "held-out median Spearman",
+    "heldout_frac_gt_0_3": "frac. > 0.3",
+}
+
+
+def md_tables(
+    df: pd.DataFrame,
+    key: str = "variant",
+    cols: dict[str, str] = COLUMNS,
+    extra: Callable[[pd.DataFrame], pd.Series] | None = None,
+) -> list[str]:
+    """One markdown table per (data, split): the mean over seeds of each ``key`` value.
+
+    ``extra``: one more column computed from the table of means (a named Series).
+    """
+    lines: list[str] = []
+    for (d, split), sub in df.groupby(["data", "split"], sort=False):
+        use = [c for c in cols if c in sub and sub[c].notna().any()]
+        g = sub.groupby(key, sort=False)
+        mean, n = g[use].mean(), g.size()
+        more = extra(mean) if extra is not None else None
+        head = [cols[c] for c in use] + ([str(more.name)] if more is not None else [])
+        lines += [
+            f"## {d}, {split}",
+            "",
+            f"| {key} | n | " + " | ".join(head) + " |",
+            "|---|---|" + "---|" * len(head),
+        ]
+        for v in mean.index:
+            vals = [f"{mean.loc[v, c]:.3f}" if pd.notna(mean.loc[v, c]) else "–" for c in use]
+            if more is not None:
+                vals.append(f"{more[v]:.2f}")
+            lines.append(f"| {v} | {n[v]} | " + " | ".join(vals) + " |")
+        lines.append("")
+    return lines
+
+
+def save(
+    df: pd.DataFrame, out: Path, stem: str, write: Callable[[pd.DataFrame, Path], None]
+) -> None:
+    """``out/<stem>.csv`` (every row) and ``out/<stem>.md`` (``write(df, path)``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / f"{stem}.csv", index=False)
+    write(df, out / f"{stem}.md")
+    logger.info("wrote %s", out / f"{stem}.md")
+
+
+def add_data_args(p: argparse.ArgumentParser, splits: list[str], seeds: list[int]) -> None:
+    """--datasets (default: osmFISH and the embryo), --splits, --seeds."""
+    d = rb.default_data_dir()
+    p.add_argument(
+        "--datasets",
+        nargs="*",
+        type=Path,
+        default=[d / "osmfish_cortex.h5ad", d / "embryo2_z2.h5ad"],
+    )
+    p.add_argument("--splits", nargs="+", default=splits)
+    p.add_argument("--seeds", nargs="+", type=int, default=seeds)
+
 
 #: TACCO's bisection schedule (bisections=4, divisor=3): the share of each round
 BISECTION = (1 / 3, 2 / 9, 4 / 27, 8 / 81, 8 / 81, 8 / 81)
@@ -218,107 +387,7 @@ VARIANTS: dict[str, Callable[[Any], tuple[np.ndarray, np.ndarray]]] = {
 }
 
 
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from stemmap import STEM
-
-    rows: list[dict[str, Any]] = []
-    bargs = rb.parse_args(["--datasets", *map(str, args.datasets), "--seeds", "0"])
-    for path in args.datasets:
-        for split in args.splits:
-            name = path.stem if split == "standard" else f"{path.stem}_{split}"
-            cache = args.cache / name
-            data = rb.prepare_dataset(path, bargs, args.tmp / name, split)
-            for peer in args.peers:
-                out = cache / f"{peer}_seed0.npz"
-                if out.exists():
-                    row = {"data": path.stem, "split": split, "seed": 0, "variant": peer}
-                    _, res = rb._from_cache(out, dict(row), data)
-                    rb.score(row, res, data)
-                    rows.append(row)
-            for seed in args.seeds:
-                mpath = cache / f"stemmap_seed{seed}.model.pt"
-                if not mpath.exists():
-                    logger.info("%s seed %d: no saved model", name, seed)
-                    continue
-                model = STEM.load(mpath, device="cpu", trust=True)  # our own cache files
-                for vname in args.variants or VARIANTS:
-                    c, xy = VARIANTS[vname](model)
-                    res = rb.align(
-                        {"sc_names": np.asarray(model.data.sc_names), "sc_to_st": c, "coords": xy},
-                        data,
-                    )
-                    row = {"data": path.stem, "split": split, "seed": seed, "variant": vname}
-                    rb.score(row, res, data)
-                    rows.append(row)
-                    logger.info(
-                        "%s s%d %-44s hit@50 %.2f hit@200 %.1f MAE %.2f out %.2f PCC %.3f",
-                        name,
-                        seed,
-                        vname,
-                        row["hit50_coords"],
-                        row["hit200_coords"],
-                        row["mae_steps"],
-                        row["mae_outside_steps"],
-                        row["pcc_mean"],
-                    )
-    return rows
-
-
-def heldout(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Median held-out-gene Spearman of each variant on the real pair's saved fold models."""
-    from stemmap import STEM
-
-    import bench_heldout as bh
-
-    rows: list[dict[str, Any]] = []
-    hargs = bh.parse_args(["--folds", str(args.folds)])
-    data = bh.prepare(hargs)
-    spr: dict[tuple[int, str], list[np.ndarray]] = {}
-    for fold in range(args.folds):
-        held = data["fold_of"] == fold
-        fdir = args.cache / f"heldout_{hargs.st.stem}" / f"fold{fold}"
-        for seed in args.seeds:
-            mpath = fdir / f"stemmap_seed{seed}.model.pt"
-            if not mpath.exists():
-                continue
-            model = STEM.load(mpath, device="cpu", trust=True)
-            sc_order = pd.Index(model.data.sc_names).get_indexer(data["sc"].obs_names)
-            for vname in args.variants or VARIANTS:
-                c, _ = VARIANTS[vname](model)
-                c = c[sc_order]  # cells in the data's order; cells the model dropped: uniform
-                c[sc_order < 0] = 1.0 / c.shape[1]
-                m = model.mapping()
-                spot_order = pd.Index(m.spot_names).get_indexer(data["st"].obs_names)
-                pred = bh.predict(c[:, spot_order], data["x_sc"][:, held])
-                spr.setdefault((seed, vname), []).append(
-                    bh.gene_corr(pred, data["x_st"][:, held])[1]
-                )
-    for (seed, vname), parts in spr.items():
-        x = np.concatenate(parts)
-        rows.append(
-            {
-                "data": "hippocampus_visium",
-                "split": f"held-out genes ({len(parts)} folds)",
-                "seed": seed,
-                "variant": vname,
-                "heldout_spearman_median": float(np.nanmedian(x)),
-                "heldout_frac_gt_0_3": float(np.mean(x > 0.3)),
-            }
-        )
-        logger.info("heldout s%d %-44s median Spearman %.3f", seed, vname, np.nanmedian(x))
-    return rows
-
-
 def write(df: pd.DataFrame, path: Path, argv: list[str]) -> None:
-    cols = {
-        "hit50_coords": "hit@50",
-        "hit200_coords": "hit@200",
-        "mae_steps": "MAE",
-        "mae_outside_steps": "MAE out",
-        "pcc_mean": "PCC",
-        "heldout_spearman_median": "held-out median Spearman",
-        "heldout_frac_gt_0_3": "frac. > 0.3",
-    }
     lines = [
         "# Cell-type PCC study: spot-side readouts of saved stemmap models",
         "",
@@ -328,45 +397,28 @@ def write(df: pd.DataFrame, path: Path, argv: list[str]) -> None:
         "(deterministic).",
         "",
     ]
-    for (d, split), sub in df.groupby(["data", "split"], sort=False):
-        use = [c for c in cols if c in sub and sub[c].notna().any()]
-        g = sub.groupby("variant", sort=False)
-        mean, n = g[use].mean(), g.size()
-        lines += [
-            f"## {d}, {split}",
-            "",
-            "| variant | n | " + " | ".join(cols[c] for c in use) + " |",
-            "|---|---|" + "---|" * len(use),
-        ]
-        for v in mean.index:
-            vals = " | ".join(f"{mean.loc[v, c]:.3f}" for c in use)
-            lines.append(f"| {v} | {n[v]} | {vals} |")
-        lines.append("")
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines + md_tables(df)))
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    d = rb.default_data_dir()
-    p.add_argument("--datasets", nargs="*", type=Path, default=[d / "osmfish_cortex.h5ad"])
+    add_data_args(p, ["standard", "disjoint"], [0, 1, 2])
     p.add_argument("--folds", type=int, default=0, help="held-out-gene folds (0: none)")
-    p.add_argument("--splits", nargs="+", default=["standard", "disjoint"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=None)
     p.add_argument("--peers", nargs="*", default=["tacco", "baseline"])
     p.add_argument("--cache", type=Path, default=HERE / "cache")
     p.add_argument("--tmp", type=Path, default=HERE / "cache" / "pcc_study")
     p.add_argument("--out", type=Path, default=HERE / "results" / "issue17")
     args = p.parse_args(argv)
-    df = pd.DataFrame(run(args) if args.datasets else [])
+    readers = {k: VARIANTS[k] for k in args.variants or VARIANTS}
+    rows: list[dict[str, Any]] = []
+    semi_sim(args, rows, readers, peers=tuple(args.peers))
     if args.folds:
-        df = pd.concat([df, pd.DataFrame(heldout(args))], ignore_index=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out / "pcc_study.csv", index=False)
-    write(df, args.out / "pcc_study.md", argv)
-    logger.info("wrote %s", args.out / "pcc_study.md")
+        heldout(args, rows, readers)
+    df = pd.DataFrame(rows)
+    save(df, args.out, "pcc_study", lambda d, path: write(d, path, argv))
     return 0
 
 

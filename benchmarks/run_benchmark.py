@@ -111,15 +111,6 @@ METHODS: dict[str, dict[str, Any]] = {
         "stem": True,
         "readouts": ["paper"],  # also saved: = preset paper (same σ and schedule)
     },
-    # the "fast" preset (stemmap.PRESETS: 200 epochs on cell batches), default readout
-    "stemmap_fast": {
-        "driver": "stemmap_driver.py",
-        "env": None,
-        "label": "stemmap, preset fast",
-        "stem": True,
-        "sigma_mult": None,
-        "extra": ["--preset", "fast"],
-    },
     "stem_ref": {
         "driver": "stem_reference_driver.py",
         "env": ("scstem", "scSTEM==0.0.2"),
