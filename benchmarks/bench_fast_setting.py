@@ -56,6 +56,7 @@ def _schedule(epochs: int, lr: float = 0.004) -> dict[str, Any]:
 SETTINGS: dict[str, dict[str, Any]] = {
     'preset="fast" (200 epochs, cell batches 2048)': {"preset": "fast"},
     "fast schedule, 100 epochs": _schedule(100),
+    "fast schedule, 75 epochs": _schedule(75),
     "fast schedule, 50 epochs": _schedule(50),
     "fast schedule, 25 epochs": _schedule(25),
     "fast schedule, 25 epochs, lr 0.008": _schedule(25, lr=0.008),
