@@ -2,12 +2,13 @@
 """A fast setting vs TACCO, timed in one run (issue #17: TACCO's accuracy in ≤ ⅓ of its time).
 
 For every data set and split (``run_benchmark.py``'s pseudo spots), TACCO runs first through
-``run_benchmark``'s driver (own cache, so it is timed in this run), then stemmap trains in
-this process in each setting of ``SETTINGS`` (the ``"fast"`` preset and shorter schedules on
-cell batches), one after the other. Each row is scored like ``run_benchmark.py`` scores a
-method. Times: ``fit s`` = TACCO's ``annotate`` call, stemmap's set-up + training + readout
-(``sc_to_st`` and ``coords``): what a user waits for; the 1-minute load average is recorded
-before each row (the machine is shared: times compare only within one run).
+its driver (``lib.runner.run_method``, own cache, so it is timed in this run), then stemmap
+trains in this process in each setting of ``SETTINGS`` (the ``"fast"`` preset and shorter
+schedules on cell batches), one after the other. Each row is scored like
+``run_benchmark.py`` scores a method. Times: ``fit s`` = TACCO's ``annotate`` call,
+stemmap's set-up + training + readout (``sc_to_st`` and ``coords``): what a user waits for;
+the 1-minute load average is recorded before each row (the machine is shared: times compare
+only within one run).
 
 Usage::
 
@@ -21,21 +22,20 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "python" / "src"))
-import bench_pcc_study as ps  # noqa: E402
-import run_benchmark as rb  # noqa: E402
+from lib import report
+from lib.data import SimSettings, add_data_args, case_name, prepare_dataset, read_h5ad
+from lib.environments import CACHE, RESULTS
+from lib.readouts import COLUMNS, bisection
+from lib.runner import RunOptions, align, load_average, run_method
+from lib.scoring import score
 
 logger = logging.getLogger("fast_setting")
 
@@ -67,8 +67,6 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 
 def _bisection_readout(model: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from bench_pcc_study import bisection
-
     c, xy = bisection(model, schedule=(0.5, 0.5), expression_weight=1.5)
     return c, xy, list(model.data.sc_names)
 
@@ -77,12 +75,9 @@ def run_stemmap(
     data: dict[str, Any], seed: int, train_kw: dict[str, Any], readouts: list[str]
 ) -> list[tuple[str, dict, dict]]:
     """Train once; per readout: (readout, times, aligned outputs); fit s counts one readout."""
-    import anndata as ad
     from stemmap import STEM
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sc, st = ad.read_h5ad(data["sc_path"]), ad.read_h5ad(data["st_path"])
+    sc, st = read_h5ad(data["sc_path"]), read_h5ad(data["st_path"])
     t0 = time.perf_counter()
     model = STEM(sc, st, spatial_key="spatial", alpha=0.5, seed=seed)
     t1 = time.perf_counter()
@@ -99,34 +94,33 @@ def run_stemmap(
         t3 = time.perf_counter()
         times = {"setup_s": t1 - t0, "train_s": t2 - t1, "readout_s": t3 - t2a}
         times["fit_s"] = times["setup_s"] + times["train_s"] + times["readout_s"]
-        res = rb.align({"sc_names": np.asarray(names), "sc_to_st": c, "coords": xy}, data)
+        res = align({"sc_names": np.asarray(names), "sc_to_st": c, "coords": xy}, data)
         out.append((readout, times, res))
     return out
 
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
-    bargs = rb.parse_args(["--datasets", *map(str, args.datasets), "--seeds", "0"])
     for path in args.datasets:
         for split in args.splits:
-            name = path.stem if split == "standard" else f"{path.stem}_{split}"
+            name = case_name(path, split)
             cache = args.cache / name
-            data = rb.prepare_dataset(path, bargs, cache, split)
+            data = prepare_dataset(path, SimSettings(), cache, split)
             base = {"data": path.stem, "split": split}
-            load = os.getloadavg()[0]
-            r0, res = rb.run_method("tacco", data, 0, bargs, cache)
+            load = load_average()
+            r0, res = run_method("tacco", data, 0, RunOptions(), cache)
             row = {**base, "seed": 0, "setting": "TACCO 0.5.0", "load": load}
             row.update(status=r0["status"], fit_s=r0.get("train_s"), train_s=r0.get("train_s"))
             if res is not None:
-                rb.score(row, res, data)
+                score(row, res, data)
             rows.append(row)
             logger.info("%s TACCO: %.1f s (load %.1f)", name, row.get("fit_s", np.nan), load)
             for (sname, kw), seed in itertools.product(SETTINGS.items(), args.seeds):
-                load = os.getloadavg()[0]
+                load = load_average()
                 for readout, times, res in run_stemmap(data, seed, kw, args.readouts):
                     label = sname if readout == "default" else f"{sname}, {readout} readout"
                     row = {**base, "seed": seed, "setting": label, "load": load, **times}
-                    rb.score(row, res, data)
+                    score(row, res, data)
                     rows.append(row)
                     logger.info(
                         "%s s%d %-46s %.1f s (load %.1f) hit@50 %.2f MAE %.2f PCC %.3f",
@@ -145,7 +139,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 
 def write(df: pd.DataFrame, path: Path, argv: list[str]) -> None:
     cols = {
-        **{k: v for k, v in ps.COLUMNS.items() if not k.startswith("heldout")},
+        **{k: v for k, v in COLUMNS.items() if not k.startswith("heldout")},
         "fit_s": "fit s",
         "train_s": "of it training s",
         "load": "load",
@@ -165,31 +159,32 @@ def write(df: pd.DataFrame, path: Path, argv: list[str]) -> None:
         "fit s / TACCO's fit s in the same block (target ≤ 0.33).",
         "",
     ]
-    path.write_text("\n".join(lines + ps.md_tables(df, "setting", cols, vs_tacco)))
+    path.write_text("\n".join(lines + report.means_tables(df, "setting", cols, vs_tacco)))
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ps.add_data_args(p, ["disjoint", "standard"], [0])
+    add_data_args(p, ["disjoint", "standard"], [0])
     p.add_argument("--settings", nargs="*", choices=list(SETTINGS), default=None)
     p.add_argument(
         "--readouts",
         nargs="+",
         choices=["default", "bisection"],
         default=["default"],
-        help="bisection: the 2-round (½, ½), w 1.5 readout of bench_pcc_study.py",
+        help="bisection: the 2-round (½, ½), w 1.5 readout of bench_pcc_study.py "
+        "(lib.readouts.bisection)",
     )
-    p.add_argument("--cache", type=Path, default=HERE / "cache" / "fast_setting")
-    p.add_argument("--out", type=Path, default=HERE / "results" / "issue17")
+    p.add_argument("--cache", type=Path, default=CACHE / "fast_setting")
+    p.add_argument("--out", type=Path, default=RESULTS / "issue17")
     args = p.parse_args(argv)
     if args.settings:
         for k in set(SETTINGS) - set(args.settings):
             del SETTINGS[k]
     args.out.mkdir(parents=True, exist_ok=True)
     df = run(args)
-    ps.save(df, args.out, "fast_setting", lambda d, path: write(d, path, argv))
+    report.write_tables(df, args.out, "fast_setting", lambda path: write(df, path, argv))
     return 0
 
 
