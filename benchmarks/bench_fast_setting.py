@@ -41,7 +41,7 @@ logger = logging.getLogger("fast_setting")
 
 
 def _schedule(epochs: int, lr: float = 0.004) -> dict[str, Any]:
-    """The fast preset's shape at another length: lr halved at half-time, 1/8 warm-up."""
+    """Return the fast preset's shape at another length: lr halved at half-time, 1/8 warm-up."""
     return {
         "epochs": epochs,
         "lr": lr,

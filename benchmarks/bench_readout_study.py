@@ -63,7 +63,7 @@ def read_out(model: Any, spec: dict[str, Any], totals: pd.Series) -> Any:
 
 
 def readers(folder: Path) -> dict[str, Reader]:
-    """The variants on the models saved in ``folder`` (cap: the totals of its ``st.h5ad``)."""
+    """Return the variants for the models saved in ``folder`` (cap: its ``st.h5ad`` totals)."""
     totals = spot_totals(folder / "st.h5ad")
 
     def reader(spec: dict[str, Any]) -> Reader:

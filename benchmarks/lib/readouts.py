@@ -257,7 +257,7 @@ def _log1p(p: np.ndarray) -> np.ndarray:
 
 
 def _mapping(model: Any, z_st: np.ndarray, st_x: np.ndarray, **kw: Any) -> Any:
-    """A StemMapping of the model's cells on the given spot embeddings / expression."""
+    """Return a StemMapping of the model's cells on given spot embeddings / expression."""
     from stemmap import StemMapping
 
     slices = model.select_slices(None)
