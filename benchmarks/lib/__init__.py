@@ -18,5 +18,7 @@ The modules:
   outputs), child processes that report one ``RESULT`` line, competing busy loops, the
   load average, the batch plan;
 - ``scoring``: the metrics tables (:mod:`stemmap.metrics`) and the held-out-gene scores;
+- ``readouts``: readout studies of saved stemmap models (semi-simulations, held-out genes)
+  and the spot-side / bisection readouts of issue #17;
 - ``report``: markdown and CSV writing, number formatting, the machine line, position plots.
 """

@@ -7,6 +7,7 @@ without ground truth) and keeps the truth for scoring.
 
 from __future__ import annotations
 
+import argparse
 import math
 import warnings
 from dataclasses import dataclass
@@ -33,6 +34,27 @@ def data_dir() -> Path:
     import stemmap
 
     return stemmap.datasets.shared_data_dir() or REPO.parent / "shared" / "data"
+
+
+def add_data_args(p: argparse.ArgumentParser, splits: list[str], seeds: list[int]) -> None:
+    """Add ``--datasets`` (default: osmFISH and the embryo), ``--splits`` and ``--seeds``.
+
+    Parameters
+    ----------
+    p
+        The parser.
+    splits, seeds
+        The defaults of ``--splits`` and ``--seeds``.
+    """
+    d = data_dir()
+    p.add_argument(
+        "--datasets",
+        nargs="*",
+        type=Path,
+        default=[d / "osmfish_cortex.h5ad", d / "embryo2_z2.h5ad"],
+    )
+    p.add_argument("--splits", nargs="+", default=splits)
+    p.add_argument("--seeds", nargs="+", type=int, default=seeds)
 
 
 def read_h5ad(path: Path | str) -> Any:

@@ -7,15 +7,18 @@ average: the benchmark machine is shared, so times are comparable within one run
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import platform
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 
 def machine_description(device: str = "cpu") -> str:
@@ -112,6 +115,25 @@ def write_csv(df: pd.DataFrame, path: Path) -> None:
     df.to_csv(path, index=False)
 
 
+def write_tables(df: pd.DataFrame, out: Path, stem: str, write_md: Callable[[Path], None]) -> None:
+    """Write ``out/<stem>.csv`` (every row) and ``out/<stem>.md`` (``write_md(path)``).
+
+    Parameters
+    ----------
+    df
+        The result rows.
+    out
+        The folder (created).
+    stem
+        The files' name.
+    write_md
+        Writes the markdown report to the path it is given.
+    """
+    write_csv(df, out / f"{stem}.csv")
+    write_md(out / f"{stem}.md")
+    logger.info("wrote %s", out / f"{stem}.md")
+
+
 def record(rows: list[dict[str, Any]], row: dict[str, Any], *prefix: Any) -> None:
     """Append a result row and print it with floats rounded to 3 decimals (progress)."""
     rows.append(row)
@@ -129,6 +151,53 @@ def frame(rows: list[dict[str, Any]], csv: Path) -> pd.DataFrame:
 def heading(title: str, *text: str) -> list[str]:
     """Return the first lines of a report: ``# title``, then the text as one paragraph."""
     return [f"# {title}", "", "".join(text), ""]
+
+
+def means_tables(
+    df: pd.DataFrame,
+    key: str,
+    cols: Mapping[str, str],
+    extra: Callable[[pd.DataFrame], pd.Series] | None = None,
+) -> list[str]:
+    """Return one markdown table per (data, split): the mean over seeds of each ``key`` value.
+
+    Parameters
+    ----------
+    df
+        Result rows with ``data``, ``split``, ``key`` and metric columns.
+    key
+        The column that names a row of the tables (e.g. ``"variant"``).
+    cols
+        Metric columns → headers; a table shows those with a value in its (data, split).
+    extra
+        One more column computed from the table of means (a named Series, shown ``.2f``).
+
+    Returns
+    -------
+    list of str
+        ``## data, split``, the table (``n``: rows averaged) and a blank line, per table;
+        a missing mean shows as "–".
+    """
+    lines: list[str] = []
+    for (d, split), sub in df.groupby(["data", "split"], sort=False):
+        use = [c for c in cols if c in sub and sub[c].notna().any()]
+        g = sub.groupby(key, sort=False)
+        mean, n = g[use].mean(), g.size()
+        more = extra(mean) if extra is not None else None
+        head = [cols[c] for c in use] + ([str(more.name)] if more is not None else [])
+        lines += [
+            f"## {d}, {split}",
+            "",
+            f"| {key} | n | " + " | ".join(head) + " |",
+            "|---|---|" + "---|" * len(head),
+        ]
+        for v in mean.index:
+            vals = [f"{mean.loc[v, c]:.3f}" if pd.notna(mean.loc[v, c]) else "–" for c in use]
+            if more is not None:
+                vals.append(f"{more[v]:.2f}")
+            lines.append(f"| {v} | {n[v]} | " + " | ".join(vals) + " |")
+        lines.append("")
+    return lines
 
 
 def quiet_busy(quiet: float, busy: float, spec: str = ".3f") -> list[str]:
