@@ -438,14 +438,22 @@ def test_load_truncated(saved, tmp_path, fraction):
     _one_line_naming(e.value, p)
 
 
+def _rewrite_model(path, dest, change):
+    """Copy the model file ``path`` to ``dest``, each member's bytes through ``change(name, data)``."""
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(dest, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, change(name, src.read(name)))
+    return dest
+
+
 def test_load_damaged_member(saved, tmp_path):
     """A valid zip whose array member is garbage."""
     _, path = saved
-    p = tmp_path / "damaged.stem"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(p, "w") as dst:
-        for name in src.namelist():
-            data = src.read(name)
-            dst.writestr(name, b"garbage" if name.endswith("sc_x.npy") else data)
+    p = _rewrite_model(
+        path,
+        tmp_path / "damaged.stem",
+        lambda name, data: b"garbage" if name.endswith("sc_x.npy") else data,
+    )
     with pytest.raises(StemModelFileError, match="damaged or truncated") as e:
         stemmap.STEM.load(p)
     _one_line_naming(e.value, p)
@@ -486,11 +494,11 @@ def test_crafted_object_array_does_not_run(saved, tmp_path):
     obj = np.empty(1, dtype=object)
     obj[0] = _Payload(str(marker))
     np.lib.format.write_array(buf, obj, allow_pickle=True)
-    p = tmp_path / "evil.stem"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(p, "w") as dst:
-        for name in src.namelist():
-            data = src.read(name)
-            dst.writestr(name, buf.getvalue() if name.endswith("sc_x.npy") else data)
+    p = _rewrite_model(
+        path,
+        tmp_path / "evil.stem",
+        lambda name, data: buf.getvalue() if name.endswith("sc_x.npy") else data,
+    )
     with pytest.raises(StemModelFileError) as e:
         stemmap.STEM.load(p)
     _one_line_naming(e.value, p)
@@ -502,15 +510,13 @@ def test_crafted_object_array_does_not_run(saved, tmp_path):
 
 def test_newer_format_version_refused(saved, tmp_path):
     _, path = saved
-    p = tmp_path / "future.stem"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(p, "w") as dst:
-        for name in src.namelist():
-            data = src.read(name)
-            if name == "stemmap-model.json":
-                m = json.loads(data)
-                m["format_version"] = 99
-                data = json.dumps(m).encode()
-            dst.writestr(name, data)
+
+    def future(name, data):
+        if name != "stemmap-model.json":
+            return data
+        return json.dumps({**json.loads(data), "format_version": 99}).encode()
+
+    p = _rewrite_model(path, tmp_path / "future.stem", future)
     with pytest.raises(StemModelFileError, match="format version 99") as e:
         stemmap.STEM.load(p)
     _one_line_naming(e.value, p)
