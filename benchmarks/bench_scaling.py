@@ -41,7 +41,7 @@ def child(
     cbs: int | None,
     sbs: int | None,
     readout: str = "hybrid",
-    mixed_precision: bool = False,
+    mixed_precision: bool | str = "auto",
 ) -> dict:
     """Time training steps and the outputs at one size (in a fresh process)."""
     import numpy as np
@@ -85,7 +85,7 @@ def child(
         "passes_over_cells_in_400": 400 * (cbs_ or sc.n_obs) / sc.n_obs,
         "outputs_s": out_s,
         "readout": readout,
-        "mixed_precision": mixed_precision,
+        "mixed_precision": model.train_settings["mixed_precision"],
         "topk_nnz": None if topk is None else int(topk.nnz),
         "generate_s": gen_s,
         "peak_rss_gb": peak_rss_gb(),
@@ -133,12 +133,18 @@ def main(argv: list[str] | None = None) -> int:
         "--readout", default="hybrid", help="readout of the timed outputs (none: no outputs)"
     )
     p.add_argument("--out", type=Path, default=RESULTS / "scaling.md")
-    p.add_argument("--mixed-precision", action="store_true", help="train with bfloat16 autocast")
+    p.add_argument(
+        "--mixed-precision",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="bfloat16 autocast in training (default: stemmap's, auto)",
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
         c, s = (int(v) for v in a.child.split("x"))
-        kw = {"readout": a.readout, "mixed_precision": a.mixed_precision}
+        mixed = {"auto": "auto", "on": True, "off": False}[a.mixed_precision]
+        kw = {"readout": a.readout, "mixed_precision": mixed}
         cbs, sbs = a.cell_batch_size, a.spot_batch_size
         print_result(child(c, s, a.genes, a.steps, a.device, cbs, sbs, **kw))
         return 0
@@ -146,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in a.sizes:
         cmd = [sys.executable, __file__, "--child", size, "--genes", str(a.genes)]
         cmd += ["--steps", str(a.steps), "--device", a.device, "--readout", a.readout]
+        cmd += ["--mixed-precision", a.mixed_precision]
         if a.cell_batch_size:
             cmd += ["--cell-batch-size", str(a.cell_batch_size)]
         if a.spot_batch_size:

@@ -91,7 +91,7 @@ def embryo_run(device: str, epochs: int) -> dict:
 def scaling_run(size: str, device: str, mixed: bool, steps: int, timeout: int) -> dict:
     """Training steps at one size through ``bench_scaling.py --child`` (own process)."""
     cmd = [sys.executable, str(BENCH / "bench_scaling.py"), "--child", size, "--steps", str(steps)]
-    cmd += ["--device", device, "--readout", "none"] + (["--mixed-precision"] if mixed else [])
+    cmd += ["--device", device, "--readout", "none", "--mixed-precision", "on" if mixed else "off"]
     return {"size": size, "mixed_precision": mixed, **run_child(cmd, timeout)}
 
 

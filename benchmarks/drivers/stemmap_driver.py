@@ -32,6 +32,12 @@ def _extra(p) -> None:
     p.add_argument("--extra-readouts", nargs="*", default=[], help="also save these readouts")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: stemmap's)")
     p.add_argument(
+        "--mixed-precision",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="bfloat16 matrix products in training (default: stemmap's, auto)",
+    )
+    p.add_argument(
         "--save-model", default=None, help="also save the trained model here (STEM.save)"
     )
     p.add_argument(
@@ -44,6 +50,7 @@ def main() -> None:
     sc, st = io.load(args)
     import stemmap
 
+    mixed = {"auto": "auto", "on": True, "off": False}[args.mixed_precision]
     if args.load_model:
         model = stemmap.STEM.load(args.load_model, device=args.device)
         side = Path(args.load_model + ".json")
@@ -63,9 +70,9 @@ def main() -> None:
             )
         with io.Timer() as t:
             if args.preset:
-                model.train(preset=args.preset, progress=False)
+                model.train(preset=args.preset, progress=False, mixed_precision=mixed)
             else:
-                model.train(epochs=args.epochs, lr=0.002, progress=False)
+                model.train(epochs=args.epochs, lr=0.002, progress=False, mixed_precision=mixed)
         train_s, setup_s = t.seconds, setup.seconds
     if args.save_model and not args.load_model:
         model.save(args.save_model)
@@ -98,6 +105,7 @@ def main() -> None:
             sigma=[float(s) for s in model.settings["sigma"]],
             preset=args.preset,
             method="stemmap",
+            mixed_precision=model.train_settings.get("mixed_precision"),
             version=stemmap.__version__,
         )
 

@@ -80,6 +80,15 @@ METHODS: dict[str, Method] = {
     "stemmap_fast_paper": Method(
         "stemmap, preset fast, paper readout", stem=True, source=("stemmap_fast", "paper")
     ),
+    # float32 training (mixed_precision=False): the default before "auto" (the ablation of
+    # bfloat16 products on CPUs that have them)
+    "stemmap_fp32": Method(
+        "stemmap, float32 training",
+        STEMMAP,
+        stem=True,
+        sigma_mult=None,
+        extra=("--mixed-precision", "off"),
+    ),
     "stemmap_1thread": Method("stemmap, threads=1", STEMMAP, stem=True, extra=("--threads", "1")),
     "stem_ref": Method(
         "STEM reference (scSTEM 0.0.2)",
@@ -104,7 +113,9 @@ METHODS: dict[str, Method] = {
 
 #: the methods of ``run_benchmark.py`` by default (the speed study's variants are extra)
 DEFAULT_METHODS = [
-    m for m in METHODS if m not in ("stemmap_fast", "stemmap_fast_paper", "stemmap_1thread")
+    m
+    for m in METHODS
+    if m not in ("stemmap_fast", "stemmap_fast_paper", "stemmap_1thread", "stemmap_fp32")
 ]
 
 

@@ -136,3 +136,19 @@ def test_mixed_precision_trains_and_is_recorded(toy):
     assert np.isfinite(model.mapping().coords).all()
     with pytest.raises(TypeError, match="`mixed_precision`"):
         model.train(epochs=1, mixed_precision="yes")
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [({"avx512f", "avx512_bf16"}, True), ({"amx_bf16"}, True), ({"avx2", "avx512f"}, False)],
+)
+def test_mixed_precision_auto_follows_the_cpu(monkeypatch, toy, flags, expected):
+    from stemmap import _device
+
+    monkeypatch.setattr(_device, "_cpu_flags", lambda: frozenset(flags))
+    sc, st = toy
+    model = stemmap.STEM(sc, st, seed=0, hidden=(32, 16), threads=1, device="cpu")
+    model.train(epochs=2)  # the default is "auto"
+    assert model.train_settings["mixed_precision"] is expected
+    model.train(epochs=1, mixed_precision=False)
+    assert model.train_settings["mixed_precision"] is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any
@@ -38,6 +39,42 @@ def resolve_device(device: str | torch.device) -> torch.device:
             "`device='cuda'` was requested but CUDA is not available here; use 'cpu' or 'auto'."
         )
     return dev
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    """Return the CPU's feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively (mixed precision is faster).
+
+    CPUs with AVX512-BF16 or AMX-BF16 (oneDNN's bfloat16 kernels; without them bfloat16 is
+    emulated and slower than float32) and CUDA GPUs of compute capability 8 or more (A100,
+    H100/H200).
+    """
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cpu":
+        return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    return False
+
+
+def resolve_mixed_precision(value: Any, device: torch.device) -> bool:
+    """``mixed_precision`` as a bool: ``"auto"`` → :func:`native_bf16`; True/False as given."""
+    if isinstance(value, str) and value == "auto":
+        return native_bf16(device)
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`mixed_precision` must be True, False or 'auto'; found {value!r}.")
+    return bool(value)
 
 
 def available_memory(device: torch.device) -> int:

@@ -106,6 +106,7 @@ class STEMModule(nn.Module):
         x_st: torch.Tensor,
         S: torch.Tensor,
         mmd_idx: torch.Tensor | None = None,
+        product_dtype: torch.dtype | None = None,
     ) -> dict[str, torch.Tensor]:
         """Loss terms for one step.
 
@@ -119,6 +120,10 @@ class STEMModule(nn.Module):
             (N × N) ground-truth adjacency of that slice, rows summing to 1.
         mmd_idx
             Indices of the SC rows used in the MMD (a random batch of ≤ 1,000).
+        product_dtype
+            Under mixed precision (the caller's ``torch.autocast``) the float type of Ŝ = Ĉ C,
+            the largest product of the losses (probabilities, accumulated in float32); the
+            other loss terms always run in float32.
 
         Returns
         -------
@@ -127,14 +132,22 @@ class STEMModule(nn.Module):
         """
         z_st = self.encoder(self.st_dropout(x_st))
         z_sc = self.encoder(x_sc)
-        # spatial-information module: S̃ = row-softmax(Z_st Z_stᵀ)
-        l_extract = soft_cross_entropy(S, F.log_softmax(z_st @ z_st.T, dim=1))
-        # domain alignment: C = row-softmax(B), Ĉ = row-softmax(Bᵀ), Ŝ = Ĉ C
-        B = z_sc @ z_st.T
-        C = torch.softmax(B, dim=1)
-        C_hat = torch.softmax(B, dim=0).T
-        S_hat = C_hat @ C
-        l_trans = soft_cross_entropy(S, torch.log(S_hat + EPS))
-        z_mmd = z_sc if mmd_idx is None else z_sc[mmd_idx]
-        l_mmd = gaussian_mmd(z_st, z_mmd)
+        # the losses in float32 even under mixed precision (the encoder's products and Ŝ in
+        # bfloat16): logits, softmaxes, logs and the MMD's distances (a difference of large
+        # terms) lose too much in bfloat16 (a higher learning rate then diverged on toy data)
+        with torch.autocast(z_sc.device.type, enabled=False):
+            z_st, z_sc = z_st.float(), z_sc.float()
+            # spatial-information module: S̃ = row-softmax(Z_st Z_stᵀ)
+            l_extract = soft_cross_entropy(S, F.log_softmax(z_st @ z_st.T, dim=1))
+            # domain alignment: C = row-softmax(B), Ĉ = row-softmax(Bᵀ), Ŝ = Ĉ C
+            B = z_sc @ z_st.T
+            C = torch.softmax(B, dim=1)
+            C_hat = torch.softmax(B, dim=0).T
+            if product_dtype is None:
+                S_hat = C_hat @ C
+            else:
+                S_hat = (C_hat.to(product_dtype) @ C.to(product_dtype)).float()
+            l_trans = soft_cross_entropy(S, torch.log(S_hat + EPS))
+            z_mmd = z_sc if mmd_idx is None else z_sc[mmd_idx]
+            l_mmd = gaussian_mmd(z_st, z_mmd)
         return {"extract": l_extract, "trans": l_trans, "mmd": l_mmd}

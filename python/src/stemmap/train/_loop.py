@@ -55,7 +55,8 @@ def fit(
     progress
         Show a progress bar (``None``: ``stemmap.settings.progress``); rank 0 only.
     mixed_precision
-        Forward pass under ``torch.autocast`` with bfloat16.
+        The encoder under ``torch.autocast`` with bfloat16, and Ŝ = Ĉ C in bfloat16 (the
+        other loss terms in float32).
 
     Returns
     -------
@@ -87,6 +88,7 @@ def fit(
     torch.manual_seed(seed + 7919 * start + 100_003 * rank)
     alpha, epochs = model.config["alpha"], schedule.epochs
     log = LossLog(start)
+    low = torch.bfloat16 if mixed_precision else None  # Ŝ's product under mixed precision
     t0 = time.perf_counter()
     model.module.train()
     show = progress if rank == 0 else False
@@ -105,7 +107,7 @@ def fit(
                     Ss = model._adjacency(data.slices[s], pidx, coarsen)
                 mmd_idx = None if step.mmd is None else step.mmd.to(dev)
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mixed_precision):
-                    losses = net(x_sc, xs, Ss, mmd_idx)
+                    losses = net(x_sc, xs, Ss, mmd_idx, low)
                 losses = {k: v.float() for k, v in losses.items()}
                 loss = losses["extract"] + alpha * losses["mmd"] + beta * losses["trans"]
                 opt.zero_grad(set_to_none=True)
