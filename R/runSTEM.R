@@ -56,8 +56,10 @@
 #'   normalised again). Default (`NULL`): `FALSE`.
 #' @param readout How the mapping is read off the trained embeddings:
 #'   `"hybrid"` (embeddings plus each cell's expression correlation with each spot,
-#'   balanced over spots: more accurate on both benchmark datasets) or `"paper"`
-#'   (the publication's softmax of embedding inner products).
+#'   balanced over spots, in two rounds: the second maps the spots' expression
+#'   left unexplained by the first, which finds their minority cell types; more
+#'   accurate on both benchmark datasets) or `"paper"` (the publication's softmax
+#'   of embedding inner products).
 #'   Default (`NULL`): `"hybrid"`, or the preset's (`"paper"` for `preset = "paper"`).
 #' @param sigma_scale Default sigma in units of the mean nearest-neighbour spot
 #'   distance (used when `sigma` is `NULL`); the paper's is 0.5.

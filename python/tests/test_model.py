@@ -48,7 +48,7 @@ def test_mapping_is_softmax_of_inner_products(trained):
 def test_hybrid_mapping_is_balanced_product_of_experts(trained):
     # the hybrid readout with stemmap 0.1's expression profile (the default until issue 17;
     # the default's own profile is checked in the next test)
-    m = trained.mapping(expression_profile="log")
+    m = trained.mapping(expression_profile="log", expression_weight=1.0, rounds=1)
     assert m.readout == "hybrid"
     assert m.balance
     zs, zt = m.sc_embedding.astype(np.float64), m.st_embedding.astype(np.float64)
@@ -75,7 +75,8 @@ def test_hybrid_mapping_is_balanced_product_of_experts(trained):
 
 
 def test_default_hybrid_mapping_uses_hellinger_profiles(trained):
-    m = trained.mapping()  # default: hybrid, balanced, Hellinger profiles
+    # one round, weight 1: the formula (the default's rounds are checked further down)
+    m = trained.mapping(expression_weight=1.0, rounds=1)
     assert m.readout == "hybrid"
     assert m.balance
     assert m.expression_profile == "hellinger"
@@ -569,3 +570,43 @@ def test_paper_preset_restores_paper_sigma_and_readout(toy):
     m2.train(preset="fast", epochs=1, progress=False)
     assert m2.data.slices[0].sigma == pytest.approx(2.0 * nn)
     assert m2.mapping().readout == "hybrid"
+
+
+def test_default_readout_takes_two_residual_rounds(trained):
+    """C and Ĉ are the mean of round 1 and a round on the spots' residual profiles."""
+    m = trained.mapping()  # default: 2 rounds, expression weight 1.5
+    assert m.rounds == 2
+    assert m.settings["mapping"]["rounds"] == 2
+    assert m.expression_weight == 1.5
+    one = trained.mapping(rounds=1)  # round 1 alone
+    C1 = one.sc_to_st.astype(np.float64)
+
+    # the residual, computed here independently: P_ST - ½ Ĉ₁ P_SC (Ĉ₁ = C₁ per spot)
+    def props(x):
+        p = np.clip(np.expm1(x.astype(np.float64)), 0, None)
+        return p / p.sum(1, keepdims=True)
+
+    x_st = trained.data.slices[0].x
+    chat1 = (C1 / C1.sum(0)).T
+    resid = np.clip(props(x_st) - 0.5 * chat1 @ props(trained.data.sc_x), 0, None)
+    st2 = np.log1p(1e4 * resid / resid.sum(1, keepdims=True)).astype(np.float32)
+    two = stemmap.StemMapping(
+        m.sc_embedding, m.st_embedding, m.spot_coords, m.sc_names, m.spot_names,
+        m.spot_slice, sc_expr=trained.data.sc_x, st_expr=st2, expression_weight=1.5, rounds=1,
+    )  # fmt: skip
+    C2 = two.sc_to_st.astype(np.float64)
+    np.testing.assert_allclose(m.sc_to_st, 0.5 * C1 + 0.5 * C2, atol=1e-4)
+    np.testing.assert_allclose(m.st_to_sc, 0.5 * one.st_to_sc + 0.5 * two.st_to_sc, atol=1e-4)
+    np.testing.assert_allclose(m.coords, (0.5 * C1 + 0.5 * C2) @ m.spot_coords, atol=1e-4)
+    # round 2 moves the mapping: it is not round 1 again
+    assert np.abs(C2 - C1).max() > 1e-2
+    # the paper readout, weight 0 and an unbalanced readout have one round
+    assert trained.mapping(readout="paper").rounds == 1
+    assert trained.mapping(expression_weight=0).rounds == 1
+    assert trained.mapping(balance=False).rounds == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None])
+def test_rounds_must_be_a_whole_number(trained, bad):
+    with pytest.raises(ValueError, match="`rounds` must be a whole number >= 1"):
+        trained.mapping(rounds=bad)

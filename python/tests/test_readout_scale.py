@@ -24,9 +24,9 @@ def test_topk_outputs_match_dense_C(trained, k):
 def test_one_pass_serves_coords_and_topk(trained, monkeypatch):
     m = trained.mapping()
     calls = []
-    orig = stemmap.StemMapping._row_logits
+    orig = stemmap.StemMapping._rows_of_c
     monkeypatch.setattr(
-        stemmap.StemMapping, "_row_logits", lambda self, a, b: calls.append(a) or orig(self, a, b)
+        stemmap.StemMapping, "_rows_of_c", lambda self, a, b: calls.append(a) or orig(self, a, b)
     )
     _ = m.coords, m.best_spot, m.confidence, m.topk_mapping(10), m.topk_coords(5)
     assert len(calls) == len(list(m._chunks()))  # C was read once
@@ -47,3 +47,22 @@ def test_sampled_balancing_with_few_float32_passes(trained, monkeypatch, passes)
     assert np.corrcoef(g.numpy(), g_full.numpy())[0, 1] > (0.95 if passes else 0.75)
     col = m.sc_to_st.sum(0) / (m.n_cells / m.n_spots)
     assert np.abs(col - 1).mean() < (0.1 if passes else 0.3)
+
+
+@pytest.mark.parametrize("low", [0.0, 1000.0])  # 1000: column 0 underflows in float32
+def test_log_column_sums_match_float64(low):
+    import torch
+
+    from stemmap.mapping import _balance
+
+    gen = torch.Generator().manual_seed(0)
+    L = 3.0 * torch.randn(300, 40, generator=gen, dtype=torch.float64)
+    L[:, 0] -= low
+    g = torch.randn(40, generator=gen, dtype=torch.float64)
+    f = -torch.logsumexp(L + g, dim=1, keepdim=True)
+    expect = torch.logsumexp(L + f, dim=0)
+    got = _balance._log_column_sums(
+        lambda rows: L[rows].float(), torch.arange(300), g, 64, torch.float32
+    )
+    assert torch.isfinite(got).all()
+    np.testing.assert_allclose(got.numpy(), expect.numpy(), rtol=1e-4, atol=1e-4)

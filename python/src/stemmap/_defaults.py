@@ -77,7 +77,10 @@ TRAIN: MappingProxyType[str, Any] = MappingProxyType(
         "warmup": 50,
         "cell_batch_size": None,
         "spot_batch_size": None,
-        "mixed_precision": False,
+        # "auto": bfloat16 matrix products where the device has bfloat16 units (CPUs with
+        # AVX512-BF16 or AMX, CUDA GPUs of compute capability ≥ 8); float32 elsewhere
+        # (stemmap._device.native_bf16; benchmarks/results/mixed_precision.md)
+        "mixed_precision": "auto",
     }
 )
 
@@ -87,7 +90,11 @@ TRAIN: MappingProxyType[str, Any] = MappingProxyType(
 MAPPING: MappingProxyType[str, Any] = MappingProxyType(
     {
         "readout": "hybrid",
-        "expression_weight": 1.0,
+        # the expression term's spread relative to the embeddings' (1.5 with 2 rounds:
+        # benchmarks/results/issue17)
+        "expression_weight": 1.5,
+        # residual rounds of the balanced hybrid readout (StemMapping(rounds=))
+        "rounds": 2,
         # the hybrid readout's expression term: square-rooted proportions, genes standardised
         # within each modality (benchmarks/results/readout_study.md); "log" = stemmap 0.1's
         "expression_profile": "hellinger",

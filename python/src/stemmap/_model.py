@@ -251,6 +251,7 @@ class STEM(TrainingMixin):
         balance: bool | None = None,
         temperature: float = MAPPING["temperature"],
         spot_weights: Any = None,
+        rounds: int = MAPPING["rounds"],
     ) -> StemMapping:
         """Read the mapping off the trained embeddings.
 
@@ -266,7 +267,7 @@ class STEM(TrainingMixin):
             ``benchmarks/results/readout.md``). ``"paper"``: the publication's
             ``C = softmax(Z_SC Z_STᵀ)``. Default (None): ``"paper"`` for a model trained
             with ``preset="paper"``, else ``"hybrid"``.
-        expression_weight, expression_profile, balance, temperature, spot_weights
+        expression_weight, expression_profile, balance, temperature, spot_weights, rounds
             See :class:`StemMapping` (``balance`` defaults to True for ``"hybrid"`` and False
             for ``"paper"``; ``expression_profile`` is ``"hellinger"`` by default, ``"log"``
             gives stemmap 0.1's hybrid readout).
@@ -305,6 +306,7 @@ class STEM(TrainingMixin):
             temperature=temperature,
             spot_weights=spot_weights,
             threads=self.threads,
+            rounds=rounds,
         )
 
     @compute

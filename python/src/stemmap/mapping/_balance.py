@@ -171,18 +171,40 @@ def sinkhorn_log(
     err, it = float("inf"), 0
     while it < max_iter:
         it += 1
-        parts = []
-        gd = g.to(dtype)
-        for a in range(0, len(rows), chunk):
-            L = logits_of(rows[a : a + chunk]).to(dtype)
-            f = -torch.logsumexp(L + gd, dim=1, keepdim=True)
-            parts.append(torch.logsumexp(L + f, dim=0).double())
-        col = torch.logsumexp(torch.stack(parts), dim=0)
+        col = _log_column_sums(logits_of, rows, g, chunk, dtype)
         err = (torch.exp(g + col - log_target) - 1).abs().max().item()
         g = log_target - col
         if err < tol:
             break
     return g, _log_balance(it, err, tol, refine)
+
+
+def _log_column_sums(
+    logits_of: LogitsFn, rows: torch.Tensor, g: torch.Tensor, chunk: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """Log Σ_i exp(L_ij + f_i) per spot j, f_i = -log Σ_j exp(L_ij + g_j) (rows of the plan).
+
+    One ``exp`` per entry: with ``E = exp(L + g - max_j)`` and its row sums r, the column
+    sums are ``(Eᵀ (1/r)) · exp(-g)``. Where a column underflows in a chunk (all of its
+    entries below the float range), that pass is redone with max-shifted ``logsumexp``.
+    """
+    gd = g.to(dtype)
+    parts = []
+    for a in range(0, len(rows), chunk):
+        E = logits_of(rows[a : a + chunk]).to(dtype)
+        E += gd
+        E -= E.max(dim=1, keepdim=True).values
+        E.exp_()
+        parts.append((E.T @ (1.0 / E.sum(dim=1))).double().log())
+    col = torch.logsumexp(torch.stack(parts), dim=0) - g
+    if bool(torch.isfinite(col).all()):
+        return col
+    parts = []
+    for a in range(0, len(rows), chunk):
+        L = logits_of(rows[a : a + chunk]).to(dtype)
+        f = -torch.logsumexp(L + gd, dim=1, keepdim=True)
+        parts.append(torch.logsumexp(L + f, dim=0).double())
+    return torch.logsumexp(torch.stack(parts), dim=0)
 
 
 def _log_balance(it: int, err: float, tol: float, refine: bool = False) -> dict[str, Any]:

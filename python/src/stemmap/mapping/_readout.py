@@ -2,8 +2,12 @@
 
 The logits of cells ``rows`` over all spots are ``Z_SC Z_STᵀ`` (the paper) plus, for the
 hybrid readout, ``λ R`` with R the Pearson correlation of the cells' and spots' expression
-profiles (``"hellinger"`` or ``"log"``); both are divided by the temperature. Balancing
-(:mod:`._balance`) adds column potentials on top.
+profiles (``"hellinger"`` or ``"log"``); both are divided by the temperature. They are one
+matrix product of a cell side ``[Z_SC | E_SC]`` and a spot side ``[Z_ST | λ E_ST] / T``
+(:func:`cell_side`, :func:`spot_side`, :func:`logits`), so a chunk of logits is one GEMM
+with no temporaries. Balancing (:mod:`._balance`) adds column potentials on top; the
+residual rounds of the hybrid readout (:func:`residual_expression`) change only the spot
+side's expression part.
 """
 
 from __future__ import annotations
@@ -30,6 +34,18 @@ def check_expression_weight(expression_weight: Any) -> None:
         raise ValueError(
             f"`expression_weight` must be a non-negative number; found {expression_weight!r}."
         )
+
+
+def check_rounds(rounds: Any) -> int:
+    """Return ``rounds`` as an int; ValueError unless it is a whole number ≥ 1."""
+    if (
+        isinstance(rounds, bool)
+        or not isinstance(rounds, (int, np.integer, float, np.floating))
+        or not float(rounds).is_integer()
+        or rounds < 1
+    ):
+        raise ValueError(f"`rounds` must be a whole number >= 1; found {rounds!r}.")
+    return int(rounds)
 
 
 def expression_term(
@@ -61,16 +77,20 @@ def expression_term(
             '`readout="hybrid"` (the default) needs `sc_expr` and `st_expr`; pass them, '
             'or readout="paper" for the embeddings alone.'
         )
-    if profile == "hellinger":
-        sc_expr, st_expr = hellinger_profiles(sc_expr), hellinger_profiles(st_expr)
-    esc = torch.from_numpy(standardize_rows(sc_expr))
-    est = torch.from_numpy(standardize_rows(st_expr))
+    esc, est = profiles(sc_expr, profile), profiles(st_expr, profile)
     if esc.shape != (n_cells, est.shape[1]) or est.shape[0] != n_spots:
         raise ValueError(
             f"`sc_expr` / `st_expr` must be ({n_cells} × G) / ({n_spots} × G); "
             f"found {tuple(esc.shape)} / {tuple(est.shape)}."
         )
     return esc, est
+
+
+def profiles(x: np.ndarray, profile: str) -> torch.Tensor:
+    """One modality's rows for the expression term (see :func:`expression_term`)."""
+    if profile == "hellinger":
+        x = hellinger_profiles(x)
+    return torch.from_numpy(standardize_rows(x))
 
 
 def spread_ratio(
@@ -83,26 +103,58 @@ def spread_ratio(
     return sb / sr if sr > 0 else 0.0
 
 
-def logits(
-    zsc: torch.Tensor,
-    zst: torch.Tensor,
-    rows: slice | torch.Tensor,
-    esc: torch.Tensor | None,
-    est: torch.Tensor | None,
-    scale: float,
-    temperature: float,
-) -> torch.Tensor:
-    """Readout logits L of the given cells (a slice or an index tensor) over all spots.
+def cell_side(zsc: torch.Tensor, esc: torch.Tensor | None) -> torch.Tensor:
+    """(M × (h + G)) cell side ``[Z_SC | E_SC]`` of the logits (``Z_SC`` alone without ``esc``)."""
+    return zsc if esc is None else torch.cat([zsc, esc], dim=1).contiguous()
 
-    ``L = (Z_SC Z_STᵀ + scale · E_SC E_STᵀ) / temperature``; the expression term only when
-    ``esc`` is given.
-    """
-    out = zsc[rows] @ zst.T
-    if esc is not None:
-        out = out + scale * (esc[rows] @ est.T)
+
+def spot_side(
+    zst: torch.Tensor, est: torch.Tensor | None, scale: float, temperature: float
+) -> torch.Tensor:
+    """(N × (h + G)) spot side ``[Z_ST | scale · E_ST] / temperature`` of the logits."""
+    out = zst if est is None else torch.cat([zst, scale * est], dim=1)
     if temperature != 1.0:
         out = out / temperature
+    return out.contiguous()
+
+
+def logits(cells: torch.Tensor, spots: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
+    """Readout logits L of the given cells (a slice or an index tensor) over all spots.
+
+    ``L = (Z_SC Z_STᵀ + scale · E_SC E_STᵀ) / temperature`` as one product of the two sides.
+    """
+    return cells[rows] @ spots.T
+
+
+def proportions(x: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Log1p-normalised rows → expression proportions (float32, rows sum to 1).
+
+    ``expm1`` undoes the log1p, whatever the normalisation total was; an all-zero row stays
+    zero.
+    """
+    x = np.asarray(x)
+    out = np.empty(x.shape, dtype=np.float32)
+    for a in range(0, x.shape[0], chunk):
+        # C order: the row sums must not depend on the memory layout of the input
+        p = np.expm1(np.ascontiguousarray(x[a : a + chunk], dtype=np.float32))
+        np.clip(p, 0.0, None, out=p)
+        tot = p.sum(axis=1, keepdims=True)
+        tot[tot <= 0] = 1.0
+        out[a : a + chunk] = p / tot
     return out
+
+
+def residual_expression(resid: np.ndarray) -> np.ndarray:
+    """Spots' residual proportions, log1p-normalised (a residual round's ``st_expr``).
+
+    ``resid`` = ``max(P_ST - Σ share · Ĉ_r P_SC, 0)``, what the earlier rounds' mapped cells
+    leave unexplained; rescaled to 10⁴ per spot and log1p-transformed, so that the
+    expression term reads it like any spot expression.
+    """
+    r = np.asarray(resid, dtype=np.float64)
+    tot = r.sum(axis=1, keepdims=True)
+    tot[tot <= 0] = 1.0
+    return np.log1p(r / tot * 1e4).astype(np.float32)
 
 
 def hellinger_profiles(x: np.ndarray, chunk: int = 65536) -> np.ndarray:
@@ -113,15 +165,8 @@ def hellinger_profiles(x: np.ndarray, chunk: int = 65536) -> np.ndarray:
     profiles); then each gene is centred and scaled over the rows (a constant gene is only
     centred). Works in float32 chunks of rows.
     """
-    x = np.asarray(x)
-    out = np.empty(x.shape, dtype=np.float32)
-    for a in range(0, x.shape[0], chunk):
-        # C order: the row sums must not depend on the memory layout of the input
-        p = np.expm1(np.ascontiguousarray(x[a : a + chunk], dtype=np.float32))
-        np.clip(p, 0.0, None, out=p)
-        tot = p.sum(axis=1, keepdims=True)
-        tot[tot <= 0] = 1.0
-        out[a : a + chunk] = np.sqrt(p / tot)
+    out = proportions(x, chunk)
+    np.sqrt(out, out=out)
     mu = out.mean(axis=0, dtype=np.float64)
     sd = out.std(axis=0, dtype=np.float64)
     sd[sd <= 0] = 1.0

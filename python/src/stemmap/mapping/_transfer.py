@@ -75,10 +75,9 @@ def spot_aggregate(self: StemMapping, values: np.ndarray) -> np.ndarray:
             f"`values` must have one row per mapped cell ({self.n_cells}); found shape "
             f"{tuple(V.shape)}."
         )
-    lse = self._cell_lse()
     acc = torch.zeros((self.n_spots, V.shape[1]), dtype=torch.float64)
     for a, b in self._chunks():
-        acc += torch.exp(self._col_logits(a, b) - lse).double().T @ V[a:b]
+        acc += self._chat_block(a, b).double().T @ V[a:b]
     return acc.numpy()
 
 
