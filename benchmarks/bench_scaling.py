@@ -86,6 +86,7 @@ def child(
         "outputs_s": out_s,
         "readout": readout,
         "mixed_precision": model.train_settings["mixed_precision"],
+        "balance": None if m is None else m.balance_info,
         "topk_nnz": None if topk is None else int(topk.nnz),
         "generate_s": gen_s,
         "peak_rss_gb": peak_rss_gb(),

@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 #: ``logits_of(rows)``: readout logits of the cells ``rows`` (an index tensor) over all spots
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+#: ``collect(start, rows_of_c)``: a pass's chunk of rows of C (``start`` = its first row)
+Collect = Callable[[int | None, torch.Tensor | None], None]
 
 
 def fit_potentials(
@@ -34,6 +36,7 @@ def fit_potentials(
     passes: int,
     pass_tol: float,
     pass_dtype: torch.dtype,
+    collect: Collect | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Column potentials g of the balanced C (Sinkhorn iterations).
 
@@ -63,6 +66,9 @@ def fit_potentials(
     min_cells, passes, pass_tol, pass_dtype
         Fewest cells of a sample fit; passes over all cells after it, their tolerance and
         float type.
+    collect
+        Called in each pass over all cells with every chunk's rows of C (see
+        :func:`sinkhorn_log`), so that a caller reads C once more for free.
 
     Returns
     -------
@@ -87,6 +93,7 @@ def fit_potentials(
         del K
     if g is None:
         g, info = sinkhorn_log(logits_of, rows, target.log(), tol, max_iter, chunk)
+    info["passes"] = 0
     if n_fit < m:  # a few passes over all cells from the sample's potentials
         g = g + float(np.log(m / n_fit))
         if passes > 0:
@@ -100,7 +107,9 @@ def fit_potentials(
                 g0=g,
                 dtype=pass_dtype,
                 refine=True,
+                collect=collect,
             )
+            info["passes"] = info["iterations"]
     info["cells"] = n_fit
     return g, info
 
@@ -138,6 +147,7 @@ def sinkhorn_log(
     g0: torch.Tensor | None = None,
     dtype: torch.dtype = torch.float64,
     refine: bool = False,
+    collect: Collect | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Sinkhorn iterations in log space over the cells ``rows``, in chunks.
 
@@ -161,6 +171,10 @@ def sinkhorn_log(
         and halves the memory traffic); the small-data and sample fits keep float64.
     refine
         Passes over all cells after a sample fit (reported at info level).
+    collect
+        ``collect(start, rows_of_c)`` for every chunk of every pass, ``rows_of_c`` the
+        chunk's rows of C under the pass's starting potentials; ``collect(None, None)``
+        before each pass. Not called when a pass falls back to ``logsumexp``.
 
     Returns
     -------
@@ -171,7 +185,7 @@ def sinkhorn_log(
     err, it = float("inf"), 0
     while it < max_iter:
         it += 1
-        col = _log_column_sums(logits_of, rows, g, chunk, dtype)
+        col = _log_column_sums(logits_of, rows, g, chunk, dtype, collect)
         err = (torch.exp(g + col - log_target) - 1).abs().max().item()
         g = log_target - col
         if err < tol:
@@ -180,7 +194,12 @@ def sinkhorn_log(
 
 
 def _log_column_sums(
-    logits_of: LogitsFn, rows: torch.Tensor, g: torch.Tensor, chunk: int, dtype: torch.dtype
+    logits_of: LogitsFn,
+    rows: torch.Tensor,
+    g: torch.Tensor,
+    chunk: int,
+    dtype: torch.dtype,
+    collect: Collect | None = None,
 ) -> torch.Tensor:
     """Log Σ_i exp(L_ij + f_i) per spot j, f_i = -log Σ_j exp(L_ij + g_j) (rows of the plan).
 
@@ -190,12 +209,17 @@ def _log_column_sums(
     """
     gd = g.to(dtype)
     parts = []
+    if collect is not None:
+        collect(None, None)
     for a in range(0, len(rows), chunk):
         E = logits_of(rows[a : a + chunk]).to(dtype)
         E += gd
         E -= E.max(dim=1, keepdim=True).values
         E.exp_()
-        parts.append((E.T @ (1.0 / E.sum(dim=1))).double().log())
+        inv = 1.0 / E.sum(dim=1)
+        parts.append((E.T @ inv).double().log())
+        if collect is not None:
+            collect(a, E.mul_(inv[:, None]))
     col = torch.logsumexp(torch.stack(parts), dim=0) - g
     if bool(torch.isfinite(col).all()):
         return col
@@ -211,7 +235,7 @@ def _log_balance(it: int, err: float, tol: float, refine: bool = False) -> dict[
     if refine:
         logger.info(
             "balanced on a sample of cells, then %d passes over all cells (largest "
-            "relative column error %.2g)",
+            "relative column error before the last pass's update %.2g)",
             it,
             err,
         )

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 import torch
 
 from .._defaults import MAPPING
+from .._device import native_bf16
 from .._runtime import compute
 from .._topk import TopkBlock, chunked_topk, topk_csr
 from .._validate import check_choice, check_positive, check_threads
@@ -108,9 +109,11 @@ class StemMapping:
     #: Sinkhorn passes over all cells after fitting on a sample, and their float type
     _balance_passes = 10
     _pass_dtype = torch.float32
-    #: the passes stop once every spot's share is within this relative error (2 passes at
-    #: 100k × 20k: coordinates 0.03 grid steps from 10 passes; benchmarks/results/readout_scale.md)
-    _balance_pass_tol = 1e-2
+    #: the passes stop once the potentials a pass starts from have every spot's share within
+    #: this relative error; the pass's update then leaves about a tenth of it, which the
+    #: per-cell pass measures (``balance_info["output_column_error"]``). One pass at 100k ×
+    #: 20k (benchmarks/results/scaling_outputs.md; 1e-2 took two: readout_scale.md)
+    _balance_pass_tol = 0.1
     #: each cell's largest entries of C kept from the per-cell pass (for top-k outputs)
     _topk_kept = 16
 
@@ -184,6 +187,7 @@ class StemMapping:
         self._spot_w = _values.spot_weights(spot_weights, self.n_spots)
         self._g: list[torch.Tensor | None] = [None] * self.rounds  # each round's potentials
         self._lse: list[torch.Tensor | None] = [None] * self.rounds  # normalisers of Ĉ_r
+        self._collected: dict[int, _Explained] = {}  # Ĉ_r P_SC read by a balancing pass
         self.balance_info: dict[str, Any] = {}
         self.settings["mapping"] = {
             "readout": readout,
@@ -254,16 +258,17 @@ class StemMapping:
         """(N × G) Ĉ_r P_SC: each spot's expected expression proportions under round ``r``.
 
         With balancing Ĉ_r is C_r normalised per spot, so one pass over the rows of C_r
-        gives it (column sums and C_rᵀ P_SC together).
+        gives it (column sums and C_rᵀ P_SC together). When round r's potentials were
+        refined by a pass over all cells, that pass collected it already (under the
+        potentials the pass started from).
         """
-        acc = torch.zeros((self.n_spots, self._resid.shape[1]), dtype=torch.float64)
-        col = torch.zeros(self.n_spots, dtype=torch.float64)
+        self._potentials(r)
+        if r in self._collected:
+            return self._collected.pop(r).result()
+        acc = _Explained(self)
         for a, b in self._chunks():
-            C = self._round_rows(r, a, b)
-            p = torch.from_numpy(_readout.proportions(self._sc_expr[a:b]))
-            acc += (C.T @ p).double()
-            col += C.sum(dim=0).double()
-        return (acc / col.clamp_min(1e-300)[:, None]).numpy()
+            acc(a, self._round_rows(r, a, b))
+        return acc.result()
 
     @compute
     def _potentials(self, r: int = 0, tol: float = 1e-4, max_iter: int = 5000) -> torch.Tensor:
@@ -276,6 +281,10 @@ class StemMapping:
         if not self.balance:
             return torch.zeros(self.n_spots, dtype=torch.float64)
         if self._g[r] is None:
+            # the residual rounds keep the potentials of their sample fit at scale (one
+            # pass less each); round 1's pass also collects Ĉ₁ P_SC for round 2
+            low = torch.bfloat16 if native_bf16(torch.device("cpu")) else None
+            collect = _Explained(self, low) if r == 0 and self.rounds > 1 else None
             self._g[r], info = _balance.fit_potentials(
                 lambda rows: self._logits_of(rows, r),
                 self.n_cells,
@@ -285,10 +294,13 @@ class StemMapping:
                 tol=tol,
                 max_iter=max_iter,
                 min_cells=self._balance_min_cells,
-                passes=self._balance_passes,
+                passes=self._balance_passes if r == 0 else 0,
                 pass_tol=self._balance_pass_tol,
                 pass_dtype=self._pass_dtype,
+                collect=collect,
             )
+            if collect is not None and collect.complete:
+                self._collected[0] = collect
             if r == 0:
                 self.balance_info = info
         return self._g[r]
@@ -306,7 +318,7 @@ class StemMapping:
         if self.rounds > 1:
             C *= self._share
             for r in range(1, self.rounds):
-                C += self._share * self._round_rows(r, a, b)
+                C.add_(self._round_rows(r, a, b), alpha=self._share)
         return C
 
     def _col_logits(self, r: int, a: int, b: int) -> torch.Tensor:
@@ -329,7 +341,9 @@ class StemMapping:
         if self.rounds > 1:
             out *= self._share
             for r in range(1, self.rounds):
-                out += self._share * torch.exp(self._col_logits(r, a, b) - self._cell_lse(r))
+                out.add_(
+                    torch.exp(self._col_logits(r, a, b) - self._cell_lse(r)), alpha=self._share
+                )
         return out
 
     # ---------------------------------------------------------------- mappings
@@ -405,14 +419,16 @@ class StemMapping:
         best, conf, coords, tv, ti = [], [], [], [], []
         Y = torch.from_numpy(self.spot_coords.astype(np.float32))
         single = len(self.slices) == 1
+        col = torch.zeros(self.n_spots, dtype=torch.float64)
 
         def rows_of_c(a: int, b: int) -> torch.Tensor:
             C = self._rows_of_c(a, b)
             v, i = C.max(dim=1)  # the first of tied maxima, as numpy's argmax
             best.append(i.numpy())
             conf.append(v.numpy())
+            col.add_(C.sum(dim=0).double())
             if single:
-                coords.append((C.double() @ Y.double()).numpy())
+                coords.append((C @ Y).double().numpy())
             return C
 
         kept = min(self._topk_kept, self.n_spots)
@@ -422,6 +438,11 @@ class StemMapping:
         self._cache["best"] = np.concatenate(best).astype(np.int64)
         self._cache["conf"] = np.concatenate(conf).astype(np.float32)
         self._cache["topk"] = (torch.cat(tv), torch.cat(ti))
+        if self.balance:  # the balance C reached (its target: spot_weights × cells)
+            target = torch.from_numpy(self.n_cells * self._spot_w)
+            err = (col / target - 1).abs().max().item()
+            self.balance_info["output_column_error"] = err
+            logger.debug("largest relative column error of C: %.2g", err)
         if single:
             self._cache["coords"] = np.concatenate(coords)
 
@@ -484,3 +505,46 @@ class StemMapping:
     sc_adjacency = _graph.sc_adjacency
     spot_kernel = _graph.spot_kernel
     to_anndata = _export.to_anndata
+
+
+class _Explained:
+    """Accumulates Ĉ P_SC from chunks of rows of C (column sums and Cᵀ P_SC).
+
+    ``low``: the float type of the products (bfloat16 in the balancing pass at scale, where
+    the CPU multiplies it natively), else float32.
+    """
+
+    def __init__(self, mapping: StemMapping, low: torch.dtype | None = None) -> None:
+        self._m = mapping
+        self._low = low
+        self._n = 0
+        self._acc: torch.Tensor | None = None
+        self._col: torch.Tensor | None = None
+
+    def __call__(self, start: int | None, rows_of_c: torch.Tensor | None) -> None:
+        """Add a chunk of rows of C starting at cell ``start``; ``None``: start over."""
+        if start is None or rows_of_c is None:
+            self._n, self._acc, self._col = 0, None, None
+            return
+        m = self._m
+        stop = start + rows_of_c.shape[0]
+        p = torch.from_numpy(_readout.proportions(m._sc_expr[start:stop]))
+        if self._low is None:
+            acc = (rows_of_c.T @ p).double()
+        else:  # bfloat16 products, float32 sums: a residual needs no more (and it is 2× faster)
+            acc = (rows_of_c.T.to(self._low) @ p.to(self._low)).double()
+        col = rows_of_c.sum(dim=0).double()
+        self._acc = acc if self._acc is None else self._acc + acc
+        self._col = col if self._col is None else self._col + col
+        self._n += rows_of_c.shape[0]
+
+    @property
+    def complete(self) -> bool:
+        """Whether every cell was added (a pass that fell back adds none)."""
+        return self._n == self._m.n_cells
+
+    def result(self) -> np.ndarray:
+        """(N × G) Ĉ P_SC."""
+        if self._acc is None or self._col is None:
+            raise RuntimeError("no rows of C were collected")
+        return (self._acc / self._col.clamp_min(1e-300)[:, None]).numpy()
