@@ -54,6 +54,7 @@ def _schedule(epochs: int, lr: float = 0.004) -> dict[str, Any]:
 
 #: name → STEM.train() arguments
 SETTINGS: dict[str, dict[str, Any]] = {
+    "defaults (400 epochs)": {},
     'preset="fast" (200 epochs, cell batches 2048)': {"preset": "fast"},
     "fast schedule, 100 epochs": _schedule(100),
     "fast schedule, 75 epochs": _schedule(75),
