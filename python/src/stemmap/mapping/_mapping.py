@@ -22,7 +22,7 @@ from .._device import native_bf16
 from .._runtime import compute
 from .._topk import TopkBlock, chunked_topk, topk_csr
 from .._validate import check_choice, check_positive, check_threads
-from . import _balance, _export, _graph, _readout, _transfer, _values
+from . import _balance, _export, _graph, _readout, _rounds, _transfer, _values
 from ._values import check_dense, check_k, check_single_slice
 
 logger = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ class StemMapping:
         self._spot_w = _values.spot_weights(spot_weights, self.n_spots)
         self._g: list[torch.Tensor | None] = [None] * self.rounds  # each round's potentials
         self._lse: list[torch.Tensor | None] = [None] * self.rounds  # normalisers of Ĉ_r
-        self._collected: dict[int, _Explained] = {}  # Ĉ_r P_SC read by a balancing pass
+        self._collected: dict[int, _rounds.Explained] = {}  # Ĉ_r P_SC read by a balancing pass
         self.balance_info: dict[str, Any] = {}
         self.settings["mapping"] = {
             "readout": readout,
@@ -233,43 +233,6 @@ class StemMapping:
         """Round ``r``'s readout logits of the given cells (a slice or an index tensor)."""
         return _readout.logits(self._cells, self._spot_side(r), rows)
 
-    def _spot_side(self, r: int) -> torch.Tensor:
-        """Round ``r``'s spot side of the logits; a residual round is built on first use.
-
-        Round r reads out the residual left by rounds 0..r-1: each earlier round's mapped
-        cells (Ĉ_r P_SC, :meth:`_explained`) are taken out, ``share`` each.
-        """
-        while len(self._sides) <= r:
-            k = len(self._sides)
-            self._resid = np.clip(self._resid - self._share * self._explained(k - 1), 0.0, None)
-            est = _readout.profiles(
-                _readout.residual_expression(self._resid), self.expression_profile
-            )
-            ratio = _readout.spread_ratio(
-                self._zsc, self._zst, self._cells[:, self._zsc.shape[1] :], est
-            )
-            scale = self.expression_weight * ratio
-            self._sides.append(_readout.spot_side(self._zst, est, scale, self.temperature))
-            logger.debug("readout round %d: expression scale %.4g", k + 1, scale)
-        return self._sides[r]
-
-    @compute
-    def _explained(self, r: int) -> np.ndarray:
-        """(N × G) Ĉ_r P_SC: each spot's expected expression proportions under round ``r``.
-
-        With balancing Ĉ_r is C_r normalised per spot, so one pass over the rows of C_r
-        gives it (column sums and C_rᵀ P_SC together). When round r's potentials were
-        refined by a pass over all cells, that pass collected it already (under the
-        potentials the pass started from).
-        """
-        self._potentials(r)
-        if r in self._collected:
-            return self._collected.pop(r).result()
-        acc = _Explained(self)
-        for a, b in self._chunks():
-            acc(a, self._round_rows(r, a, b))
-        return acc.result()
-
     @compute
     def _potentials(self, r: int = 0, tol: float = 1e-4, max_iter: int = 5000) -> torch.Tensor:
         """Column potentials g of round ``r``'s balanced C (zeros without balancing).
@@ -284,7 +247,7 @@ class StemMapping:
             # the residual rounds keep the potentials of their sample fit at scale (one
             # pass less each); round 1's pass also collects Ĉ₁ P_SC for round 2
             low = torch.bfloat16 if native_bf16(torch.device("cpu")) else None
-            collect = _Explained(self, low) if r == 0 and self.rounds > 1 else None
+            collect = _rounds.Explained(self, low) if r == 0 and self.rounds > 1 else None
             self._g[r], info = _balance.fit_potentials(
                 lambda rows: self._logits_of(rows, r),
                 self.n_cells,
@@ -499,52 +462,11 @@ class StemMapping:
         return np.concatenate(out)
 
     # ------------------------------------------------ outputs in their modules
+    _spot_side = _rounds.spot_side
+    _explained = _rounds.explained
     deconvolve = _transfer.deconvolve
     spot_aggregate = _transfer.spot_aggregate
     transfer = _transfer.transfer
     sc_adjacency = _graph.sc_adjacency
     spot_kernel = _graph.spot_kernel
     to_anndata = _export.to_anndata
-
-
-class _Explained:
-    """Accumulates Ĉ P_SC from chunks of rows of C (column sums and Cᵀ P_SC).
-
-    ``low``: the float type of the products (bfloat16 in the balancing pass at scale, where
-    the CPU multiplies it natively), else float32.
-    """
-
-    def __init__(self, mapping: StemMapping, low: torch.dtype | None = None) -> None:
-        self._m = mapping
-        self._low = low
-        self._n = 0
-        self._acc: torch.Tensor | None = None
-        self._col: torch.Tensor | None = None
-
-    def __call__(self, start: int | None, rows_of_c: torch.Tensor | None) -> None:
-        """Add a chunk of rows of C starting at cell ``start``; ``None``: start over."""
-        if start is None or rows_of_c is None:
-            self._n, self._acc, self._col = 0, None, None
-            return
-        m = self._m
-        stop = start + rows_of_c.shape[0]
-        p = torch.from_numpy(_readout.proportions(m._sc_expr[start:stop]))
-        if self._low is None:
-            acc = (rows_of_c.T @ p).double()
-        else:  # bfloat16 products, float32 sums: a residual needs no more (and it is 2× faster)
-            acc = (rows_of_c.T.to(self._low) @ p.to(self._low)).double()
-        col = rows_of_c.sum(dim=0).double()
-        self._acc = acc if self._acc is None else self._acc + acc
-        self._col = col if self._col is None else self._col + col
-        self._n += rows_of_c.shape[0]
-
-    @property
-    def complete(self) -> bool:
-        """Whether every cell was added (a pass that fell back adds none)."""
-        return self._n == self._m.n_cells
-
-    def result(self) -> np.ndarray:
-        """(N × G) Ĉ P_SC."""
-        if self._acc is None or self._col is None:
-            raise RuntimeError("no rows of C were collected")
-        return (self._acc / self._col.clamp_min(1e-300)[:, None]).numpy()
