@@ -54,6 +54,7 @@ logger = logging.getLogger("heldout")
 #: methods that run through a driver (the controls are computed here)
 DRIVER_METHODS = [
     "stemmap",
+    "stemmap_fp32",
     "stemmap_log",
     "stemmap_paper_readout",
     "stemmap_paper",

@@ -34,22 +34,36 @@ from lib.environments import CACHE, RESULTS
 from lib.readouts import COLUMNS, Reader, study_rows
 from lib.runner import load_average
 
-#: name → mapping() arguments; "cap" = spot weights ∝ the spot's total ST counts
+#: name → mapping() arguments; "cap" = spot weights ∝ the spot's total ST counts. The rows
+#: before the two-round default (issue 17) pin ``rounds=1`` and their weight, so that they
+#: read as they did.
+ONE = {"rounds": 1, "expression_weight": 1.0}
 VARIANTS: dict[str, dict[str, Any]] = {
-    "log profile w=1 (0.1 default)": {"expression_profile": "log"},
-    "hellinger w=1 (default)": {},
+    "log profile w=1 (0.1 default)": {**ONE, "expression_profile": "log"},
+    "hellinger w=1, 1 round (default before 2 rounds)": ONE,
     "paper": {"readout": "paper"},
     "w=0 (embeddings, balanced)": {"expression_weight": 0.0},
-    "log profile w=2": {"expression_profile": "log", "expression_weight": 2.0},
-    "log profile w=1, T=0.5": {"expression_profile": "log", "temperature": 0.5},
-    "log profile w=1, cap": {"expression_profile": "log", "cap": True},
-    "log profile w=1, unbalanced": {"expression_profile": "log", "balance": False},
-    "hellinger w=0.5": {"expression_weight": 0.5},
-    "hellinger w=1.5": {"expression_weight": 1.5},
-    "hellinger w=2": {"expression_weight": 2.0},
-    "hellinger w=1, T=0.7": {"temperature": 0.7},
-    "hellinger w=1, cap": {"cap": True},
-    "hellinger w=1, unbalanced": {"balance": False},
+    "log profile w=2": {**ONE, "expression_profile": "log", "expression_weight": 2.0},
+    "log profile w=1, T=0.5": {**ONE, "expression_profile": "log", "temperature": 0.5},
+    "log profile w=1, cap": {**ONE, "expression_profile": "log", "cap": True},
+    "log profile w=1, unbalanced": {**ONE, "expression_profile": "log", "balance": False},
+    "hellinger w=0.5": {**ONE, "expression_weight": 0.5},
+    "hellinger w=1.5": {**ONE, "expression_weight": 1.5},
+    "hellinger w=2": {**ONE, "expression_weight": 2.0},
+    "hellinger w=1, T=0.7": {**ONE, "temperature": 0.7},
+    "hellinger w=1, cap": {**ONE, "cap": True},
+    "hellinger w=1, unbalanced": {**ONE, "balance": False},
+    # the residual rounds (the default: 2 rounds, w 1.5)
+    "2 rounds, w=1.5 (default)": {},
+    "2 rounds, w=1": {"expression_weight": 1.0},
+    "2 rounds, w=2": {"expression_weight": 2.0},
+    "3 rounds, w=1.5": {"rounds": 3},
+    "2 rounds, w=1.5, T=0.8": {"temperature": 0.8},
+    "2 rounds, w=1.5, T=1.25": {"temperature": 1.25},
+    "2 rounds, w=2, T=1.25": {"expression_weight": 2.0, "temperature": 1.25},
+    "2 rounds, w=1.5, T=1.5": {"temperature": 1.5},
+    "2 rounds, w=2, T=1.5": {"expression_weight": 2.0, "temperature": 1.5},
+    "2 rounds, w=2.5, T=1.5": {"expression_weight": 2.5, "temperature": 1.5},
 }
 
 
@@ -99,10 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=CACHE)
     p.add_argument("--tmp", type=Path, default=CACHE / "readout_study")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--name", default="readout_study", help="file name of the tables")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None)
     args = p.parse_args(argv)
+    if args.variants:
+        for k in set(VARIANTS) - set(args.variants):
+            del VARIANTS[k]
     folds = 0 if args.no_heldout else args.folds
     df = pd.DataFrame(study_rows(args, readers, folds, semi=not args.no_semi))
-    report.write_tables(df, args.out, "readout_study", lambda path: write(df, path, args))
+    report.write_tables(df, args.out, args.name, lambda path: write(df, path, args))
     return 0
 
 
