@@ -9,7 +9,7 @@
                          genes = NULL, normalized = NULL, verbose = NULL,
                          keep_model = FALSE, readout = NULL, sigma_scale = NULL,
                          adjacency_k = NULL, preset = NULL,
-                         gene_match = NULL, threads = NULL) {
+                         gene_match = NULL, threads = NULL, rounds = NULL) {
     for (a in c("readout", "preset", "gene_match")) {
         v <- get(a)
         if (!is.null(v)) .check_string(v, a)  # its choices are the core's (check_choice)
@@ -17,7 +17,7 @@
     # R types only (what R must convert: one number, a whole number for an integer); every
     # value check (ranges, finiteness) is the core's (stemmap._validate), whose errors
     # arrive as R conditions naming the argument
-    for (a in c("threads", "epochs", "adjacency_k", "seed")) {
+    for (a in c("threads", "epochs", "adjacency_k", "seed", "rounds")) {
         v <- get(a)
         if (!is.null(v)) .check_number(v, a, integer = TRUE)
     }
@@ -49,7 +49,8 @@
         progress = .stem_verbose(verbose), keep_model = isTRUE(keep_model), readout = readout,
         sigma_scale = if (!is.null(sigma_scale)) as.double(sigma_scale),
         adjacency_k = if (!is.null(adjacency_k)) as.integer(adjacency_k), preset = preset,
-        gene_match = gene_match, threads = if (!is.null(threads)) as.integer(threads)
+        gene_match = gene_match, threads = if (!is.null(threads)) as.integer(threads),
+        rounds = if (!is.null(rounds)) as.integer(rounds)
     )
     out[!vapply(out, is.null, logical(1))]
 }
@@ -110,7 +111,7 @@
                       device = NULL, seed = NULL, genes = NULL, normalized = NULL,
                       verbose = NULL, keep_model = FALSE, readout = NULL,
                       sigma_scale = NULL, adjacency_k = NULL, preset = NULL,
-                      gene_match = NULL, threads = NULL) {
+                      gene_match = NULL, threads = NULL, rounds = NULL) {
     .stem_no_dots(...)
     sc <- .as_counts_matrix(sc)
     .check_expr_matrix(sc, "sc")

@@ -87,6 +87,10 @@
 #'   that many. On a busy shared machine (RStudio Server, an HPC login node) fewer
 #'   threads than cores can be faster (see the README's "Speed" section). Results are
 #'   bit-identical only for the same device and thread count.
+#' @param rounds Rounds of the hybrid readout: the second maps what each spot's
+#'   expression keeps unexplained after the first (Python `StemMapping(rounds=)`);
+#'   `1` gives a single readout, better after short training (about 100 epochs).
+#'   Default (`NULL`): `2`.
 #' @param verbose Show progress (default `getOption("stemmap.verbose", TRUE)`).
 #' @param keep_model Keep the trained model (its saved weights and prepared
 #'   inputs, as a raw vector in `metadata(sc)$STEM$model` / `Misc(sc, "STEM")$model`)

@@ -81,3 +81,17 @@ def test_map_preset_sets_schedule_sigma_and_readout(files):
     half = stemmap.STEM.load(files / "h.pt")
     assert half.settings["sigma"][0] == pytest.approx(0.5 * fast.settings["sigma"][0])
     assert run_map(files, "--epochs", "1", "--sigma-scale", "0") == 2
+
+
+def test_map_rounds_reaches_the_readout(files, capsys):
+    assert run_map(files, "--epochs", "2", "--rounds", "1") == 0
+    sc = ad.read_h5ad(files / "o.h5ad")
+    assert stemmap_settings(sc)["mapping"]["rounds"] == 1
+    assert run_map(files, "--epochs", "1", "--rounds", "0") == 2
+    assert "rounds" in capsys.readouterr().err
+
+
+def stemmap_settings(adata):
+    from stemmap._layout import settings_from_uns
+
+    return settings_from_uns(adata.uns["stem"])

@@ -147,3 +147,19 @@ test_that("runSTEM(preset = 'paper') gives the sigma, readout and adjacency of S
     both <- as.matrix(got) != 0 & as.matrix(ref_adj) != 0
     expect_equal(as.matrix(got)[both], as.matrix(ref_adj)[both], tolerance = 1e-3)
 })
+
+test_that("runSTEM(rounds =) reaches the readout; a bad value is the core's R condition", {
+    skip_if_no_python()
+    one <- runSTEM(d$sc, d$st, coords = d$coords, epochs = 2L, hidden = c(16, 8), seed = 1,
+                   rounds = 1, adjacency_k = 0, mapping = "none", verbose = FALSE)
+    expect_identical(as.integer(one$settings$mapping$rounds), 1L)
+    two <- runSTEM(d$sc, d$st, coords = d$coords, epochs = 2L, hidden = c(16, 8), seed = 1,
+                   adjacency_k = 0, mapping = "none", verbose = FALSE)
+    expect_identical(as.integer(two$settings$mapping$rounds), 2L)  # the core's default
+    expect_false(isTRUE(all.equal(one$coords, two$coords)))
+    e <- expect_error(runSTEM(d$sc, d$st, coords = d$coords, epochs = 1L, rounds = 0,
+                              verbose = FALSE), class = "stemmap_value_error")
+    expect_match(conditionMessage(e), "rounds", fixed = TRUE)
+    expect_error(runSTEM(d$sc, d$st, coords = d$coords, rounds = "two", verbose = FALSE),
+                 regexp = "rounds")
+})

@@ -90,6 +90,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "(softmax of embedding inner products); default: the preset's, else "
         f"{MAPPING['readout']}",
     )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=MAPPING["rounds"],
+        help="rounds of the hybrid readout (%(default)s: the second maps what each spot's "
+        "expression keeps unexplained; 1 is better after short training)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
 
 
@@ -231,7 +238,7 @@ def cmd_map(a: argparse.Namespace) -> int:
     model.train(**train_kwargs)
     if rank != 0:
         return 0
-    m = model.mapping(readout=a.readout)
+    m = model.mapping(readout=a.readout, rounds=a.rounds)
     sc_out, st_out = m.to_anndata(sc, st, label_key=label)
     sc_out.uns["stem_history"] = model.history
     tmps: dict[str, Path] = {}
@@ -387,6 +394,7 @@ _OPTION_ARGS = (
     "spatial_key",
     "preset",
     "readout",
+    "rounds",
 )
 
 
