@@ -10,7 +10,7 @@ cells gives (coordinates, best spots, top-k); the parts live in their modules:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -275,14 +275,18 @@ class StemMapping:
             L += self._potentials(r).float()
         return torch.softmax(L, dim=1)
 
+    def _mean_of_rounds(self, block: Callable[[int], torch.Tensor]) -> torch.Tensor:
+        """Return the rounds' mean of ``block(r)`` (a fresh float32 tensor per round), in place."""
+        out = block(0)
+        if self.rounds > 1:
+            out *= self._share
+            for r in range(1, self.rounds):
+                out.add_(block(r), alpha=self._share)
+        return out
+
     def _rows_of_c(self, a: int, b: int) -> torch.Tensor:
         """Rows a:b of C (float32): the rounds' mean."""
-        C = self._round_rows(0, a, b)
-        if self.rounds > 1:
-            C *= self._share
-            for r in range(1, self.rounds):
-                C.add_(self._round_rows(r, a, b), alpha=self._share)
-        return C
+        return self._mean_of_rounds(lambda r: self._round_rows(r, a, b))
 
     def _col_logits(self, r: int, a: int, b: int) -> torch.Tensor:
         """Logits whose softmax over cells is round ``r``'s Ĉ (cells a:b)."""
@@ -300,39 +304,38 @@ class StemMapping:
 
     def _chat_block(self, a: int, b: int) -> torch.Tensor:
         """Columns a:b of Ĉ, transposed ((b - a) × N, float32): the rounds' mean."""
-        out = torch.exp(self._col_logits(0, a, b) - self._cell_lse(0))
-        if self.rounds > 1:
-            out *= self._share
-            for r in range(1, self.rounds):
-                out.add_(
-                    torch.exp(self._col_logits(r, a, b) - self._cell_lse(r)), alpha=self._share
-                )
-        return out
+        return self._mean_of_rounds(
+            lambda r: torch.exp(self._col_logits(r, a, b) - self._cell_lse(r))
+        )
 
     # ---------------------------------------------------------------- mappings
+    def _dense(
+        self, name: str, block: Callable[[int, int], torch.Tensor], cells_first: bool
+    ) -> np.ndarray:
+        """Return the dense M × N (``cells_first``) or N × M matrix of ``block``'s chunks (cached)."""
+        if name not in self._cache:
+            check_dense(name, 4 * self.n_cells * self.n_spots)
+            shape = (self.n_cells, self.n_spots) if cells_first else (self.n_spots, self.n_cells)
+            out = np.empty(shape, dtype=np.float32)
+            for a, b in self._chunks():
+                if cells_first:
+                    out[a:b] = block(a, b).numpy()
+                else:
+                    out[:, a:b] = block(a, b).T.numpy()
+            self._cache[name] = out
+        return self._cache[name]
+
     @property
     @compute
     def sc_to_st(self) -> np.ndarray:
         """(M × N) SC→ST mapping C: each cell's distribution over spots (rows sum to 1)."""
-        if "C" not in self._cache:
-            check_dense("sc_to_st", 4 * self.n_cells * self.n_spots)
-            out = np.empty((self.n_cells, self.n_spots), dtype=np.float32)
-            for a, b in self._chunks():
-                out[a:b] = self._rows_of_c(a, b).numpy()
-            self._cache["C"] = out
-        return self._cache["C"]
+        return self._dense("sc_to_st", self._rows_of_c, cells_first=True)
 
     @property
     @compute
     def st_to_sc(self) -> np.ndarray:
         """(N × M) ST→SC mapping Ĉ: each spot's distribution over cells (rows sum to 1)."""
-        if "C_hat" not in self._cache:
-            check_dense("st_to_sc", 4 * self.n_cells * self.n_spots)
-            out = np.empty((self.n_spots, self.n_cells), dtype=np.float32)
-            for a, b in self._chunks():
-                out[:, a:b] = self._chat_block(a, b).T.numpy()
-            self._cache["C_hat"] = out
-        return self._cache["C_hat"]
+        return self._dense("st_to_sc", self._chat_block, cells_first=False)
 
     @compute
     def topk_mapping(self, k: int = 10, renormalize: bool = False) -> sp.csr_matrix:
