@@ -57,7 +57,8 @@
 #' @param readout How the mapping is read off the trained embeddings:
 #'   `"hybrid"` (embeddings plus each cell's expression correlation with each spot,
 #'   balanced over spots, in two rounds: the second maps the spots' expression
-#'   left unexplained by the first, which finds their minority cell types; more
+#'   left unexplained by the first, which finds their minority cell types; cells'
+#'   pseudo-coordinates and best spots come from the first round; more
 #'   accurate on both benchmark datasets) or `"paper"` (the publication's softmax
 #'   of embedding inner products).
 #'   Default (`NULL`): `"hybrid"`, or the preset's (`"paper"` for `preset = "paper"`).
@@ -88,8 +89,9 @@
 #'   threads than cores can be faster (see the README's "Speed" section). Results are
 #'   bit-identical only for the same device and thread count.
 #' @param rounds Rounds of the hybrid readout: the second maps what each spot's
-#'   expression keeps unexplained after the first (Python `StemMapping(rounds=)`);
-#'   `1` gives a single readout, better after short training (about 100 epochs).
+#'   expression keeps unexplained after the first (Python `StemMapping(rounds=)`); the
+#'   mapping and deconvolution are the rounds' mean, the cells' pseudo-coordinates and
+#'   best spots come from the first round. `1` gives a single readout.
 #'   Default (`NULL`): `2`.
 #' @param verbose Show progress (default `getOption("stemmap.verbose", TRUE)`).
 #' @param keep_model Keep the trained model (its saved weights and prepared

@@ -147,11 +147,20 @@ def test_mapping_readout_arguments_checked(trained, kw, msg):
         trained.mapping(**kw)
 
 
-def test_coords_equal_C_times_Y(trained):
-    m = trained.mapping()
-    np.testing.assert_allclose(m.coords, m.sc_to_st.astype(np.float64) @ m.spot_coords, atol=1e-4)
-    np.testing.assert_array_equal(m.best_spot, m.sc_to_st.argmax(1))
-    np.testing.assert_allclose(m.confidence, m.sc_to_st.max(1), atol=1e-6)
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_coords_equal_placement_times_Y(trained, rounds):
+    """Coordinates, best spots and confidences read round 1's C₁ (C itself with one round)."""
+    m = trained.mapping(rounds=rounds)
+    C1 = trained.mapping(rounds=1).sc_to_st.astype(np.float64)
+    np.testing.assert_allclose(m.coords, C1 @ m.spot_coords, atol=1e-4)
+    np.testing.assert_array_equal(m.best_spot, C1.argmax(1))
+    np.testing.assert_allclose(m.confidence, C1.max(1), atol=1e-6)
+    if rounds == 1:
+        np.testing.assert_allclose(m.sc_to_st, C1, atol=1e-7)
+    else:  # C is the rounds' mean, which would put cells between two places
+        assert np.abs(m.sc_to_st - C1).max() > 1e-2
+        far = np.abs(m.sc_to_st.astype(np.float64) @ m.spot_coords - m.coords).max()
+        assert far > 1e-2 * np.ptp(m.spot_coords)
 
 
 def test_deconvolution_equals_Chat_times_T(trained, toy):
@@ -190,9 +199,11 @@ def test_topk(trained):
     top1 = m.topk_coords(1)
     np.testing.assert_allclose(top1, m.spot_coords[m.best_spot])
     C = m.sc_to_st
+    C1 = trained.mapping(rounds=1).sc_to_st  # the placement: topk_coords reads it
     k = 3
+    place = np.argsort(-C1, axis=1)[:, :k]
+    np.testing.assert_allclose(m.topk_coords(k), m.spot_coords[place].mean(1), atol=1e-10)
     idx = np.argsort(-C, axis=1)[:, :k]
-    np.testing.assert_allclose(m.topk_coords(k), m.spot_coords[idx].mean(1), atol=1e-10)
     T = m.topk_mapping(k)
     assert sp.issparse(T)
     assert (T.getnnz(axis=1) == k).all()
@@ -597,7 +608,7 @@ def test_default_readout_takes_two_residual_rounds(trained):
     C2 = two.sc_to_st.astype(np.float64)
     np.testing.assert_allclose(m.sc_to_st, 0.5 * C1 + 0.5 * C2, atol=1e-4)
     np.testing.assert_allclose(m.st_to_sc, 0.5 * one.st_to_sc + 0.5 * two.st_to_sc, atol=1e-4)
-    np.testing.assert_allclose(m.coords, (0.5 * C1 + 0.5 * C2) @ m.spot_coords, atol=1e-4)
+    np.testing.assert_allclose(m.coords, C1 @ m.spot_coords, atol=1e-4)  # placement: round 1
     # round 2 moves the mapping: it is not round 1 again
     assert np.abs(C2 - C1).max() > 1e-2
     # the paper readout, weight 0 and an unbalanced readout have one round

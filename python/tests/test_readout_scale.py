@@ -17,19 +17,25 @@ def test_topk_outputs_match_dense_C(trained, k):
     expect = np.zeros_like(C)
     np.put_along_axis(expect, idx, np.take_along_axis(C, idx, axis=1), axis=1)
     np.testing.assert_allclose(top, expect, atol=1e-7)
+    place = np.argsort(-trained.mapping(rounds=1).sc_to_st, axis=1)[:, :k]  # C₁'s top-k
     Y = m.spot_coords
-    np.testing.assert_allclose(m.topk_coords(k), Y[idx].mean(axis=1), atol=1e-9)
+    np.testing.assert_allclose(m.topk_coords(k), Y[place].mean(axis=1), atol=1e-9)
 
 
-def test_one_pass_serves_coords_and_topk(trained, monkeypatch):
-    m = trained.mapping()
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_one_pass_serves_coords_and_topk(trained, monkeypatch, rounds):
+    m = trained.mapping(rounds=rounds)
+    m._potentials(rounds - 1)  # the balancing (not counted here)
     calls = []
-    orig = stemmap.StemMapping._rows_of_c
+    orig = stemmap.StemMapping._round_rows
     monkeypatch.setattr(
-        stemmap.StemMapping, "_rows_of_c", lambda self, a, b: calls.append(a) or orig(self, a, b)
+        stemmap.StemMapping,
+        "_round_rows",
+        lambda self, r, a, b: calls.append((r, a)) or orig(self, r, a, b),
     )
     _ = m.coords, m.best_spot, m.confidence, m.topk_mapping(10), m.topk_coords(5)
-    assert len(calls) == len(list(m._chunks()))  # C was read once
+    # each round's rows were read once: round 1's serve the placement and C
+    assert sorted(calls) == sorted((r, a) for r in range(rounds) for a, _ in m._chunks())
 
 
 @pytest.mark.parametrize("passes", [0, 3])

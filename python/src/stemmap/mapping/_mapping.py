@@ -92,7 +92,9 @@ class StemMapping:
         minority cell types, drowned out in round 1 by its majority, are found in round 2
         (a greedy deconvolution like TACCO's bisection): cell-type PCC +0.02 to +0.04 on the
         shared semi-simulations (``benchmarks/results/issue17``). Used with ``"hybrid"``,
-        a positive ``expression_weight`` and ``balance``; otherwise one round.
+        a positive ``expression_weight`` and ``balance``; otherwise one round. Where a cell
+        *is* (:attr:`coords`, :attr:`best_spot`, :attr:`confidence`, :meth:`topk_coords`)
+        is read from round 1 alone, the placement C₁ (see Notes).
 
     Notes
     -----
@@ -102,6 +104,15 @@ class StemMapping:
     ``max_P Σ P_ij L_ij + H(P)`` with uniform row sums and the given column sums by Sinkhorn
     iterations; only the N column potentials are stored, so C is still computed in chunks.
     Evidence for the default (both shared datasets, 3 seeds): ``benchmarks/results/readout.md``.
+
+    With several rounds, C (:attr:`sc_to_st`, :meth:`topk_mapping`) and Ĉ (:attr:`st_to_sc`)
+    and what reads them (:meth:`deconvolve`, :meth:`transfer`, :meth:`spot_aggregate`,
+    :meth:`sc_adjacency`) are the rounds' mean: what each spot holds. A cell's position is
+    read from round 1's C₁, its best match: a later round maps a cell to what is left of the
+    spots, a second choice, and averaging the two places a cell between them. Then
+    :attr:`coords` is C₁ · Y, not C · Y (the same with one round); on the shared
+    semi-simulations (3 seeds) hit@50 rose by 0.004 to 0.41 over C · Y and MAE moved by
+    -0.03 to +0.11 steps (``benchmarks/results/issue17/placement.md``).
     """
 
     #: fewest cells the balancing potentials are fitted on when all cells do not fit
@@ -275,18 +286,29 @@ class StemMapping:
             L += self._potentials(r).float()
         return torch.softmax(L, dim=1)
 
-    def _mean_of_rounds(self, block: Callable[[int], torch.Tensor]) -> torch.Tensor:
-        """Return the rounds' mean of ``block(r)`` (a fresh float32 tensor per round), in place."""
-        out = block(0)
+    def _mean_of_rounds(
+        self, block: Callable[[int], torch.Tensor], first: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Return the rounds' mean of ``block(r)`` (a fresh float32 tensor per round), in place.
+
+        ``first``: round 1's block when the caller has it already (not modified).
+        """
+        out = block(0) if first is None else first.clone()
         if self.rounds > 1:
             out *= self._share
             for r in range(1, self.rounds):
                 out.add_(block(r), alpha=self._share)
         return out
 
-    def _rows_of_c(self, a: int, b: int) -> torch.Tensor:
-        """Rows a:b of C (float32): the rounds' mean."""
-        return self._mean_of_rounds(lambda r: self._round_rows(r, a, b))
+    def _rows_of_c(self, a: int, b: int, first: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows a:b of C (float32): the rounds' mean (``first``: round 1's rows, if read)."""
+        if first is not None and self.rounds == 1:
+            return first
+        return self._mean_of_rounds(lambda r: self._round_rows(r, a, b), first)
+
+    def _placement_rows(self, a: int, b: int) -> torch.Tensor:
+        """Rows a:b of the placement C₁ (round 1's C; C itself with one round)."""
+        return self._round_rows(0, a, b)
 
     def _col_logits(self, r: int, a: int, b: int) -> torch.Tensor:
         """Logits whose softmax over cells is round ``r``'s Ĉ (cells a:b)."""
@@ -359,51 +381,66 @@ class StemMapping:
             blocks = ((a, b, v / v.sum(dim=1, keepdim=True), i) for a, b, v, i in blocks)
         return topk_csr(blocks, (self.n_cells, self.n_spots))
 
-    def _topk_chunks(self, k: int) -> Iterator[TopkBlock]:
+    def _topk_chunks(self, k: int, placement: bool = False) -> Iterator[TopkBlock]:
         """Yield (a, b, values, spot indices): each cell chunk's ``k`` largest entries of C.
 
-        For ``k`` up to :attr:`_topk_kept` they come from the single per-cell pass (which
-        also gives the coordinates and best spots), so the outputs read C once.
+        ``placement``: of the placement C₁ instead (the same with one round). For ``k`` up
+        to :attr:`_topk_kept` they come from the single per-cell pass (which also gives the
+        coordinates and best spots), so the outputs read C once.
         """
+        rows = self._placement_rows if placement and self.rounds > 1 else self._rows_of_c
         if k > min(self._topk_kept, self.n_spots):
-            yield from chunked_topk(self._rows_of_c, self.n_cells, k, self.chunk_size)
+            yield from chunked_topk(rows, self.n_cells, k, self.chunk_size)
             return
-        v_all, i_all = self._per_cell("topk")
+        v_all, i_all = self._per_cell("place_topk" if placement else "topk")
         for a, b in self._chunks():
             yield a, b, v_all[a:b, :k], i_all[a:b, :k].long()
 
     # ------------------------------------------------------------- per cell
     def _per_cell(self, key: str) -> Any:
-        """``key`` of the one pass over C (``best``, ``conf``, ``coords`` or ``topk``)."""
+        """``key`` of the one pass over C (``best``, ``conf``, ``coords``, ``topk``, ``place_topk``)."""
         if key not in self._cache:
             self._one_pass()
         return self._cache[key]
 
     @compute
     def _one_pass(self) -> None:
-        """Best spots, confidences, coordinates (one slice) and top-k of C, read once."""
-        best, conf, coords, tv, ti = [], [], [], [], []
+        """Read C once: the placement outputs from C₁, top-k and the balance reached from C.
+
+        Best spots, confidences, coordinates (one slice) and top-k of the placement C₁
+        (round 1's rows, read first), then the top-k and column sums of C (the rounds' mean,
+        which reuses round 1's rows).
+        """
+        best, conf, coords, ptv, pti, tv, ti = [], [], [], [], [], [], []
         Y = torch.from_numpy(self.spot_coords.astype(np.float32))
         single = len(self.slices) == 1
         col = torch.zeros(self.n_spots, dtype=torch.float64)
+        kept = min(self._topk_kept, self.n_spots)
 
         def rows_of_c(a: int, b: int) -> torch.Tensor:
-            C = self._rows_of_c(a, b)
-            v, i = C.max(dim=1)  # the first of tied maxima, as numpy's argmax
+            P = self._placement_rows(a, b)
+            v, i = P.max(dim=1)  # the first of tied maxima, as numpy's argmax
             best.append(i.numpy())
             conf.append(v.numpy())
-            col.add_(C.sum(dim=0).double())
             if single:
-                coords.append((C @ Y).double().numpy())
+                coords.append((P @ Y).double().numpy())
+            if self.rounds > 1:
+                pv, pi = torch.topk(P, kept, dim=1)
+                ptv.append(pv)
+                pti.append(pi.int())
+            C = self._rows_of_c(a, b, first=P)
+            col.add_(C.sum(dim=0).double())
             return C
 
-        kept = min(self._topk_kept, self.n_spots)
         for _, _, v, i in chunked_topk(rows_of_c, self.n_cells, kept, self.chunk_size):
             tv.append(v)
             ti.append(i.int())
         self._cache["best"] = np.concatenate(best).astype(np.int64)
         self._cache["conf"] = np.concatenate(conf).astype(np.float32)
         self._cache["topk"] = (torch.cat(tv), torch.cat(ti))
+        self._cache["place_topk"] = (
+            (torch.cat(ptv), torch.cat(pti)) if self.rounds > 1 else self._cache["topk"]
+        )
         if self.balance:  # the balance C reached (its target: spot_weights × cells)
             target = torch.from_numpy(self.n_cells * self._spot_w)
             err = (col / target - 1).abs().max().item()
@@ -414,13 +451,17 @@ class StemMapping:
 
     @property
     def coords(self) -> np.ndarray:
-        """(M × 2) pseudo-coordinates Ŷ = C · Y (each cell's expected position)."""
+        """(M × 2) pseudo-coordinates Ŷ = C₁ · Y (each cell's expected position).
+
+        C₁ is the placement: round 1's C, which is C itself with one round (see the class
+        Notes: later rounds explain what is left of the spots, not where a cell is).
+        """
         check_single_slice(self.slices, "coords")
         return self._per_cell("coords")
 
     @property
     def best_spot(self) -> np.ndarray:
-        """(M,) index of each cell's most probable spot (argmax of its row of C)."""
+        """(M,) index of each cell's most probable spot (argmax of its row of C₁)."""
         return self._per_cell("best")
 
     @property
@@ -435,12 +476,12 @@ class StemMapping:
 
     @property
     def confidence(self) -> np.ndarray:
-        """(M,) mapping confidence: the largest entry of each cell's row of C."""
+        """(M,) mapping confidence: the largest entry of each cell's row of C₁."""
         return self._per_cell("conf")
 
     @compute
     def topk_coords(self, k: int = 10, weighted: bool = False) -> np.ndarray:
-        """(M × 2) mean coordinates of each cell's ``k`` most probable spots.
+        """(M × 2) mean coordinates of each cell's ``k`` most probable spots (by C₁).
 
         Parameters
         ----------
@@ -458,7 +499,7 @@ class StemMapping:
         k = check_k(k, self.n_spots, "k")
         Y = torch.from_numpy(self.spot_coords)
         out = []
-        for _, _, v, i in self._topk_chunks(k):
+        for _, _, v, i in self._topk_chunks(k, placement=True):
             w = v.double() if weighted else torch.ones_like(v, dtype=torch.float64)
             w = w / w.sum(dim=1, keepdim=True)
             out.append((w[..., None] * Y[i]).sum(dim=1).numpy())
