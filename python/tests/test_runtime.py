@@ -54,6 +54,37 @@ def test_training_and_readout_restore_caller_state(toy):
     assert not _runtime.denormals_flushed_now()
 
 
+def test_small_steps_train_on_one_thread():
+    cpu = torch.device("cpu")
+    assert _runtime.step_threads(None, cpu, 356, 33) == 1  # osmFISH, 256-cell batches
+    assert _runtime.step_threads(None, cpu, 800, 500) == 1
+    assert _runtime.step_threads(None, cpu, 801, 33) is None  # more rows: all CPUs
+    assert _runtime.step_threads(None, cpu, 500, 1000) is None  # wide input: all CPUs
+    assert _runtime.step_threads(2, cpu, 100, 10) is None  # the caller's count is kept
+    assert _runtime.step_threads(None, torch.device("meta"), 100, 10) is None  # not a CPU
+
+
+@pytest.mark.parametrize("threads", [None, 2])
+def test_training_threads_follow_the_step_size(toy, monkeypatch, threads):
+    sc, st = toy
+    before = torch.get_num_threads()
+    monkeypatch.setattr(_runtime, "usable_cpus", lambda: 2)
+    seen = []
+
+    class Probe(stemmap.STEM):
+        def _adjacency(self, *a, **k):  # runs inside the training loop
+            seen.append(torch.get_num_threads())
+            return super()._adjacency(*a, **k)
+
+    model = Probe(sc, st, seed=0, hidden=(16, 8), threads=threads)
+    model.train(epochs=2)
+    expected = 1 if threads is None else 2  # the toy step is small; an explicit count is kept
+    assert seen
+    assert set(seen) == {expected}
+    assert model.train_settings["threads"] == expected
+    assert torch.get_num_threads() == before
+
+
 def test_same_result_with_and_without_flush(toy):
     # flushing denormals changes nothing beyond float noise
     sc, st = toy

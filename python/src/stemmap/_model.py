@@ -101,8 +101,10 @@ class STEM(TrainingMixin):
         afterwards. Default (None): every CPU the process may use (affinity, cgroup quota),
         with idle OpenMP threads sleeping rather than spinning (``import stemmap`` sets
         ``OMP_WAIT_POLICY=PASSIVE`` unless torch was imported first; then one thread fewer per
-        other busy job). Bit-identical results need the same device and thread count.
-        Measurements: ``benchmarks/results/threads.md``.
+        other busy job); small training steps (at most 800 cells + spots) run on one thread,
+        which was up to 2× faster (``benchmarks/results/threads_small.md``;
+        ``train_settings["threads"]`` records the count). Bit-identical results need the
+        same device and thread count. Measurements: ``benchmarks/results/threads.md``.
 
     Examples
     --------

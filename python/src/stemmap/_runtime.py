@@ -148,6 +148,31 @@ def choose_threads(threads: int | None) -> tuple[int, str]:
     return k, f"{n} usable CPUs, {busy} other runnable jobs, OpenMP threads spin"
 
 
+#: a training step of at most this many rows (cells + spots) and ...
+SMALL_STEP_ROWS = 800
+#: ... at most this many input values (rows × genes) runs on one thread by default
+SMALL_STEP_VALUES = 400_000
+
+
+def step_threads(threads: int | None, device: torch.device, rows: int, genes: int) -> int | None:
+    """Thread count for training steps of ``rows`` rows (cells + spots) × ``genes`` genes.
+
+    ``None`` keeps the count of :func:`choose_threads`. With the default (``threads=None``)
+    on a CPU, a small step (at most :data:`SMALL_STEP_ROWS` rows and
+    :data:`SMALL_STEP_VALUES` input values) runs on one thread: its operations are too short
+    for sleeping OpenMP threads to pay back their wake-up. Measured on 2 cores, quiet
+    (``benchmarks/results/threads_small.md``), ms per step with one vs two threads: 356 rows
+    × 33 genes 10.4 vs 20.7, 539 × 33 16.3 vs 28.8, 751 × 351 33.6 vs 41.3; 1,124 × 33 50.6
+    vs 49.4 and 2,764 × 33 77.1 vs 72.3 (there two pay). One thread was also the faster
+    beside a busy job. The choice depends only on the shapes: the same call, the same count.
+    """
+    if threads is not None or device.type != "cpu":
+        return None
+    if rows <= SMALL_STEP_ROWS and rows * genes <= SMALL_STEP_VALUES:
+        return 1
+    return None
+
+
 @contextmanager
 def torch_threads(threads: int | None) -> Iterator[int]:
     """Set torch's intra-op thread count inside the block; restore the caller's after."""

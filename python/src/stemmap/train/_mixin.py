@@ -8,6 +8,7 @@ the history and the settings.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from .._data import SliceData, mean_nn_distance
 from .._defaults import PRESETS, TRAIN
 from .._device import choose_batches, resolve_mixed_precision, step_seconds, training_bytes
 from .._kernels import spatial_adjacency
-from .._runtime import compute
+from .._runtime import compute, step_threads, torch_threads
 from .._validate import check_choice, check_flag, check_train_args
 from ._history import extend
 from ._loop import fit
@@ -157,14 +158,18 @@ class TrainingMixin:
         )
         amp = resolve_mixed_precision(mixed_precision, self.device)
         cell_batch_size, spot_batch_size = self._plan_batches(cell_batch_size, spot_batch_size)
-        run = fit(
-            self,
-            schedule,
-            cell_batch_size=cell_batch_size,
-            spot_batch_size=spot_batch_size,
-            progress=progress,
-            mixed_precision=amp,
-        )
+        bc, bn, g, _ = self._step_shape(cell_batch_size, spot_batch_size)
+        small = step_threads(self.threads, self.device, bc + bn, g)
+        with torch_threads(small) if small is not None else contextlib.nullcontext():
+            threads = torch.get_num_threads()
+            run = fit(
+                self,
+                schedule,
+                cell_batch_size=cell_batch_size,
+                spot_batch_size=spot_batch_size,
+                progress=progress,
+                mixed_precision=amp,
+            )
         self.history = extend(self.history, run.rows)
         before = self.train_settings
         self.train_settings = {
@@ -175,6 +180,7 @@ class TrainingMixin:
             "world_size": run.world,
             "preset": preset,
             "mixed_precision": amp,
+            "threads": threads if self.device.type == "cpu" else None,
             "train_seconds": round(run.seconds + before.get("train_seconds", 0.0), 3),
         }
         self.is_trained = True
