@@ -95,7 +95,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         type=int,
         default=MAPPING["rounds"],
         help="rounds of the hybrid readout (%(default)s: the second maps what each spot's "
-        "expression keeps unexplained; 1 is better after short training)",
+        "expression keeps unexplained; cells are placed by the first; 1: one round)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
 
