@@ -9,7 +9,8 @@
                          genes = NULL, normalized = NULL, verbose = NULL,
                          keep_model = FALSE, readout = NULL, sigma_scale = NULL,
                          adjacency_k = NULL, preset = NULL,
-                         gene_match = NULL, threads = NULL, rounds = NULL) {
+                         gene_match = NULL, threads = NULL, rounds = NULL,
+                         cell_batch_size = NULL, expression_weight = NULL) {
     for (a in c("readout", "preset", "gene_match")) {
         v <- get(a)
         if (!is.null(v)) .check_string(v, a)  # its choices are the core's (check_choice)
@@ -17,11 +18,11 @@
     # R types only (what R must convert: one number, a whole number for an integer); every
     # value check (ranges, finiteness) is the core's (stemmap._validate), whose errors
     # arrive as R conditions naming the argument
-    for (a in c("threads", "epochs", "adjacency_k", "seed", "rounds")) {
+    for (a in c("threads", "epochs", "adjacency_k", "seed", "rounds", "cell_batch_size")) {
         v <- get(a)
         if (!is.null(v)) .check_number(v, a, integer = TRUE)
     }
-    for (a in c("lr", "alpha", "sigma_scale")) {
+    for (a in c("lr", "alpha", "sigma_scale", "expression_weight")) {
         v <- get(a)
         if (!is.null(v)) .check_number(v, a)
     }
@@ -50,7 +51,9 @@
         sigma_scale = if (!is.null(sigma_scale)) as.double(sigma_scale),
         adjacency_k = if (!is.null(adjacency_k)) as.integer(adjacency_k), preset = preset,
         gene_match = gene_match, threads = if (!is.null(threads)) as.integer(threads),
-        rounds = if (!is.null(rounds)) as.integer(rounds)
+        rounds = if (!is.null(rounds)) as.integer(rounds),
+        cell_batch_size = if (!is.null(cell_batch_size)) as.integer(cell_batch_size),
+        expression_weight = if (!is.null(expression_weight)) as.double(expression_weight)
     )
     out[!vapply(out, is.null, logical(1))]
 }
@@ -111,7 +114,8 @@
                       device = NULL, seed = NULL, genes = NULL, normalized = NULL,
                       verbose = NULL, keep_model = FALSE, readout = NULL,
                       sigma_scale = NULL, adjacency_k = NULL, preset = NULL,
-                      gene_match = NULL, threads = NULL, rounds = NULL) {
+                      gene_match = NULL, threads = NULL, rounds = NULL,
+                      cell_batch_size = NULL, expression_weight = NULL) {
     .stem_no_dots(...)
     sc <- .as_counts_matrix(sc)
     .check_expr_matrix(sc, "sc")

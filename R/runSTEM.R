@@ -93,6 +93,16 @@
 #'   mapping and deconvolution are the rounds' mean, the cells' pseudo-coordinates and
 #'   best spots come from the first round. `1` gives a single readout.
 #'   Default (`NULL`): `2`.
+#' @param cell_batch_size Cells per training step (Python `STEM.train(cell_batch_size=)`):
+#'   a random batch of that many cells each step. Small batches with a short schedule
+#'   are the fast setting, e.g. `epochs = 100, lr = 0.004, cell_batch_size = 256`
+#'   (steps that small train on one thread; see the README's benchmark section).
+#'   Default (`NULL`): all cells, or batches the core chooses when a step would not fit
+#'   in memory (or the preset's).
+#' @param expression_weight Weight of the hybrid readout's expression term relative to
+#'   the embedding term (Python `StemMapping(expression_weight=)`; 0: embeddings only).
+#'   After a short schedule on few genes (tens, e.g. osmFISH) a larger weight such as 3
+#'   placed cells better. Default (`NULL`): `1.5`.
 #' @param verbose Show progress (default `getOption("stemmap.verbose", TRUE)`).
 #' @param keep_model Keep the trained model (its saved weights and prepared
 #'   inputs, as a raw vector in `metadata(sc)$STEM$model` / `Misc(sc, "STEM")$model`)

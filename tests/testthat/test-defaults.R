@@ -148,6 +148,20 @@ test_that("runSTEM(preset = 'paper') gives the sigma, readout and adjacency of S
     expect_equal(as.matrix(got)[both], as.matrix(ref_adj)[both], tolerance = 1e-3)
 })
 
+test_that("runSTEM(cell_batch_size =, expression_weight =) reach the core", {
+    skip_if_no_python()
+    res <- runSTEM(d$sc, d$st, coords = d$coords, epochs = 2L, hidden = c(16, 8), seed = 1,
+                   cell_batch_size = 16, expression_weight = 3, adjacency_k = 0,
+                   mapping = "none", verbose = FALSE)
+    expect_identical(as.integer(res$settings$cell_batch_size), 16L)
+    expect_equal(res$settings$mapping$expression_weight, 3)
+    expect_error(runSTEM(d$sc, d$st, coords = d$coords, cell_batch_size = 2.5, verbose = FALSE),
+                 regexp = "cell_batch_size")
+    e <- expect_error(runSTEM(d$sc, d$st, coords = d$coords, epochs = 1L, expression_weight = -1,
+                              verbose = FALSE), class = "stemmap_value_error")
+    expect_match(conditionMessage(e), "expression_weight", fixed = TRUE)
+})
+
 test_that("runSTEM(rounds =) reaches the readout; a bad value is the core's R condition", {
     skip_if_no_python()
     one <- runSTEM(d$sc, d$st, coords = d$coords, epochs = 2L, hidden = c(16, 8), seed = 1,
