@@ -74,8 +74,9 @@
 #' @param preset Named settings of the core (Python `STEM.train(preset=)`, the
 #'   table `stemmap.PRESETS`): `"paper"` (the publication's schedule, sigma scale
 #'   0.5 and paper readout where `sigma`, `sigma_scale` and `readout` are left
-#'   `NULL`; its schedule overrides `epochs` and `lr`) or `"fast"` (a shorter
-#'   schedule on cell batches). Default (`NULL`): none.
+#'   `NULL`; its schedule overrides `epochs` and `lr`), `"fast"` (a shorter
+#'   schedule on cell batches) or `"quick"` (100 epochs on 256-cell batches: a first
+#'   map in seconds; with few genes add `expression_weight = 3`). Default (`NULL`): none.
 #' @param gene_match How gene names of `sc` and `st` are matched: `"exact"`,
 #'   `"case"` (case-insensitive, e.g. a human-style `GAPDH` with a mouse-style
 #'   `Gapdh`) or `"ensembl"` (Ensembl IDs without their version suffix,
@@ -95,8 +96,8 @@
 #'   Default (`NULL`): `2`.
 #' @param cell_batch_size Cells per training step (Python `STEM.train(cell_batch_size=)`):
 #'   a random batch of that many cells each step. Small batches with a short schedule
-#'   are the fast setting, e.g. `epochs = 100, lr = 0.004, cell_batch_size = 256`
-#'   (steps that small train on one thread; see the README's benchmark section).
+#'   are the fast setting (`preset = "quick"`: 100 epochs on batches of 256; steps that
+#'   small train on one thread; see the README's benchmark section).
 #'   Default (`NULL`): all cells, or batches the core chooses when a step would not fit
 #'   in memory (or the preset's).
 #' @param expression_weight Weight of the hybrid readout's expression term relative to

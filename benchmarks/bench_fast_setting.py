@@ -60,6 +60,7 @@ MAPPING_KW = "mapping"
 SETTINGS: dict[str, dict[str, Any]] = {
     "defaults (400 epochs)": {},
     'preset="fast" (200 epochs, cell batches 2048)': {"preset": "fast"},
+    'preset="quick" (100 epochs, cell batches 256)': {"preset": "quick"},
     "fast schedule, 100 epochs": _schedule(100),
     "fast schedule, 75 epochs": _schedule(75),
     "fast schedule, 50 epochs": _schedule(50),

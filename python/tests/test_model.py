@@ -562,6 +562,19 @@ def test_presets(toy):
     assert stemmap.PRESETS["paper"]["epochs"] == 400
 
 
+def test_quick_preset_trains_small_batches_on_one_thread(toy, monkeypatch):
+    sc, st = toy
+    monkeypatch.setattr(stemmap._runtime, "usable_cpus", lambda: 2)
+    model = stemmap.STEM(sc, st, seed=0, hidden=(8,))
+    model.train(preset="quick", progress=False)
+    q = stemmap.PRESETS["quick"]
+    assert len(model.history) == q["epochs"] == 100
+    assert model.train_settings["lr"] == q["lr"]
+    assert model.train_settings["preset"] == "quick"
+    assert model.train_settings["cell_batch_size"] == min(256, model.data.sc_x.shape[0])
+    assert model.train_settings["threads"] == 1  # a small step
+
+
 def test_paper_preset_restores_paper_sigma_and_readout(toy):
     sc, st = toy
     from scipy.spatial import cKDTree
