@@ -113,7 +113,36 @@ def test_balancing_kernel_and_log_space_agree(trained):
     # the chunked log-space path used when the kernel does not fit (chunks of 17 cells)
     log_target = torch.from_numpy(m2.n_cells * m2._spot_w).log()
     g2, _ = sinkhorn_log(m2._logits_of, torch.arange(m2.n_cells), log_target, 1e-4, 5000, 17)
-    torch.testing.assert_close(g - g.mean(), g2 - g2.mean(), atol=1e-4, rtol=0)
+    # both stop within 1e-4 of the balance, the over-relaxed kernel path possibly from the
+    # other side of the fixed point
+    torch.testing.assert_close(g - g.mean(), g2 - g2.mean(), atol=3e-4, rtol=0)
+
+
+@pytest.mark.parametrize("sharp", [1.0, 15.0])
+def test_overrelaxed_sinkhorn_reaches_the_plain_fixed_point(sharp):
+    import torch
+
+    from stemmap.mapping._balance import OVERRELAX, sinkhorn_kernel
+
+    gen = torch.Generator().manual_seed(0)
+    L = sharp * torch.randn(400, 60, generator=gen, dtype=torch.float64)
+    K = torch.exp(L - L.max(dim=1, keepdim=True).values)
+    w = torch.rand(60, generator=gen, dtype=torch.float64) + 0.5
+    target = 400 * w / w.sum()
+    g1, info1 = sinkhorn_kernel(K, target, 1e-8, 20000, omega=1.0)
+    g2, info2 = sinkhorn_kernel(K, target, 1e-8, 20000)  # the default: over-relaxed
+    assert OVERRELAX > 1
+    assert info2["max_column_error"] < 1e-8
+    # sharp logits converge slowly: over-relaxed, in fewer iterations; mild ones stay plain
+    if sharp > 1:
+        assert info2["iterations"] < 0.75 * info1["iterations"]
+    else:
+        assert info2["iterations"] == info1["iterations"]
+    torch.testing.assert_close(g2 - g2.mean(), g1 - g1.mean(), atol=1e-6, rtol=0)
+    # the plan's rows sum to 1 and its columns to the target
+    P = K * g2.exp()
+    P = P / P.sum(dim=1, keepdim=True)
+    torch.testing.assert_close(P.sum(0), target, atol=1e-6, rtol=1e-7)
 
 
 def test_balancing_on_a_sample_of_cells(trained, monkeypatch):

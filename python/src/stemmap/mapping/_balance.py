@@ -114,26 +114,60 @@ def fit_potentials(
     return g, info
 
 
+#: the over-relaxation of slow column updates in :func:`sinkhorn_kernel` (1 = plain)
+OVERRELAX = 1.8
+#: plain iterations that estimate the convergence rate ρ before over-relaxing, and the ρ
+#: from which on the iterations are over-relaxed (faster ones would overshoot)
+_RATE_ITERATIONS = 20
+_SLOW = 0.8
+
+
 def sinkhorn_kernel(
-    K: torch.Tensor, target: torch.Tensor, tol: float, max_iter: int
+    K: torch.Tensor,
+    target: torch.Tensor,
+    tol: float,
+    max_iter: int,
+    omega: float | None = None,
 ) -> tuple[torch.Tensor | None, dict[str, Any]]:
     """Sinkhorn iterations on the kernel K (rows sum to 1, columns to ``target``).
+
+    :data:`_RATE_ITERATIONS` plain iterations estimate the rate ρ at which the column error
+    falls. When it falls slowly (ρ ≥ :data:`_SLOW`, as on trained readouts) the column
+    scaling is then over-relaxed, ``v ← v^(1-ω) (target / Kᵀu)^ω`` with ω = ``omega``
+    (Thibault et al., "Overrelaxed Sinkhorn-Knopp", 2017): the same fixed point in fewer
+    iterations. On the saved 400-epoch models (round 1, seed 0): embryo 637 → 362
+    iterations (``mapping()`` 4.5 → 2.8 s), embryo disjoint 359 → 207, osmFISH 131 → 80,
+    osmFISH disjoint 92 → 59, C within 2e-5 (``benchmarks/results/issue17/NOTES.md``).
+    Faster problems stay plain (over-relaxing them overshoots). Should the column error
+    grow for 10 iterations in a row, the rest runs plain. ``omega``: ω (default
+    :data:`OVERRELAX`; 1 = plain Sinkhorn).
 
     Returns the log column scaling (the potentials) and ``{"iterations",
     "max_column_error"}``; None for the potentials when the kernel underflows.
     """
+    top = OVERRELAX if omega is None else float(omega)
+    w = 1.0
     v = torch.ones(K.shape[1], dtype=torch.float64)
-    err, it = float("inf"), 0
+    err, it, worse, ratios = float("inf"), 0, 0, []
     while it < max_iter:
         it += 1
         u = 1.0 / (K @ v)  # rows sum to 1
         col = K.T @ u
         if not torch.isfinite(u).all() or (col <= 0).any():
             return None, {}  # underflow: fall back to log space
-        err = (v * col / target - 1).abs().max().item()
-        v = target / col
+        prev, err = err, (v * col / target - 1).abs().max().item()
         if err < tol:
+            v = target / col
             break
+        if it > 1 and it <= _RATE_ITERATIONS and prev > 0:
+            ratios.append(err / prev)
+        if it == _RATE_ITERATIONS and top > 1.0:
+            rho = float(np.exp(np.mean(np.log(np.maximum(ratios[-10:], 1e-12)))))
+            w = top if _SLOW <= rho < 1.0 else 1.0
+        worse = worse + 1 if err > prev else 0
+        if worse >= 10:
+            w = 1.0
+        v = target / col if w == 1.0 else v * (target / (v * col)) ** w
     return v.log(), _log_balance(it, err, tol)
 
 
