@@ -156,10 +156,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "cell_batch_size": 2048,
     },
     # A first map in seconds: 100 epochs on 256-cell batches (such small steps train on one
-    # thread). It reached TACCO's accuracy on the embryo semi-simulation in 0.29× (standard)
-    # and 0.40× (disjoint) of TACCO's time; on the few-gene osmFISH it needs
-    # mapping(expression_weight=3) (benchmarks/results/issue17/fast_setting_small.md, row
-    # "cell batches 256, 100 epochs").
+    # thread). It reached TACCO's accuracy on the embryo semi-simulation in 0.23-0.29×
+    # (standard) and 0.38-0.40× (disjoint) of TACCO's time; on the few-gene osmFISH it needs
+    # mapping(expression_weight=3) (benchmarks/results/issue17/fast_setting_quick.md and
+    # fast_setting_small.md, row "cell batches 256, 100 epochs").
     "quick": {
         "epochs": 100,
         "lr": 0.004,
