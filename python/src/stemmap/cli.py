@@ -80,7 +80,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         choices=list(PRESETS),
         default=None,
         help="named settings (overrides --epochs/--lr): paper = the publication's schedule, "
-        "σ and readout; fast = a shorter schedule on cell batches",
+        "σ and readout; fast = a shorter schedule on cell batches; quick = 100 epochs on "
+        "256-cell batches (a first map in seconds)",
     )
     p.add_argument(
         "--readout",
