@@ -3,7 +3,7 @@
 Balancing solves ``max_P Σ P_ij L_ij + H(P)`` with uniform row sums and the given column
 sums; only the N column potentials g are kept, so C (the row softmax of ``L + g``) is still
 computed in chunks of cells. :func:`fit_potentials` chooses between the kernel iterations
-(all cells, float64), a fit on a sample of cells and passes over all cells (log space).
+(all cells), a fit on a sample of cells and passes over all cells (log space).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def fit_potentials(
     """Column potentials g of the balanced C (Sinkhorn iterations).
 
     The iterations are matrix-vector products with the row-shifted kernel
-    ``exp(L - max_j L)`` (float64). When the kernel of all cells would take more than
+    ``exp(L - max_j L)`` (float32, or float64 where float32 underflows:
+    :data:`KERNEL_DTYPES`). When the kernel of all cells would take more than
     ``cap`` bytes, g is fitted on an evenly spread sample of cells whose kernel fits (at
     least ``min_cells``): g has only N entries and the sample estimates it well, while the
     M × N iterations would cost hours at 10⁵–10⁶ cells; then up to ``passes`` passes over
@@ -87,10 +88,15 @@ def fit_potentials(
     target = torch.from_numpy(n_fit * spot_w)
     g, info = None, {}
     if 8 * n_fit * n <= 2 * cap:
-        K = torch.cat([logits_of(rows[a : a + chunk]).double() for a in range(0, n_fit, chunk)])
-        K = torch.exp(K - K.max(dim=1, keepdim=True).values)
-        g, info = sinkhorn_kernel(K, target, tol, max_iter)
-        del K
+        L = torch.cat([logits_of(rows[a : a + chunk]) for a in range(0, n_fit, chunk)])
+        for dtype in KERNEL_DTYPES:  # float32 first; float64 where float32 underflows
+            K = L.to(dtype)
+            K = torch.exp(K - K.max(dim=1, keepdim=True).values)
+            g, info = sinkhorn_kernel(K, target, tol, max_iter)
+            del K
+            if g is not None:
+                break
+        del L
     if g is None:
         g, info = sinkhorn_log(logits_of, rows, target.log(), tol, max_iter, chunk)
     info["passes"] = 0
@@ -113,6 +119,12 @@ def fit_potentials(
     info["cells"] = n_fit
     return g, info
 
+
+#: float types of the kernel iterations, tried in turn until one does not underflow: the
+#: iterations are matrix-vector products that read the whole kernel, so float32 halves the
+#: memory traffic (7,661 × 495 on 2 cores: 1.5 vs 3.8 ms per iteration); its rounding
+#: (≈1e-7 relative) is far below the balancing tolerance
+KERNEL_DTYPES = (torch.float32, torch.float64)
 
 #: the over-relaxation of slow column updates in :func:`sinkhorn_kernel` (1 = plain)
 OVERRELAX = 1.8
@@ -147,7 +159,8 @@ def sinkhorn_kernel(
     """
     top = OVERRELAX if omega is None else float(omega)
     w = 1.0
-    v = torch.ones(K.shape[1], dtype=torch.float64)
+    target = target.to(K.dtype)
+    v = torch.ones(K.shape[1], dtype=K.dtype)
     err, it, worse, ratios = float("inf"), 0, 0, []
     while it < max_iter:
         it += 1
@@ -168,7 +181,7 @@ def sinkhorn_kernel(
         if worse >= 10:
             w = 1.0
         v = target / col if w == 1.0 else v * (target / (v * col)) ** w
-    return v.log(), _log_balance(it, err, tol)
+    return v.double().log(), _log_balance(it, err, tol)
 
 
 def sinkhorn_log(
