@@ -32,15 +32,9 @@ def test_beta_without_room_for_warmup_rises_from_the_first_epoch():
 
 def test_optimizer_steps_the_learning_rate():
     s = _schedule(lr_step=3)
-    p = torch.nn.Parameter(torch.zeros(2))
-    opt, sched = s.optimizer([p])
-    assert isinstance(opt, torch.optim.AdamW)
-    lrs = []
-    for _ in range(7):
-        lrs.append(sched.get_last_lr()[0])
-        opt.step()
-        sched.step()
+    lrs = [s.lr_at(e) for e in range(7)]
     np.testing.assert_allclose(lrs, [0.01] * 3 + [0.005] * 3 + [0.0025])
+    assert s.optimizer([torch.nn.Parameter(torch.zeros(2))]).lr == 0.01
     assert s.settings() == {
         "epochs": 10,
         "lr": 0.01,
@@ -116,3 +110,41 @@ def test_train_continues_the_epoch_count_and_settings(toy):
     assert model.train_settings["epochs"] == 5
     assert model.train_settings["lr"] == 0.001
     assert model.history["beta"].tolist() == pytest.approx([1 / 3, 2 / 3, 1.0, 0.5, 1.0])
+
+
+def test_adamw_and_step_rate_are_torch_optims_numbers():
+    """stemmap's AdamW and lr_at give the numbers of torch.optim.AdamW(foreach=True) + StepLR."""
+    s = Schedule(epochs=9, lr=0.003, weight_decay=0.01, lr_step=4, lr_gamma=0.3, warmup=2)
+
+    def run(ours):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(
+            torch.nn.Linear(5, 7), torch.nn.LayerNorm(7), torch.nn.Linear(7, 2)
+        )
+        x = torch.randn(16, 5)
+        start = [p.detach().clone() for p in net.parameters()]
+        if ours:
+            opt = s.optimizer(net.parameters())
+        else:
+            opt = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=0.01, foreach=True)
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=s.lr_step, gamma=s.lr_gamma)
+        lrs = []
+        for ep in range(s.epochs):
+            if ours:
+                opt.lr = s.lr_at(ep)
+            lrs.append(opt.lr if ours else sched.get_last_lr()[0])
+            for _ in range(2):
+                opt.zero_grad()
+                (net(x) ** 2).mean().backward()
+                opt.step()
+            if not ours:
+                sched.step()
+        return [p.detach().clone() for p in net.parameters()], lrs, start
+
+    mine, lr_mine, start = run(True)
+    ref, lr_ref, _ = run(False)
+    assert lr_mine == lr_ref
+    assert lr_mine[-1] != lr_mine[0]
+    for a, b in zip(mine, ref):
+        assert torch.equal(a, b)
+    assert all(not torch.equal(a, b) for a, b in zip(mine, start))  # every parameter moved

@@ -84,7 +84,7 @@ def fit(
         seed=seed + start + 100_003 * rank,
     )
     S = [model._adjacency(s) if p is None else None for s, p in zip(data.slices, sampler.patches)]
-    opt, sched = schedule.optimizer(model.module.parameters())
+    opt = schedule.optimizer(model.module.parameters())
     torch.manual_seed(seed + 7919 * start + 100_003 * rank)
     alpha, epochs = model.config["alpha"], schedule.epochs
     log = LossLog(start)
@@ -95,6 +95,7 @@ def fit(
     with progress_bar(total=epochs, desc="STEM training", enable=show, unit="epoch") as bar:
         for ep in range(epochs):
             beta = schedule.beta(ep)
+            opt.lr = schedule.lr_at(ep)
             sums = torch.zeros(4, dtype=torch.float64, device=dev)
             for step in sampler.epoch():
                 s = step.slice
@@ -110,15 +111,14 @@ def fit(
                     losses = net(x_sc, xs, Ss, mmd_idx, low)
                 losses = {k: v.float() for k, v in losses.items()}
                 loss = losses["extract"] + alpha * losses["mmd"] + beta * losses["trans"]
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 loss.backward()
                 opt.step()
                 # accumulated on the device: no host sync per step
                 sums += torch.stack(
                     [loss, losses["extract"], losses["trans"], losses["mmd"]]
                 ).detach()
-            log.add(ep, sums / len(x_st), beta, sched.get_last_lr()[0])
-            sched.step()
+            log.add(ep, sums / len(x_st), beta, opt.lr)
             bar.update(1)
             if ep % READ_EVERY == 0 or ep == epochs - 1:
                 last = log.read()  # one host read for all epochs since the last one

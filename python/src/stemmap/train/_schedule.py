@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from ._optim import AdamW
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -56,10 +58,8 @@ class Schedule:
             return max((epoch - w) / max(self.epochs - w, 1), 0.0)
         return (epoch + 1) / self.epochs
 
-    def optimizer(
-        self, params: Iterable[torch.nn.Parameter]
-    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.StepLR]:
-        """AdamW over ``params`` and its step learning-rate schedule.
+    def optimizer(self, params: Iterable[torch.nn.Parameter]) -> AdamW:
+        """AdamW over ``params`` at the first epoch's learning rate (see :meth:`lr_at`).
 
         Parameters
         ----------
@@ -68,13 +68,32 @@ class Schedule:
 
         Returns
         -------
-        tuple
-            The optimiser and its ``StepLR`` scheduler (stepped once per epoch).
+        AdamW
+            :class:`~stemmap.train._optim.AdamW` (the arithmetic of
+            ``torch.optim.AdamW(foreach=True)`` without importing ``torch.optim``).
         """
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        return opt, torch.optim.lr_scheduler.StepLR(
-            opt, step_size=self.lr_step, gamma=self.lr_gamma
-        )
+        return AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate of ``epoch`` (0-based): ``lr`` times ``lr_gamma`` per ``lr_step`` epochs.
+
+        The factor is applied once per completed step, by repeated multiplication (as
+        ``torch.optim.lr_scheduler.StepLR``), so the rates are the same numbers.
+
+        Parameters
+        ----------
+        epoch
+            The epoch, counted from 0 in this call of ``train``.
+
+        Returns
+        -------
+        float
+            The learning rate.
+        """
+        lr = self.lr
+        for _ in range(epoch // self.lr_step):
+            lr *= self.lr_gamma
+        return lr
 
     def settings(self) -> dict[str, Any]:
         """Return the schedule as plain numbers (for :attr:`stemmap.STEM.train_settings`).
