@@ -24,7 +24,13 @@ READERS = {
 }
 # arguments whose signature default is None on purpose: None means "the table's value, unless
 # a preset sets another" (STEM(sigma_scale=None), STEM.mapping(readout=None))
-PRESET_DEPENDENT = {("MODEL", "sigma_scale"), ("MAPPING", "readout")}
+PRESET_DEPENDENT = {
+    ("MODEL", "sigma_scale"),
+    ("MODEL", "hidden"),
+    ("MAPPING", "readout"),
+    ("MAPPING", "expression_weight"),
+    ("MAPPING", "rounds"),
+}
 
 
 def _signature_defaults(fn):
@@ -90,6 +96,8 @@ def test_cli_reads_the_table():
     # None: the model decides (the table's value, or a preset's)
     assert a.sigma_scale is None
     assert a.readout is None
+    assert a.rounds is None
+    assert a.expression_weight is None
     assert a.preset is None
     with pytest.raises(SystemExit):
         parser.parse_args(["map", "--sc", "a", "--st", "b", "--out", "o", "--preset", "turbo"])
@@ -97,17 +105,25 @@ def test_cli_reads_the_table():
 
 def test_presets_are_the_table():
     assert stemmap.PRESETS is _defaults.PRESETS
-    assert stemmap._model.PRESETS is _defaults.PRESETS
+    assert stemmap._model.preset_value is _defaults.preset_value
     paper = _defaults.PRESETS["paper"]
     assert paper["sigma_scale"] == _defaults.PAPER_SIGMA_SCALE == 0.5
     assert paper["readout"] == "paper"
     # the paper schedule is the default schedule
     for key in ("epochs", "lr", "lr_step", "lr_gamma", "warmup", "cell_batch_size"):
         assert paper[key] == _defaults.TRAIN[key]
-    # every preset key is a train() argument or one of the model keys a preset may set
+    # every preset key is a train() argument or one of the model or mapping keys a preset
+    # may set, and those are arguments of STEM() / STEM.mapping() whose default is None
     train_args = set(inspect.signature(stemmap.STEM.train).parameters)
+    extra = set(_defaults.PRESET_MODEL_KEYS) | set(_defaults.PRESET_MAPPING_KEYS)
     for p in _defaults.PRESETS.values():
-        assert set(p) <= train_args | set(_defaults.PRESET_MODEL_KEYS)
+        assert set(p) <= train_args | extra
+    for fn, keys in (
+        (stemmap.STEM.__init__, _defaults.PRESET_MODEL_KEYS),
+        (stemmap.STEM.mapping, _defaults.PRESET_MAPPING_KEYS),
+    ):
+        sig = inspect.signature(fn).parameters
+        assert all(sig[k].default is None for k in keys), fn.__qualname__
 
 
 def test_table_is_read_only():

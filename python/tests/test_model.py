@@ -597,11 +597,46 @@ def test_quick_preset_trains_small_batches_on_one_thread(toy, monkeypatch):
     model = stemmap.STEM(sc, st, seed=0, hidden=(8,))
     model.train(preset="quick", progress=False)
     q = stemmap.PRESETS["quick"]
-    assert len(model.history) == q["epochs"] == 100
+    assert len(model.history) == q["epochs"] == 80
     assert model.train_settings["lr"] == q["lr"]
     assert model.train_settings["preset"] == "quick"
-    assert model.train_settings["cell_batch_size"] == min(256, model.data.sc_x.shape[0])
+    assert model.train_settings["cell_batch_size"] == min(128, model.data.sc_x.shape[0])
     assert model.train_settings["threads"] == 1  # a small step
+    assert model.config["hidden"] == [8]  # the caller's layers win over the preset's
+
+
+def test_quick_preset_sets_default_layers_and_readout(toy):
+    sc, st = toy
+    q = stemmap.PRESETS["quick"]
+    model = stemmap.STEM(sc, st, seed=0)
+    assert model.config["hidden"] == list(stemmap._defaults.MODEL["hidden"])
+    model.train(preset="quick", epochs=3, progress=False)
+    assert model.config["hidden"] == list(q["hidden"]) == [256, 128, 64]
+    assert [m.out_features for m in model.module.modules() if hasattr(m, "out_features")] == [
+        256,
+        128,
+        64,
+    ]
+    # the network is rebuilt from the model's seed: the same as asking for the layers
+    other = stemmap.STEM(sc, st, seed=0, hidden=(256, 128, 64))
+    other.train(preset="quick", progress=False)
+    np.testing.assert_array_equal(model.embed(model.data.sc_x), other.embed(other.data.sc_x))
+    m = model.mapping()
+    assert m.settings["mapping"]["expression_weight"] == q["expression_weight"] == 3.0
+    assert m.settings["mapping"]["rounds"] == q["rounds"] == 3
+    # the caller's values win; other models keep the table's
+    m = model.mapping(expression_weight=1.0, rounds=1)
+    assert (m.settings["mapping"]["expression_weight"], m.settings["mapping"]["rounds"]) == (1.0, 1)
+    plain = stemmap.STEM(sc, st, seed=0, hidden=(16, 8))
+    plain.train(epochs=2, progress=False)
+    m = plain.mapping()
+    assert (
+        m.settings["mapping"]["expression_weight"] == stemmap._defaults.MAPPING["expression_weight"]
+    )
+    assert m.settings["mapping"]["rounds"] == stemmap._defaults.MAPPING["rounds"]
+    # a trained model keeps its layers when trained on with the preset
+    plain.train(preset="quick", progress=False)
+    assert plain.config["hidden"] == [16, 8]
 
 
 def test_paper_preset_restores_paper_sigma_and_readout(toy):
@@ -659,7 +694,13 @@ def test_default_readout_takes_two_residual_rounds(trained):
     assert trained.mapping(balance=False).rounds == 1
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
 def test_rounds_must_be_a_whole_number(trained, bad):
     with pytest.raises(ValueError, match="`rounds` must be a whole number >= 1"):
         trained.mapping(rounds=bad)
+
+
+def test_mapping_none_means_the_table_default(trained):
+    m = trained.mapping(rounds=None, expression_weight=None)
+    assert m.rounds == stemmap._defaults.MAPPING["rounds"]
+    assert m.expression_weight == stemmap._defaults.MAPPING["expression_weight"]

@@ -162,6 +162,24 @@ test_that("runSTEM(cell_batch_size =, expression_weight =) reach the core", {
     expect_match(conditionMessage(e), "expression_weight", fixed = TRUE)
 })
 
+test_that("runSTEM(preset = 'quick') takes the preset's layers and readout where left NULL", {
+    skip_if_no_python()
+    q <- .core_table()$presets$quick
+    res <- runSTEM(d$sc, d$st, coords = d$coords, preset = "quick", seed = 1,
+                   adjacency_k = 0, mapping = "none", verbose = FALSE)
+    expect_equal(unlist(res$settings$hidden), unlist(q$hidden))
+    expect_equal(res$settings$mapping$expression_weight, q$expression_weight)
+    expect_identical(as.integer(res$settings$mapping$rounds), as.integer(q$rounds))
+    expect_identical(as.integer(res$settings$epochs), as.integer(q$epochs))
+    # what the caller sets wins over the preset
+    own <- runSTEM(d$sc, d$st, coords = d$coords, preset = "quick", seed = 1, hidden = c(16, 8),
+                   rounds = 1, expression_weight = 0.5, adjacency_k = 0, mapping = "none",
+                   verbose = FALSE)
+    expect_equal(unlist(own$settings$hidden), c(16, 8))
+    expect_identical(as.integer(own$settings$mapping$rounds), 1L)
+    expect_equal(own$settings$mapping$expression_weight, 0.5)
+})
+
 test_that("runSTEM(rounds =) reaches the readout; a bad value is the core's R condition", {
     skip_if_no_python()
     one <- runSTEM(d$sc, d$st, coords = d$coords, epochs = 2L, hidden = c(16, 8), seed = 1,

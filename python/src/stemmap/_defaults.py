@@ -19,9 +19,11 @@ Each group is keyed by the argument names of the function that uses it (and of R
 * :data:`ANALYSIS`: the spatial analyses of :mod:`stemmap.analysis`, one group per function.
 
 :data:`PRESETS` are named sets of overrides for :meth:`STEM.train` (``preset=``): the
-schedule keys replace the train arguments; ``sigma_scale`` replaces the σ scale of slices
-whose σ the caller left to the default (untrained model only) and ``readout`` becomes the
-default of :meth:`STEM.mapping` (and with it the SC–SC adjacency basis).
+schedule keys replace the train arguments; the model keys (:data:`PRESET_MODEL_KEYS`:
+``sigma_scale``, ``hidden``) apply where the caller left them to the default and the model
+is untrained (σ of such slices, the encoder's layers); the mapping keys
+(:data:`PRESET_MAPPING_KEYS`: ``readout``, ``expression_weight``, ``rounds``) become the
+defaults of :meth:`STEM.mapping` (the readout also sets the SC–SC adjacency basis).
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ __all__ = [
     "MODEL",
     "PAPER_SIGMA_SCALE",
     "PRESETS",
+    "PRESET_MAPPING_KEYS",
+    "PRESET_MODEL_KEYS",
     "TRAIN",
+    "preset_value",
     "table",
 ]
 
@@ -155,23 +160,36 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup": 25,
         "cell_batch_size": 2048,
     },
-    # A first map in seconds: 100 epochs on 256-cell batches (such small steps train on one
-    # thread). It reached TACCO's accuracy on the embryo semi-simulation in 0.23-0.29×
-    # (standard) and 0.38-0.40× (disjoint) of TACCO's time; on the few-gene osmFISH it needs
-    # mapping(expression_weight=3) (benchmarks/results/issue17/fast_setting_quick.md and
-    # fast_setting_small.md, row "cell batches 256, 100 epochs").
+    # A first map in seconds: 80 epochs on 128-cell batches (such small steps train on one
+    # thread) with a smaller encoder, 256-128-64 (the steps take about half the time), read
+    # out with expression weight 3 (a briefly trained embedding carries less; the few-gene
+    # osmFISH needs it) and 3 rounds (cells are still placed by round 1; the third round
+    # raises the cell-type PCC). On both semi-simulations, standard and disjoint cells, it
+    # reached TACCO's accuracy in about a quarter of TACCO's time, measured in the same run
+    # (benchmarks/results/issue17/fast_setting_quick2.md).
     "quick": {
-        "epochs": 100,
+        "epochs": 80,
         "lr": 0.004,
-        "lr_step": 50,
+        "lr_step": 40,
         "lr_gamma": 0.5,
-        "warmup": 12,
-        "cell_batch_size": 256,
+        "warmup": 10,
+        "cell_batch_size": 128,
+        "hidden": (256, 128, 64),
+        "expression_weight": 3.0,
+        "rounds": 3,
     },
 }
 
-#: the keys of a preset that are not train() arguments
-PRESET_MODEL_KEYS = ("sigma_scale", "readout")
+#: the keys of a preset that set the model where the caller left them to the default and the
+#: model is untrained (``STEM(sigma_scale=None)``, ``STEM(hidden=None)``)
+PRESET_MODEL_KEYS = ("sigma_scale", "hidden")
+#: the keys of a preset that are the defaults of ``STEM.mapping()`` for a model trained with it
+PRESET_MAPPING_KEYS = ("readout", "expression_weight", "rounds")
+
+
+def preset_value(preset: str | None, key: str, default: Any) -> Any:
+    """Return preset ``preset``'s value of ``key``, or ``default`` (no preset, or not set)."""
+    return PRESETS.get(preset or "", {}).get(key, default)
 
 
 def table() -> dict[str, Any]:

@@ -94,7 +94,7 @@ def run_demo(
     t0 = time.perf_counter()
     model.train(**train_kwargs)
     seconds = time.perf_counter() - t0
-    m = model.mapping(readout=a.readout, rounds=a.rounds)
+    m = model.mapping(readout=a.readout, rounds=a.rounds, expression_weight=a.expression_weight)
     res = _evaluate(model, m, sc, st, seconds)
     keep = sc.obs_names.isin(m.sc_names)
     labels = sc.obs["celltype"][keep].astype(str).to_numpy()

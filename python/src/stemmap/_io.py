@@ -323,6 +323,7 @@ def load_model(
             s.sigma = self.config.get("sigma_scale", PAPER_SIGMA_SCALE) * mean_nn_distance(s.coords)
         self.data.genes = genes
     self._sigma_default = [False] * len(self.data.slices)  # a saved model keeps its σ
+    self._hidden_default = False  # ... and its layers
     self.module = STEMModule(len(genes), self.config["hidden"], self.config["dropout"])
     try:
         self.module.load_state_dict(blob["state_dict"])

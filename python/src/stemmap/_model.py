@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from ._data import PreparedData, SliceData, dropout_rate, mean_nn_distance, prepare
-from ._defaults import ATTRIBUTION, MAPPING, MODEL, PRESETS
+from ._defaults import ATTRIBUTION, MAPPING, MODEL, preset_value
 from ._device import resolve_device
 from ._kernels import KERNELS
 from ._module import STEMModule
@@ -69,7 +69,9 @@ class STEM(TrainingMixin):
     alpha
         Weight of the MMD loss (paper: 0.5).
     hidden
-        Encoder layer sizes; the last is the embedding size.
+        Encoder layer sizes; the last is the embedding size. Default (None): (512, 256, 128),
+        or the layers of the preset the untrained model is first trained with, if it sets
+        them (``preset="quick"``: (256, 128, 64)).
     device
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     seed
@@ -126,7 +128,7 @@ class STEM(TrainingMixin):
         genes: Sequence[str] | None = None,
         sigma: float | Sequence[float] | None = None,
         alpha: float = MODEL["alpha"],
-        hidden: Sequence[int] = MODEL["hidden"],
+        hidden: Sequence[int] | None = None,
         device: str | torch.device = MODEL["device"],
         seed: int = MODEL["seed"],
         normalized: bool = MODEL["normalized"],
@@ -147,7 +149,9 @@ class STEM(TrainingMixin):
         check_nonnegative(alpha, "alpha")
         check_seed(seed)
         normalized = check_flag(normalized, "normalized")
-        hidden = check_hidden(hidden)
+        #: the layers follow the default (a preset may still set them before training)
+        self._hidden_default = hidden is None
+        hidden = check_hidden(MODEL["hidden"] if hidden is None else hidden)
         check_positive(mmd_batch, "mmd_batch", integer=True, minimum=2)
         check_positive(n_neighbors, "n_neighbors", integer=True)
         check_positive(scale, "scale", allow_none=True)
@@ -198,11 +202,18 @@ class STEM(TrainingMixin):
             dropout,
             self.device,
         )
-        torch.manual_seed(int(seed))
-        self.module = STEMModule(len(self.data.genes), hidden, dropout).to(self.device)
+        self._build_module()
         self.history = empty_history()
         self.train_settings: dict[str, Any] = {}
         self.is_trained = False
+
+    def _build_module(self) -> None:
+        """(Re)build the network from ``config`` (``hidden``, ``dropout``), seeded by ``seed``."""
+        c = self.config
+        torch.manual_seed(c["seed"])
+        self.module = STEMModule(len(self.data.genes), tuple(c["hidden"]), c["dropout"]).to(
+            self.device
+        )
 
     # --------------------------------------------------------------- outputs
     @property
@@ -248,12 +259,12 @@ class STEM(TrainingMixin):
         slice: str | None = None,
         readout: str | None = None,
         *,
-        expression_weight: float = MAPPING["expression_weight"],
+        expression_weight: float | None = None,
         expression_profile: str = MAPPING["expression_profile"],
         balance: bool | None = None,
         temperature: float = MAPPING["temperature"],
         spot_weights: Any = None,
-        rounds: int = MAPPING["rounds"],
+        rounds: int | None = None,
     ) -> StemMapping:
         """Read the mapping off the trained embeddings.
 
@@ -272,7 +283,9 @@ class STEM(TrainingMixin):
         expression_weight, expression_profile, balance, temperature, spot_weights, rounds
             See :class:`StemMapping` (``balance`` defaults to True for ``"hybrid"`` and False
             for ``"paper"``; ``expression_profile`` is ``"hellinger"`` by default, ``"log"``
-            gives stemmap 0.1's hybrid readout).
+            gives stemmap 0.1's hybrid readout). ``expression_weight`` and ``rounds``
+            default (None) to the values of the preset the model was trained with, if it sets
+            them (``preset="quick"``: 3 and 3), else to :class:`StemMapping`'s (1.5 and 2).
 
         Returns
         -------
@@ -280,9 +293,16 @@ class STEM(TrainingMixin):
         """
         if not self.is_trained:
             logger.warning("the model has not been trained; the mapping reflects random weights")
-        if readout is None:  # the preset's readout, else the table's
-            preset = PRESETS.get(self.config.get("preset") or "", {})
-            readout = preset.get("readout", MAPPING["readout"])
+        # None: the value of the preset the model was trained with, else the table's
+        preset = self.config.get("preset")
+        if readout is None:
+            readout = preset_value(preset, "readout", MAPPING["readout"])
+        if expression_weight is None:
+            expression_weight = preset_value(
+                preset, "expression_weight", MAPPING["expression_weight"]
+            )
+        if rounds is None:
+            rounds = preset_value(preset, "rounds", MAPPING["rounds"])
         slices = self.select_slices(slice)
         z_sc = self.embed(self.data.sc_x)
         x_st = np.concatenate([s.x for s in slices])
