@@ -53,14 +53,24 @@ def _schedule(epochs: int, lr: float = 0.004) -> dict[str, Any]:
     }
 
 
-#: the key of a setting's STEM.mapping() arguments (the others go to STEM.train())
+#: the keys of a setting's STEM.mapping() and STEM() arguments (the others go to STEM.train())
 MAPPING_KW = "mapping"
+MODEL_KW = "model"
 
-#: name → STEM.train() arguments (and STEM.mapping()'s under MAPPING_KW)
+#: name → STEM.train() arguments (and STEM.mapping()'s under MAPPING_KW, STEM()'s under
+#: MODEL_KW)
 SETTINGS: dict[str, dict[str, Any]] = {
     "defaults (400 epochs)": {},
     'preset="fast" (200 epochs, cell batches 2048)': {"preset": "fast"},
-    'preset="quick" (100 epochs, cell batches 256)': {"preset": "quick"},
+    'preset="quick"': {"preset": "quick"},
+    'preset="quick" with the default encoder (512-256-128)': {
+        "preset": "quick",
+        MODEL_KW: {"hidden": (512, 256, 128)},
+    },
+    'preset="quick" with the default readout (expression weight 1.5, 2 rounds)': {
+        "preset": "quick",
+        MAPPING_KW: {"expression_weight": 1.5, "rounds": 2},
+    },
     "fast schedule, 100 epochs": _schedule(100),
     "fast schedule, 75 epochs": _schedule(75),
     "fast schedule, 50 epochs": _schedule(50),
@@ -72,6 +82,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     # small steps train on one thread (stemmap._runtime.step_threads); a short-trained
     # embedding carries less, so the readout's expression term may weigh more
     "cell batches 256, 75 epochs": {**_schedule(75), "cell_batch_size": 256},
+    # the "quick" preset of the eighth session
     "cell batches 256, 100 epochs": {**_schedule(100), "cell_batch_size": 256},
     "cell batches 256, 75 epochs, expression weight 3": {
         **_schedule(75),
@@ -112,8 +123,9 @@ def run_stemmap(
     sc, st = read_h5ad(data["sc_path"]), read_h5ad(data["st_path"])
     train_kw = dict(train_kw)
     map_kw = train_kw.pop(MAPPING_KW, {})
+    model_kw = train_kw.pop(MODEL_KW, {})
     t0 = time.perf_counter()
-    model = STEM(sc, st, spatial_key="spatial", alpha=0.5, seed=seed)
+    model = STEM(sc, st, spatial_key="spatial", alpha=0.5, seed=seed, **model_kw)
     t1 = time.perf_counter()
     model.train(progress=False, **train_kw)
     t2 = time.perf_counter()

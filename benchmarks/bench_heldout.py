@@ -59,6 +59,7 @@ DRIVER_METHODS = [
     "stemmap_paper_readout",
     "stemmap_paper",
     "stemmap_sigma05",
+    "stemmap_quick",
     "tacco",
     "moscot",
     "tangram",

@@ -80,6 +80,10 @@ METHODS: dict[str, Method] = {
     "stemmap_fast_paper": Method(
         "stemmap, preset fast, paper readout", stem=True, source=("stemmap_fast", "paper")
     ),
+    # the quick preset (bench_fast_setting.py): its schedule, encoder and readout, default σ
+    "stemmap_quick": Method(
+        "stemmap, preset quick", STEMMAP, stem=True, sigma_mult=None, extra=("--preset", "quick")
+    ),
     # float32 training (mixed_precision=False): the default before "auto" (the ablation of
     # bfloat16 products on CPUs that have them)
     "stemmap_fp32": Method(
@@ -115,7 +119,14 @@ METHODS: dict[str, Method] = {
 DEFAULT_METHODS = [
     m
     for m in METHODS
-    if m not in ("stemmap_fast", "stemmap_fast_paper", "stemmap_1thread", "stemmap_fp32")
+    if m
+    not in (
+        "stemmap_fast",
+        "stemmap_fast_paper",
+        "stemmap_quick",
+        "stemmap_1thread",
+        "stemmap_fp32",
+    )
 ]
 
 
