@@ -10,7 +10,8 @@ mapping against the truth with :mod:`stemmap.metrics`:
 - hit number at K = 10, 25, 50, 200 from the predicted coordinates and, for the STEM
   family, from the SC embedding's inner-product adjacency;
 - MAE in units of the grid step (geometric mean of the x and y steps);
-- cell-type PCC (mean ± sd over cell types);
+- cell-type PCC (mean ± sd over cell types) and the spots' composition JSD (mean
+  Jensen–Shannon distance of each spot's predicted and true cell-type composition);
 - training wall time and peak memory (peak RSS of the method's process, including the
   interpreter and its libraries; CUDA peak allocation when on a GPU).
 
@@ -91,14 +92,17 @@ def write_markdown(
         "profile, which favours expression matching; real SC cells are never in the ST "
         "spots). PCC: mean ± sd over cell "
         "types of corr(Σ of the type's mapping rows, true proportion), types present in a "
-        "spot only.",
+        "spot only. JSD: mean over spots of the Jensen–Shannon distance (base 2, 0–1; lower "
+        "is better) between the spot's cell-type composition in the mapping (its column's "
+        "mass per type) and the true one.",
         "- Train s: wall time of training alone; peak MB: peak RSS of the method's process "
         "(interpreter, libraries and data included). Values are mean ± sd over seeds.",
         "",
     ]
     header = ["method", "status"]
     header += [f"hit@{k} coords" for k in KS] + [f"hit@{k} adj" for k in KS]
-    header += ["hit@50 emb", "MAE (steps)", "MAE outside spots", "cell-type PCC", "train s"]
+    header += ["hit@50 emb", "MAE (steps)", "MAE outside spots", "cell-type PCC", "JSD"]
+    header += ["train s"]
     header += ["peak MB"]
     for data in datasets:
         sub = df[df["dataset"] == data["name"]]
@@ -151,6 +155,7 @@ def table_row(method: str, r: pd.DataFrame) -> list[str]:
         cells.append(f"{ok['pcc_mean'].mean():.3f} ± {ok['pcc_sd'].mean():.3f}")
     else:
         cells.append("–")
+    cells.append(col("jsd_mean", ".3f"))
     return cells + [col("train_s", ".1f"), col("peak_rss_mb", ".0f")]
 
 

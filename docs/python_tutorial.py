@@ -129,7 +129,9 @@ print(
     + ")"
 )
 print(table.round(3).to_string(na_rep="–"))
+jsd = metrics.composition_jsd(m.sc_to_st, labels, st.obsm["proportions"].loc[m.spot_names])
 print(f"\ncell-type PCC, paper readout: mean {np.nanmean(pcc_paper):.3f}")
+print(f"spot composition JSD (0 = the true composition): mean {np.nanmean(jsd):.3f}")
 print(
     f"cell-type PCC: mean {np.nanmean(pcc):.3f}, sd {np.nanstd(pcc):.3f}; best types:"
 )

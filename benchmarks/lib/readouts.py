@@ -45,6 +45,7 @@ COLUMNS = {
     "mae_steps": "MAE",
     "mae_outside_steps": "MAE out",
     "pcc_mean": "PCC",
+    "jsd_mean": "JSD",
     "heldout_spearman_median": "held-out median Spearman",
     "heldout_frac_gt_0_3": "frac. > 0.3",
 }

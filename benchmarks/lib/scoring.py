@@ -45,7 +45,7 @@ def score(row: dict[str, Any], res: dict[str, np.ndarray], data: dict[str, Any])
     ----------
     row
         The result row (updated): ``hit<K>_coords``, ``hit<K>_embedding``,
-        ``hit<K>_adjacency``, ``mae_steps``, ``mae_outside_steps``, ``pcc_mean``,
+        ``hit<K>_adjacency``, ``mae_steps``, ``mae_outside_steps``, ``pcc_mean``, ``jsd_mean``,
         ``pcc_sd``, ``pcc_n_types`` and ``cells_missing``.
     res
         :func:`lib.runner.align`'s output.
@@ -78,6 +78,9 @@ def score(row: dict[str, Any], res: dict[str, np.ndarray], data: dict[str, Any])
     row["pcc_mean"] = float(pcc.mean())
     row["pcc_sd"] = float(pcc.std())
     row["pcc_n_types"] = int(pcc.notna().sum())
+    row["jsd_mean"] = float(
+        metrics.composition_jsd(res["sc_to_st"], data["labels"], data["proportions"]).mean()
+    )
     row["cells_missing"] = int(res["n_missing"])
 
 

@@ -154,6 +154,28 @@ def test_celltype_pcc_matches_pearsonr():
         assert r[t] == pytest.approx(expected)
 
 
+def test_composition_jsd_matches_scipy_and_its_bounds():
+    from scipy.spatial.distance import jensenshannon
+
+    rng = np.random.default_rng(2)
+    mapping = rng.dirichlet(np.ones(12), size=40)
+    labels = rng.choice(["x", "y", "z"], size=40)
+    truth = pd.DataFrame(rng.dirichlet(np.ones(3), size=12), columns=["x", "y", "z"])
+    d = metrics.composition_jsd(sp.csr_matrix(mapping), labels, truth)
+    assert len(d) == 12
+    assert list(d.index) == list(truth.index)
+    for j in range(12):
+        pred = [mapping[labels == t, j].sum() for t in truth.columns]
+        assert d.iloc[j] == pytest.approx(jensenshannon(pred, truth.iloc[j], base=2))
+    # a spot whose predicted composition is its true one: 0; disjoint compositions: 1
+    exact = pd.DataFrame({"A": [1.0], "B": [0.0]})
+    assert metrics.composition_jsd(np.array([[1.0], [0.0]]), ["A", "B"], exact).iloc[0] == 0.0
+    flip = pd.DataFrame({"A": [0.0], "B": [1.0]})
+    assert metrics.composition_jsd(np.array([[1.0], [0.0]]), ["A", "B"], flip).iloc[0] == (
+        pytest.approx(1.0)
+    )
+
+
 def test_celltype_pcc_accepts_mapping_object_and_array_truth():
     mapping, labels, truth = _two_spot_case()
 

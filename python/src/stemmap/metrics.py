@@ -36,6 +36,7 @@ __all__ = [
     "hit_number",
     "neighbors",
     "celltype_pcc",
+    "composition_jsd",
     "expected_coords",
     "mean_nn_distance",
 ]
@@ -371,33 +372,10 @@ def _as_matrix(x: Any, name: str) -> np.ndarray | sp.csr_matrix:
     return arr
 
 
-def celltype_pcc(mapping: Any, labels: Any, true_proportions: Any) -> pd.Series:
-    """Per-cell-type Pearson correlation of predicted and true spatial distributions.
-
-    For cell type t, the predicted distribution over spots is the sum of the mapping rows
-    of the cells labelled t (``P̂_t = Σ_{i: label_i = t} C[i, :]``); it is correlated with
-    the true proportion of t across spots (the paper's definition; PCC ignores scale, so
-    proportions and cell counts give the same value).
-
-    Parameters
-    ----------
-    mapping
-        (M, N) SC → ST mapping C (dense, sparse, DataFrame, or an object with a
-        ``sc_to_st`` attribute such as a stemmap mapping result).
-    labels
-        Length-M cell labels.
-    true_proportions
-        (N, A) DataFrame of true proportions, columns named by cell type (e.g.
-        ``st.obsm["proportions"]``), or an array whose columns follow the sorted unique
-        labels.
-
-    Returns
-    -------
-    pandas.Series
-        PCC per cell type (index: the proportion columns). NaN where either distribution is
-        constant across spots (e.g. a type present in no spot, or no cell of that type).
-        Summarise with ``s.mean()`` and ``s.std()`` (NaNs skipped).
-    """
+def _type_distributions(
+    mapping: Any, labels: Any, true_proportions: Any
+) -> tuple[np.ndarray, np.ndarray, pd.Index]:
+    """Predicted (types × spots) sums of the mapping rows per label, true (spots × types)."""
     c = _as_matrix(mapping, "mapping")
     m, n = c.shape
     lab = np.asarray(labels.to_numpy() if hasattr(labels, "to_numpy") else labels).astype(str)
@@ -428,6 +406,37 @@ def celltype_pcc(mapping: Any, labels: Any, true_proportions: Any) -> pd.Series:
     )
     pred = onehot @ c  # (A, N)
     pred = pred.toarray() if sp.issparse(pred) else np.asarray(pred)
+    return pred, p, pd.Index(types)
+
+
+def celltype_pcc(mapping: Any, labels: Any, true_proportions: Any) -> pd.Series:
+    """Per-cell-type Pearson correlation of predicted and true spatial distributions.
+
+    For cell type t, the predicted distribution over spots is the sum of the mapping rows
+    of the cells labelled t (``P̂_t = Σ_{i: label_i = t} C[i, :]``); it is correlated with
+    the true proportion of t across spots (the paper's definition; PCC ignores scale, so
+    proportions and cell counts give the same value).
+
+    Parameters
+    ----------
+    mapping
+        (M, N) SC → ST mapping C (dense, sparse, DataFrame, or an object with a
+        ``sc_to_st`` attribute such as a stemmap mapping result).
+    labels
+        Length-M cell labels.
+    true_proportions
+        (N, A) DataFrame of true proportions, columns named by cell type (e.g.
+        ``st.obsm["proportions"]``), or an array whose columns follow the sorted unique
+        labels.
+
+    Returns
+    -------
+    pandas.Series
+        PCC per cell type (index: the proportion columns). NaN where either distribution is
+        constant across spots (e.g. a type present in no spot, or no cell of that type).
+        Summarise with ``s.mean()`` and ``s.std()`` (NaNs skipped).
+    """
+    pred, p, types = _type_distributions(mapping, labels, true_proportions)
     truth = p.T
     pc = pred - pred.mean(axis=1, keepdims=True)
     tc = truth - truth.mean(axis=1, keepdims=True)
@@ -439,3 +448,40 @@ def celltype_pcc(mapping: Any, labels: Any, true_proportions: Any) -> pd.Series:
     if n_nan:
         logger.debug("celltype_pcc: %d type(s) with a constant distribution -> NaN", n_nan)
     return pd.Series(np.clip(r, -1.0, 1.0), index=pd.Index(types, name="celltype"), name="pcc")
+
+
+def composition_jsd(mapping: Any, labels: Any, true_proportions: Any) -> pd.Series:
+    """Jensen–Shannon distance between each spot's predicted and true cell-type composition.
+
+    The predicted composition of spot j is the share of each cell type in the mapping's
+    column j (``Σ_{i: label_i = t} C[i, j]``, normalised over types); the distance is
+    ``sqrt(JS divergence)`` with base-2 logarithms, 0 (same composition) to 1 (disjoint).
+    Complements :func:`celltype_pcc`, which compares each type across spots: this compares
+    the types within each spot, as deconvolution benchmarks do.
+
+    Parameters
+    ----------
+    mapping, labels, true_proportions
+        As :func:`celltype_pcc` (true proportions over the same cell types).
+
+    Returns
+    -------
+    pandas.Series
+        Distance per spot (NaN where the mapping puts no mass of a labelled cell, or the
+        true composition is empty). Summarise with ``s.mean()``.
+    """
+    pred, p, _ = _type_distributions(mapping, labels, true_proportions)
+    q = pred.T  # (N, A)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = q / q.sum(axis=1, keepdims=True)
+        t = p / p.sum(axis=1, keepdims=True)
+        mid = 0.5 * (q + t)
+
+        def kl(a: np.ndarray) -> np.ndarray:
+            return np.where(a > 0, a * np.log2(np.where(a > 0, a, 1.0) / mid), 0.0).sum(axis=1)
+
+        js = 0.5 * kl(q) + 0.5 * kl(t)
+    d = np.sqrt(np.clip(js, 0.0, 1.0))
+    d[~(np.isfinite(q).all(axis=1) & np.isfinite(t).all(axis=1))] = np.nan
+    index = true_proportions.index if isinstance(true_proportions, pd.DataFrame) else None
+    return pd.Series(d, index=index, name="jsd")
