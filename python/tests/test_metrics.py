@@ -141,13 +141,19 @@ def test_celltype_pcc_two_spots():
     assert flipped["B"] == pytest.approx(-1.0)
 
 
-def test_celltype_pcc_matches_pearsonr():
-    from scipy.stats import pearsonr
-
-    rng = np.random.default_rng(1)
+def _random_case(seed):
+    """40 cells of 3 types mapped onto 12 spots at random, and random true compositions."""
+    rng = np.random.default_rng(seed)
     mapping = rng.dirichlet(np.ones(12), size=40)
     labels = rng.choice(["x", "y", "z"], size=40)
     truth = pd.DataFrame(rng.dirichlet(np.ones(3), size=12), columns=["x", "y", "z"])
+    return mapping, labels, truth
+
+
+def test_celltype_pcc_matches_pearsonr():
+    from scipy.stats import pearsonr
+
+    mapping, labels, truth = _random_case(1)
     r = metrics.celltype_pcc(sp.csr_matrix(mapping), labels, truth)
     for t in truth.columns:
         expected = pearsonr(mapping[labels == t].sum(0), truth[t])[0]
@@ -157,10 +163,7 @@ def test_celltype_pcc_matches_pearsonr():
 def test_composition_jsd_matches_scipy_and_its_bounds():
     from scipy.spatial.distance import jensenshannon
 
-    rng = np.random.default_rng(2)
-    mapping = rng.dirichlet(np.ones(12), size=40)
-    labels = rng.choice(["x", "y", "z"], size=40)
-    truth = pd.DataFrame(rng.dirichlet(np.ones(3), size=12), columns=["x", "y", "z"])
+    mapping, labels, truth = _random_case(2)
     d = metrics.composition_jsd(sp.csr_matrix(mapping), labels, truth)
     assert len(d) == 12
     assert list(d.index) == list(truth.index)
