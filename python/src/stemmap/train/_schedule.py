@@ -78,17 +78,8 @@ class Schedule:
         """Learning rate of ``epoch`` (0-based): ``lr`` times ``lr_gamma`` per ``lr_step`` epochs.
 
         The factor is applied once per completed step, by repeated multiplication (as
-        ``torch.optim.lr_scheduler.StepLR``), so the rates are the same numbers.
-
-        Parameters
-        ----------
-        epoch
-            The epoch, counted from 0 in this call of ``train``.
-
-        Returns
-        -------
-        float
-            The learning rate.
+        ``torch.optim.lr_scheduler.StepLR``), so the rates are the same numbers. ``epoch``
+        is counted as in :meth:`beta`; returns the rate as a float.
         """
         lr = self.lr
         for _ in range(epoch // self.lr_step):
