@@ -221,25 +221,22 @@ def test_cli_explicit_options_beat_the_preset(files):
     assert s["mapping"]["expression_weight"] == _defaults.PRESETS["quick"]["expression_weight"]
 
 
-def test_cli_sigma_scale_beats_the_paper_preset(files):
+def test_cli_sigma_scale_and_readout_beat_the_paper_preset(files):
+    import anndata as ad
+
+    from stemmap._layout import settings_from_uns
+
     f = files / "p.stem"
-    assert (
-        run_map(
-            files,
-            "--preset",
-            "paper",
-            "--epochs",
-            "1",
-            "--sigma-scale",
-            "2",
-            "--save-model",
-            str(f),
-        )
-        == 0
-    )
+    args = ("--preset", "paper", "--epochs", "1", "--sigma-scale", "2", "--readout", "hybrid")
+    assert run_map(files, *args, "--save-model", str(f)) == 0
     model = stemmap.STEM.load(f)
     assert model.settings["sigma_scale"] == 2.0
     assert len(model.history) == 1
+    s = settings_from_uns(ad.read_h5ad(files / "o.h5ad").uns["stem"])
+    assert s["mapping"]["readout"] == "hybrid"
+    assert run_map(files, "--preset", "paper", "--epochs", "1") == 0
+    s = settings_from_uns(ad.read_h5ad(files / "o.h5ad").uns["stem"])
+    assert s["mapping"]["readout"] == "paper"  # not given: the preset's
 
 
 def test_cli_checks_every_option_before_reading_data(files, capsys):
