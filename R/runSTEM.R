@@ -75,12 +75,14 @@
 #' @param preset Named settings of the core (Python `STEM.train(preset=)`, the
 #'   table `stemmap.PRESETS`): `"paper"` (the publication's schedule, sigma scale
 #'   0.5 and paper readout where `sigma`, `sigma_scale` and `readout` are left
-#'   `NULL`; its schedule overrides `epochs` and `lr`), `"fast"` (a shorter
+#'   `NULL`; its schedule sets `epochs` and `lr` where left `NULL`), `"fast"` (a shorter
 #'   schedule on cell batches) or `"quick"` (a first map in seconds: 80 epochs on
 #'   128-cell batches with a smaller encoder, `c(256, 128, 64)`, and the readout with
 #'   `expression_weight = 3` and `rounds = 3`, where `hidden`, `expression_weight` and
 #'   `rounds` are left `NULL`; it reached the accuracy of TACCO on both benchmark
-#'   semi-simulations in about a quarter of TACCO's time). Default (`NULL`): none.
+#'   semi-simulations in about a quarter of TACCO's time). An argument given always
+#'   wins over the preset (`preset = "quick", epochs = 3` trains 3 epochs).
+#'   Default (`NULL`): none.
 #' @param gene_match How gene names of `sc` and `st` are matched: `"exact"`,
 #'   `"case"` (case-insensitive, e.g. a human-style `GAPDH` with a mouse-style
 #'   `Gapdh`) or `"ensembl"` (Ensembl IDs without their version suffix,

@@ -15,21 +15,18 @@ from stemmap.attribution import integrated_gradients
 from stemmap.bridge import _wire, interpret, verbs
 from stemmap.cli import build_parser
 
-# table group -> the functions whose keyword defaults it sets
+# table group -> the functions whose keyword defaults it sets (STEM.train and STEM.mapping
+# default every argument to None and resolve it: test_resolved_arguments_default_to_none)
 READERS = {
     "MODEL": [stemmap.STEM.__init__],
-    "TRAIN": [stemmap.STEM.train],
-    "MAPPING": [stemmap.STEM.mapping, stemmap.StemMapping.__init__],
+    "MAPPING": [stemmap.StemMapping.__init__],
     "ATTRIBUTION": [integrated_gradients, stemmap.STEM.attribution],
 }
 # arguments whose signature default is None on purpose: None means "the table's value, unless
-# a preset sets another" (STEM(sigma_scale=None), STEM.mapping(readout=None))
+# a preset sets another" (STEM(sigma_scale=None), STEM(hidden=None))
 PRESET_DEPENDENT = {
     ("MODEL", "sigma_scale"),
     ("MODEL", "hidden"),
-    ("MAPPING", "readout"),
-    ("MAPPING", "expression_weight"),
-    ("MAPPING", "rounds"),
 }
 
 
@@ -63,6 +60,22 @@ def test_signatures_read_the_table(group):
     )
 
 
+def test_resolved_arguments_default_to_none():
+    """train() and mapping() keep no defaults: None is resolved (caller → preset → table)."""
+    from stemmap._resolve import GROUPS
+
+    for fn, group in ((stemmap.STEM.train, "train"), (stemmap.STEM.mapping, "mapping")):
+        params = inspect.signature(fn).parameters
+        sig = _signature_defaults(fn)
+        assert set(sig) == set(params) - {"self"}, fn.__qualname__
+        assert all(v is None for v in sig.values()), fn.__qualname__
+        assert set(GROUPS[group][1]) <= set(sig), fn.__qualname__
+    # the resolved groups fall back to the table's values
+    for group, (table, keys) in GROUPS.items():
+        for key in keys:
+            assert key in table, (group, key)
+
+
 def test_analyses_read_the_table():
     from stemmap import analysis
 
@@ -85,27 +98,28 @@ def test_planner_and_module_read_the_table():
 
 
 def test_cli_reads_the_table():
+    from stemmap import cli
+
     parser = build_parser()
     a = parser.parse_args(["map", "--sc", "a.h5ad", "--st", "b.h5ad", "--out", "o.h5ad"])
-    assert a.epochs == _defaults.TRAIN["epochs"]
-    assert a.lr == _defaults.TRAIN["lr"]
-    assert a.alpha == _defaults.MODEL["alpha"]
-    assert a.seed == _defaults.MODEL["seed"]
-    assert a.device == _defaults.MODEL["device"]
     assert a.spatial_key == _defaults.MODEL["spatial_key"]
-    # None: the model decides (the table's value, or a preset's)
-    assert a.sigma_scale is None
-    assert a.readout is None
-    assert a.rounds is None
-    assert a.expression_weight is None
-    assert a.preset is None
+    # every option of the run defaults to None: the resolver decides (a preset's or the table's)
+    for name in cli._options(a):
+        assert getattr(a, name) is None, name
+    run = cli._resolve_run(a)
+    for group, table in (("train", _defaults.TRAIN), ("mapping", _defaults.MAPPING)):
+        assert run[group].values == {k: table[k] for k in run[group].values}
+        assert set(run[group].sources.values()) == {"default"}
+    # the help names the table's values
+    text = parser._subparsers._group_actions[0].choices["map"].format_help()
+    assert f"else {_defaults.TRAIN['epochs']}" in text
+    assert f"else {_defaults.MAPPING['rounds']}" in text
     with pytest.raises(SystemExit):
         parser.parse_args(["map", "--sc", "a", "--st", "b", "--out", "o", "--preset", "turbo"])
 
 
 def test_presets_are_the_table():
     assert stemmap.PRESETS is _defaults.PRESETS
-    assert stemmap._model.preset_value is _defaults.preset_value
     paper = _defaults.PRESETS["paper"]
     assert paper["sigma_scale"] == _defaults.PAPER_SIGMA_SCALE == 0.5
     assert paper["readout"] == "paper"

@@ -619,7 +619,7 @@ def test_quick_preset_sets_default_layers_and_readout(toy):
     ]
     # the network is rebuilt from the model's seed: the same as asking for the layers
     other = stemmap.STEM(sc, st, seed=0, hidden=(256, 128, 64))
-    other.train(preset="quick", progress=False)
+    other.train(preset="quick", epochs=3, progress=False)
     np.testing.assert_array_equal(model.embed(model.data.sc_x), other.embed(other.data.sc_x))
     m = model.mapping()
     assert m.settings["mapping"]["expression_weight"] == q["expression_weight"] == 3.0
@@ -646,8 +646,10 @@ def test_paper_preset_restores_paper_sigma_and_readout(toy):
     Y = st.obsm["spatial"]
     nn = cKDTree(Y).query(Y, 2)[0][:, 1].mean()
     model = stemmap.STEM(sc, st, hidden=(16, 8), seed=0)
-    model.train(preset="paper", epochs=2, progress=False)  # the preset's 400 epochs win
-    assert len(model.history) == 400
+    model.train(preset="paper", epochs=2, progress=False)  # the caller's 2 epochs win
+    assert len(model.history) == 2
+    assert model.train_settings["resolved"]["epochs"] == {"value": 2, "source": "caller"}
+    assert model.train_settings["resolved"]["lr_step"] == {"value": 200, "source": "preset"}
     assert model.data.slices[0].sigma == pytest.approx(0.5 * nn)
     assert model.settings["preset"] == "paper"
     assert model.settings["sigma_scale"] == 0.5

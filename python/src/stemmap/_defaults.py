@@ -18,12 +18,14 @@ Each group is keyed by the argument names of the function that uses it (and of R
 * :data:`ATTRIBUTION`: :func:`stemmap.attribution.integrated_gradients`.
 * :data:`ANALYSIS`: the spatial analyses of :mod:`stemmap.analysis`, one group per function.
 
-:data:`PRESETS` are named sets of overrides for :meth:`STEM.train` (``preset=``): the
-schedule keys replace the train arguments; the model keys (:data:`PRESET_MODEL_KEYS`:
-``sigma_scale``, ``hidden``) apply where the caller left them to the default and the model
-is untrained (σ of such slices, the encoder's layers); the mapping keys
-(:data:`PRESET_MAPPING_KEYS`: ``readout``, ``expression_weight``, ``rounds``) become the
-defaults of :meth:`STEM.mapping` (the readout also sets the SC–SC adjacency basis).
+:data:`PRESETS` are named sets of defaults for :meth:`STEM.train` (``preset=``). An argument
+the caller gives always wins; one left ``None`` takes the preset's value, else this table's
+(:mod:`stemmap._resolve`, which also records where each value came from): the schedule keys
+set the train arguments; the model keys (:data:`PRESET_MODEL_KEYS`: ``sigma_scale``,
+``hidden``) apply where the caller left them ``None`` and the model is untrained (σ of such
+slices, the encoder's layers); the mapping keys (:data:`PRESET_MAPPING_KEYS`: ``readout``,
+``expression_weight``, ``rounds``) become the defaults of :meth:`STEM.mapping` (the readout
+also sets the SC–SC adjacency basis).
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ __all__ = [
     "PRESET_MAPPING_KEYS",
     "PRESET_MODEL_KEYS",
     "TRAIN",
-    "preset_value",
     "table",
 ]
 
@@ -135,7 +136,8 @@ ANALYSIS: MappingProxyType[str, Any] = MappingProxyType(
     }
 )
 
-#: Named overrides for ``STEM.train(preset=...)`` (a plain dict: ``stemmap.PRESETS``).
+#: Named defaults for ``STEM.train(preset=...)``: each sets the arguments the caller left None
+#: (a plain dict: ``stemmap.PRESETS``).
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's / reference implementation's schedule (the defaults of train()), σ = ½ × the
     # mean NN spot distance and the paper readout, so that results can be compared with the
@@ -185,11 +187,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESET_MODEL_KEYS = ("sigma_scale", "hidden")
 #: the keys of a preset that are the defaults of ``STEM.mapping()`` for a model trained with it
 PRESET_MAPPING_KEYS = ("readout", "expression_weight", "rounds")
-
-
-def preset_value(preset: str | None, key: str, default: Any) -> Any:
-    """Return preset ``preset``'s value of ``key``, or ``default`` (no preset, or not set)."""
-    return PRESETS.get(preset or "", {}).get(key, default)
 
 
 def table() -> dict[str, Any]:

@@ -17,16 +17,16 @@ import pandas as pd
 import torch
 
 from ._data import PreparedData, SliceData, dropout_rate, mean_nn_distance, prepare
-from ._defaults import ATTRIBUTION, MAPPING, MODEL, preset_value
+from ._defaults import ATTRIBUTION, MODEL
 from ._device import resolve_device
 from ._kernels import KERNELS
 from ._module import STEMModule
+from ._resolve import DEFAULT, resolve
 from ._runtime import compute
 from ._validate import (
     check_choice,
     check_dropout,
     check_flag,
-    check_hidden,
     check_nonnegative,
     check_positive,
     check_seed,
@@ -145,13 +145,13 @@ class STEM(TrainingMixin):
         check_choice(kernel, KERNELS, "kernel")
         #: torch threads for training and readout (None: every usable CPU; see Notes)
         self.threads = check_threads(threads)
-        check_positive(sigma_scale, "sigma_scale", allow_none=True)
+        # the keys a preset may set: the caller's, else the table's (resolved and checked)
+        own = resolve("model", sigma_scale=sigma_scale, hidden=hidden)
         check_nonnegative(alpha, "alpha")
         check_seed(seed)
         normalized = check_flag(normalized, "normalized")
         #: the layers follow the default (a preset may still set them before training)
-        self._hidden_default = hidden is None
-        hidden = check_hidden(MODEL["hidden"] if hidden is None else hidden)
+        self._hidden_default = own.sources["hidden"] == DEFAULT
         check_positive(mmd_batch, "mmd_batch", integer=True, minimum=2)
         check_positive(n_neighbors, "n_neighbors", integer=True)
         check_positive(scale, "scale", allow_none=True)
@@ -171,7 +171,7 @@ class STEM(TrainingMixin):
         sigmas = per_slice(sigma, n_sl, "sigma")
         # slices whose σ follows the default scale (a paper preset may still set it to ½ × NN)
         self._sigma_default = [s is None and sigma_scale is None for s in sigmas]
-        scale_ = MODEL["sigma_scale"] if sigma_scale is None else float(sigma_scale)
+        scale_ = float(own["sigma_scale"])
         for sl, s in zip(self.data.slices, sigmas):
             sl.sigma = scale_ * mean_nn_distance(sl.coords) if s is None else float(s)
         if dropout is None:
@@ -180,7 +180,7 @@ class STEM(TrainingMixin):
             "spatial_key": spatial_key,
             "layer": layer,
             "alpha": float(alpha),
-            "hidden": list(hidden),
+            "hidden": list(own["hidden"]),
             "seed": int(seed),
             "normalized": bool(normalized),
             "dropout": float(dropout),
@@ -192,6 +192,8 @@ class STEM(TrainingMixin):
             "preset": None,
             "gene_match": gene_match,
             "genes_matched_by_rule": int(self.data.n_genes_renamed),
+            # value and source ("caller" / "default"; "preset" once a preset sets it)
+            "resolved": own.record(),
         }
         for sl in self.data.slices:
             logger.info("slice %r: %d spots, sigma = %.4g", sl.name, sl.x.shape[0], sl.sigma)
@@ -260,13 +262,18 @@ class STEM(TrainingMixin):
         readout: str | None = None,
         *,
         expression_weight: float | None = None,
-        expression_profile: str = MAPPING["expression_profile"],
+        expression_profile: str | None = None,
         balance: bool | None = None,
-        temperature: float = MAPPING["temperature"],
+        temperature: float | None = None,
         spot_weights: Any = None,
         rounds: int | None = None,
     ) -> StemMapping:
         """Read the mapping off the trained embeddings.
+
+        Every argument left None takes the value of the preset the model was trained with,
+        if it sets one, else the table's (:data:`stemmap._defaults.MAPPING`); an argument
+        the caller gives always wins. The values used and where each came from are recorded
+        in the mapping's ``settings["resolved"]``.
 
         Parameters
         ----------
@@ -283,26 +290,30 @@ class STEM(TrainingMixin):
         expression_weight, expression_profile, balance, temperature, spot_weights, rounds
             See :class:`StemMapping` (``balance`` defaults to True for ``"hybrid"`` and False
             for ``"paper"``; ``expression_profile`` is ``"hellinger"`` by default, ``"log"``
-            gives stemmap 0.1's hybrid readout). ``expression_weight`` and ``rounds``
-            default (None) to the values of the preset the model was trained with, if it sets
-            them (``preset="quick"``: 3 and 3), else to :class:`StemMapping`'s (1.5 and 2).
+            gives stemmap 0.1's hybrid readout; ``temperature`` is 1 by default).
+            ``expression_weight`` and ``rounds`` default (None) to the values of the preset
+            the model was trained with, if it sets them (``preset="quick"``: 3 and 3), else to
+            the table's (1.5 and 2).
 
         Returns
         -------
         StemMapping
         """
+        # None: the value of the preset the model was trained with, else the table's
+        r = resolve(
+            "mapping",
+            self.config.get("preset"),
+            readout=readout,
+            expression_weight=expression_weight,
+            rounds=rounds,
+            expression_profile=expression_profile,
+            temperature=temperature,
+        )
         if not self.is_trained:
             logger.warning("the model has not been trained; the mapping reflects random weights")
-        # None: the value of the preset the model was trained with, else the table's
-        preset = self.config.get("preset")
-        if readout is None:
-            readout = preset_value(preset, "readout", MAPPING["readout"])
-        if expression_weight is None:
-            expression_weight = preset_value(
-                preset, "expression_weight", MAPPING["expression_weight"]
-            )
-        if rounds is None:
-            rounds = preset_value(preset, "rounds", MAPPING["rounds"])
+        readout = r["readout"]
+        settings = self.settings
+        settings["resolved"] = {**settings.get("resolved", {}), **r.record()}
         slices = self.select_slices(slice)
         z_sc = self.embed(self.data.sc_x)
         x_st = np.concatenate([s.x for s in slices])
@@ -314,7 +325,7 @@ class STEM(TrainingMixin):
             self.data.sc_names,
             [n for s in slices for n in s.spot_names],
             [s.name for s in slices for _ in s.spot_names],
-            settings=self.settings,
+            settings=settings,
             dropped={
                 "sc": list(self.data.sc_dropped),
                 "st": [n for s in slices for n in s.dropped],
@@ -322,13 +333,13 @@ class STEM(TrainingMixin):
             sc_expr=self.data.sc_x if readout == "hybrid" else None,
             st_expr=x_st if readout == "hybrid" else None,
             readout=readout,
-            expression_weight=expression_weight,
-            expression_profile=expression_profile,
+            expression_weight=r["expression_weight"],
+            expression_profile=r["expression_profile"],
             balance=balance,
-            temperature=temperature,
+            temperature=r["temperature"],
             spot_weights=spot_weights,
             threads=self.threads,
-            rounds=rounds,
+            rounds=r["rounds"],
         )
 
     @compute

@@ -17,6 +17,7 @@ from typing import Any
 
 from ._data import GENE_MATCH
 from ._defaults import MAPPING, MODEL, PRESETS, TRAIN
+from ._resolve import resolve_run, split
 from ._version import __version__
 from .mapping import READOUTS
 
@@ -41,48 +42,52 @@ def _read_h5ad(path: str, what: str):
         ) from e
 
 
-#: options of ``map`` and ``demo`` that set the model or training argument of the same name
-#: (``--x-y`` -> ``x_y``): type and default (from :mod:`stemmap._defaults`); help in _HELP
-_COMMON: dict[str, tuple[type, Any]] = {
-    "--epochs": (int, TRAIN["epochs"]),
-    "--lr": (float, TRAIN["lr"]),
-    "--alpha": (float, MODEL["alpha"]),
-    "--sigma": (float, None),
-    "--sigma-scale": (float, None),
-    "--device": (str, MODEL["device"]),
-    "--seed": (int, MODEL["seed"]),
-    "--cell-batch-size": (int, None),
-    "--spot-batch-size": (int, None),
-    "--threads": (int, None),
+#: options of ``map`` and ``demo`` that set the run's argument of the same name (``--x-y`` ->
+#: ``x_y``) and their types. All default to None, "not given": the run resolves it (caller →
+#: preset → the defaults table, :mod:`stemmap._resolve`); help in _HELP
+_COMMON: dict[str, type] = {
+    "--epochs": int,
+    "--lr": float,
+    "--alpha": float,
+    "--sigma": float,
+    "--sigma-scale": float,
+    "--device": str,
+    "--seed": int,
+    "--cell-batch-size": int,
+    "--spot-batch-size": int,
+    "--threads": int,
 }
 _HELP = {
-    "--epochs": "training epochs (%(default)s)",
-    "--lr": "learning rate (%(default)s)",
-    "--alpha": "MMD weight (%(default)s)",
+    "--epochs": f"training epochs (default: the preset's, else {TRAIN['epochs']})",
+    "--lr": f"learning rate (default: the preset's, else {TRAIN['lr']:g})",
+    "--alpha": f"MMD weight (default {MODEL['alpha']:g})",
     "--sigma": "Gaussian kernel σ (default: --sigma-scale × the mean nearest-neighbour spot "
     "distance)",
-    "--sigma-scale": "default σ in mean nearest-neighbour spot distances (default "
-    f"{MODEL['sigma_scale']:g}; paper: {PRESETS['paper']['sigma_scale']:g})",
-    "--device": "auto (CUDA if available), cpu, cuda, cuda:N (%(default)s)",
-    "--seed": "random seed (%(default)s)",
-    "--cell-batch-size": "cells per step (default: all; large data: chosen automatically)",
+    "--sigma-scale": "default σ in mean nearest-neighbour spot distances (default: the "
+    f"preset's, else {MODEL['sigma_scale']:g}; paper: {PRESETS['paper']['sigma_scale']:g})",
+    "--device": f"auto (CUDA if available), cpu, cuda, cuda:N (default {MODEL['device']})",
+    "--seed": f"random seed (default {MODEL['seed']})",
+    "--cell-batch-size": "cells per step (default: the preset's, else all; large data: chosen "
+    "automatically)",
     "--spot-batch-size": "spots per step, as spatial patches (default: all)",
     "--threads": "torch CPU threads (default: every usable CPU, idle threads sleeping; 1 can be "
     "faster on a machine busy with other jobs when torch threads spin)",
 }
+#: the other options that are arguments of the run (model, training, mapping)
+_RUN_OPTIONS = ("preset", "readout", "rounds", "expression_weight")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    for flag, (type_, default) in _COMMON.items():
-        p.add_argument(flag, type=type_, default=default, help=_HELP[flag])
+    for flag, type_ in _COMMON.items():
+        p.add_argument(flag, type=type_, default=None, help=_HELP[flag])
     p.add_argument(
         "--preset",
         choices=list(PRESETS),
         default=None,
-        help="named settings (overrides --epochs/--lr): paper = the publication's schedule, "
-        "σ and readout; fast = a shorter schedule on cell batches; quick = a first map in "
-        "seconds (80 epochs on 128-cell batches, a 256-128-64 encoder, readout with "
-        "expression weight 3 and 3 rounds)",
+        help="named defaults for the options not given (an option given wins): paper = the "
+        "publication's schedule, σ and readout; fast = a shorter schedule on cell batches; "
+        "quick = a first map in seconds (80 epochs on 128-cell batches, a 256-128-64 encoder, "
+        "readout with expression weight 3 and 3 rounds)",
     )
     p.add_argument(
         "--readout",
@@ -110,17 +115,27 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
 
 
+def _options(a: argparse.Namespace) -> dict[str, Any]:
+    """Return the options that are arguments of the run, by name (None: not given)."""
+    names = (*(flag[2:].replace("-", "_") for flag in _COMMON), *_RUN_OPTIONS)
+    return {n: getattr(a, n) for n in names}
+
+
+def _run_args(a: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Return the options given, by group of the run (:func:`stemmap._resolve.split`)."""
+    return split(_options(a))
+
+
+def _resolve_run(a: argparse.Namespace) -> dict[str, Any]:
+    """Resolve and check every option of the run before any data is read (one validation)."""
+    given = _options(a)
+    return resolve_run(given.pop("preset"), **given)
+
+
 def _model_kwargs(a: argparse.Namespace) -> dict[str, Any]:
-    if a.sigma_scale is not None and a.sigma_scale <= 0:
-        raise CLIError(f"--sigma-scale must be positive; found {a.sigma_scale}")
-    return {
-        "alpha": a.alpha,
-        "sigma": a.sigma,
-        "sigma_scale": a.sigma_scale,
-        "device": a.device,
-        "seed": a.seed,
-        "threads": a.threads,
-    }
+    """Arguments of ``STEM()`` given as options (the rest: its defaults)."""
+    parts = _run_args(a)
+    return {**parts["model"], **parts["other"]}
 
 
 def _init_distributed(a: argparse.Namespace) -> int:
@@ -143,14 +158,13 @@ def _init_distributed(a: argparse.Namespace) -> int:
 
 
 def _train_kwargs(a: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "epochs": a.epochs,
-        "lr": a.lr,
-        "progress": not a.quiet,
-        "cell_batch_size": a.cell_batch_size,
-        "spot_batch_size": a.spot_batch_size,
-        "preset": a.preset,
-    }
+    """Arguments of ``STEM.train()`` given as options (``preset`` included), and ``progress``."""
+    return {**_run_args(a)["train"], "progress": not a.quiet}
+
+
+def _mapping_kwargs(a: argparse.Namespace) -> dict[str, Any]:
+    """Arguments of ``STEM.mapping()`` given as options."""
+    return _run_args(a)["mapping"]
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -214,19 +228,9 @@ def cmd_map(a: argparse.Namespace) -> int:
     import stemmap
 
     from ._io import replace_with, temp_path_for
-    from ._validate import check_train_args
 
     outs = _map_outputs(a)
-    train_kwargs = _train_kwargs(a)
-    try:
-        check_train_args(
-            epochs=a.epochs,
-            lr=a.lr,
-            cell_batch_size=a.cell_batch_size,
-            spot_batch_size=a.spot_batch_size,
-        )
-    except (TypeError, ValueError) as e:  # _error_line() names the option
-        raise CLIError(str(e)) from None
+    _resolve_run(a)  # every option checked before reading data; _error_line() names it
     rank = _init_distributed(a)
     sc = _read_h5ad(a.sc, "sc")
     st = _read_h5ad(a.st, "st")
@@ -245,10 +249,10 @@ def cmd_map(a: argparse.Namespace) -> int:
         gene_match=a.gene_match,
         **_model_kwargs(a),
     )
-    model.train(**train_kwargs)
+    model.train(**_train_kwargs(a))
     if rank != 0:
         return 0
-    m = model.mapping(readout=a.readout, rounds=a.rounds, expression_weight=a.expression_weight)
+    m = model.mapping(**_mapping_kwargs(a))
     sc_out, st_out = m.to_anndata(sc, st, label_key=label)
     sc_out.uns["stem_history"] = model.history
     tmps: dict[str, Path] = {}
@@ -279,7 +283,12 @@ def cmd_demo(a: argparse.Namespace) -> int:
     """Semi-simulate Visium-like spots, map, evaluate and plot (:func:`stemmap._demo.run_demo`)."""
     from ._demo import run_demo
 
-    run_demo(a, _model_kwargs(a), _train_kwargs(a))
+    run = _resolve_run(a)
+    model_kw, train_kw = _model_kwargs(a), _train_kwargs(a)
+    # the report names the values used: the resolved epochs, the model's alpha and seed
+    shown = {k: MODEL[k] for k in ("alpha", "seed") if getattr(a, k) is None}
+    a = argparse.Namespace(**{**vars(a), **shown, "epochs": run["train"]["epochs"]})
+    run_demo(a, model_kw, train_kw)
     return 0
 
 
@@ -402,10 +411,7 @@ _USER_ERRORS = (CLIError, ValueError, TypeError, KeyError, OSError, MemoryError,
 _OPTION_ARGS = (
     *(flag[2:].replace("-", "_") for flag in _COMMON),
     "spatial_key",
-    "preset",
-    "readout",
-    "rounds",
-    "expression_weight",
+    *_RUN_OPTIONS,
 )
 
 

@@ -212,23 +212,30 @@ def _anndata(x: dict, genes: Any, obs_names: Any, coords: Any = None):
 
 
 def _core_params(params: Any) -> tuple[dict, dict, dict, int, bool, bool]:
-    """R's params split into STEM(), train() and mapping() arguments (R types → Python)."""
-    from .._defaults import MAPPING, TRAIN
+    """R's params split into STEM(), train() and mapping() arguments (R types → Python).
 
-    params = {k: v for k, v in dict(params or {}).items() if v is not None}
+    The split and the one validation are the resolver's (:mod:`stemmap._resolve`), before
+    any data is read: a bad value or choice (``preset``, ``readout``...) fails first. No
+    defaults here: what R left NULL is not passed on (``adjacency_k`` is resolved).
+    """
+    from .._resolve import resolve_run, split
+
+    params = dict(params or {})
     progress = bool(params.pop("progress", False))
     keep_model = bool(params.pop("keep_model", False))
-    train_kw = {k: params.pop(k) for k in (*TRAIN, "preset") if k in params}
-    map_kw = {k: params.pop(k) for k in MAPPING if k in params and k != "adjacency_k"}
-    adjacency_k = int(params.pop("adjacency_k", MAPPING["adjacency_k"]))
-    if params.get("hidden") is not None:
-        h = params["hidden"]
-        params["hidden"] = tuple(h) if isinstance(h, (list, tuple)) else (h,)
-    if params.get("genes") is not None:
-        params["genes"] = strs(params["genes"])
-    if isinstance(params.get("sigma"), list) and len(params["sigma"]) == 1:
-        params["sigma"] = params["sigma"][0]
-    return params, train_kw, map_kw, adjacency_k, progress, keep_model
+    parts = split(params)  # None (R's NULL) left out
+    model_kw = {**parts["model"], **parts["other"]}
+    if "hidden" in model_kw:
+        h = model_kw["hidden"]
+        model_kw["hidden"] = tuple(h) if isinstance(h, (list, tuple)) else (h,)
+    if "genes" in model_kw:
+        model_kw["genes"] = strs(model_kw["genes"])
+    if isinstance(model_kw.get("sigma"), list) and len(model_kw["sigma"]) == 1:
+        model_kw["sigma"] = model_kw["sigma"][0]
+    given = {k: v for g in ("model", "train", "mapping", "graph") for k, v in parts[g].items()}
+    run = resolve_run(given.pop("preset", None), **given)
+    adjacency_k = int(run["graph"]["adjacency_k"])
+    return model_kw, parts["train"], parts["mapping"], adjacency_k, progress, keep_model
 
 
 @register
@@ -281,18 +288,10 @@ def run_stem(
     """
     import stemmap
 
-    from .._defaults import PRESETS
-    from .._validate import check_choice, check_nonnegative
-    from ..mapping import READOUTS
     from .files import model_bytes
 
+    # split and resolved (caller → preset → table), every value checked before training
     params, train_kw, map_kw, adjacency_k, progress, keep_model = _core_params(params)
-    # choices are checked before training, not after it
-    if "preset" in train_kw:
-        check_choice(train_kw["preset"], list(PRESETS), "preset")
-    if "readout" in map_kw:
-        check_choice(map_kw["readout"], READOUTS, "readout")
-    check_nonnegative(adjacency_k, "adjacency_k")
     with _verbosity(stemmap, progress):
         sc_ad = _anndata(sc["x"], sc["genes"], sc["cells"])
         slices = [_anndata(s["x"], s["genes"], s["spots"], s["coords"]) for s in st]

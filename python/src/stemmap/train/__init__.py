@@ -1,8 +1,8 @@
 """Training of :class:`stemmap.STEM`: the loop, the schedule and β warm-up, DDP, the history.
 
-* :class:`TrainingMixin` (``_mixin.py``): :meth:`stemmap.STEM.train` (checks its arguments,
-  applies a preset, plans the batches, calls :func:`fit`, records the history and settings)
-  and the resource estimates;
+* :class:`TrainingMixin` (``_mixin.py``): :meth:`stemmap.STEM.train` (resolves and checks
+  its arguments through :mod:`stemmap._resolve`, applies a preset's model keys, plans the
+  batches, calls :func:`fit`, records the history and settings) and the resource estimates;
 * :func:`fit` (``_loop.py``): the loop;
 * :class:`Schedule` (``_schedule.py``): epochs, AdamW and its step learning rate, β warm-up;
 * ``_distributed.py``: rank, world size and the ``DistributedDataParallel`` wrapper;

@@ -1,41 +1,44 @@
 """STEM's training methods: :meth:`~stemmap.STEM.train` and the resource estimates.
 
 :class:`TrainingMixin` is a base class of :class:`stemmap.STEM` (as scvi-tools'
-``UnsupervisedTrainingMixin`` is of its models): :meth:`train` checks its arguments, applies
-a preset, plans the batches and hands the loop to :func:`stemmap.train.fit`; the model keeps
-the history and the settings.
+``UnsupervisedTrainingMixin`` is of its models): :meth:`train` resolves and checks its
+arguments (caller → preset → table: :mod:`stemmap._resolve`), applies a preset's model keys,
+plans the batches and hands the loop to :func:`stemmap.train.fit`; the model keeps the history
+and the settings.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from .._data import SliceData, mean_nn_distance
-from .._defaults import PRESETS, TRAIN
 from .._device import choose_batches, resolve_mixed_precision, step_seconds, training_bytes
 from .._kernels import spatial_adjacency
+from .._resolve import PRESET, Resolved, resolve
 from .._runtime import compute, step_threads, torch_threads
-from .._validate import check_choice, check_flag, check_train_args
+from .._validate import check_flag
 from ._history import extend
 from ._loop import fit
 from ._schedule import Schedule
 
-if TYPE_CHECKING:
-    from .._model import STEM
-
 logger = logging.getLogger(__name__)
+
+#: the model class that mixes :class:`TrainingMixin` in (``train`` returns it)
+_Model = TypeVar("_Model", bound="TrainingMixin")
 
 
 class TrainingMixin:
     """:meth:`train`, :meth:`memory_estimate` and :meth:`step_time_estimate` of a STEM model.
 
     The model provides ``data`` (:class:`~stemmap._data.PreparedData`), ``config``,
-    ``device``, ``module``, ``history``, ``train_settings`` and ``_sigma_default``.
+    ``device``, ``module``, ``history``, ``train_settings``, ``threads``,
+    ``_sigma_default`` and ``_hidden_default`` (the mixin knows no model class: no import
+    of :mod:`stemmap._model` here).
     """
 
     data: Any
@@ -45,6 +48,7 @@ class TrainingMixin:
     history: Any
     train_settings: dict[str, Any]
     is_trained: bool
+    threads: int | None
     _sigma_default: list[bool]
     _hidden_default: bool
 
@@ -68,36 +72,43 @@ class TrainingMixin:
 
     @compute
     def train(
-        self,
-        epochs: int = TRAIN["epochs"],
-        lr: float = TRAIN["lr"],
+        self: _Model,
+        epochs: int | None = None,
+        lr: float | None = None,
         *,
-        weight_decay: float = TRAIN["weight_decay"],
-        lr_step: int = TRAIN["lr_step"],
-        lr_gamma: float = TRAIN["lr_gamma"],
-        warmup: int = TRAIN["warmup"],
-        cell_batch_size: int | None = TRAIN["cell_batch_size"],
-        spot_batch_size: int | None = TRAIN["spot_batch_size"],
+        weight_decay: float | None = None,
+        lr_step: int | None = None,
+        lr_gamma: float | None = None,
+        warmup: int | None = None,
+        cell_batch_size: int | None = None,
+        spot_batch_size: int | None = None,
         progress: bool | None = None,
         preset: str | None = None,
-        mixed_precision: bool | str = TRAIN["mixed_precision"],
-    ) -> STEM:
+        mixed_precision: bool | str | None = None,
+    ) -> _Model:
         """Train the model (the paper's schedule by default).
+
+        Every argument left None takes the preset's value if ``preset`` sets it, else the
+        value of the defaults table (:data:`stemmap._defaults.TRAIN`, given in parentheses
+        below); an argument the caller gives always wins over the preset. The values used
+        and where each came from (``"caller"``, ``"preset"``, ``"default"``) are recorded
+        in ``train_settings["resolved"]``.
 
         Parameters
         ----------
         preset
-            A named schedule from :data:`stemmap.PRESETS` (``"paper"``, ``"fast"``,
-            ``"quick"``); it sets the epochs, learning rate, its steps, warm-up and cell
-            batches, overriding those arguments. ``"paper"`` also restores the publication's
-            other choices where the caller left them to the defaults: σ = ½ × the mean
-            nearest-neighbour spot distance (when neither ``sigma`` nor ``sigma_scale`` was
-            given and the model is untrained) and the paper readout of :meth:`mapping` (and
-            so the embedding SC–SC adjacency). ``"quick"``, a first map in seconds: 80
-            epochs on 128-cell batches with a smaller encoder, 256-128-64 (when the model is
-            untrained and ``hidden`` was not given), and :meth:`mapping` with expression weight
-            3 and 3 rounds by default; it reached TACCO's accuracy on both shared
-            semi-simulations in about a quarter of TACCO's time
+            A named set of defaults from :data:`stemmap.PRESETS` (``"paper"``, ``"fast"``,
+            ``"quick"``): it sets the epochs, learning rate, its steps, warm-up and cell
+            batches that the caller left None (explicit arguments win:
+            ``train(preset="quick", epochs=3)`` trains 3 epochs). ``"paper"`` also restores
+            the publication's other choices where the caller left them to the defaults:
+            σ = ½ × the mean nearest-neighbour spot distance (when neither ``sigma`` nor
+            ``sigma_scale`` was given and the model is untrained) and the paper readout of
+            :meth:`mapping` (and so the embedding SC–SC adjacency). ``"quick"``, a first map
+            in seconds: 80 epochs on 128-cell batches with a smaller encoder, 256-128-64 (when
+            the model is untrained and ``hidden`` was not given), and :meth:`mapping` with
+            expression weight 3 and 3 rounds by default; it reached TACCO's accuracy on both
+            shared semi-simulations in about a quarter of TACCO's time
             (``benchmarks/results/issue17/fast_setting_quick2.md``).
         epochs
             Training epochs (paper: 400). Each epoch takes one step per ST slice, the slices
@@ -105,17 +116,18 @@ class TrainingMixin:
         lr
             AdamW learning rate (paper: 0.002).
         weight_decay
-            AdamW weight decay.
+            AdamW weight decay (0.01).
         lr_step, lr_gamma
             The learning rate is multiplied by ``lr_gamma`` every ``lr_step`` epochs
             (paper: halved every 200).
         warmup
-            β (weight of the transfer loss) is 0 for ``warmup`` epochs, then rises linearly to
-            1 at the last epoch: ``β = max((epoch - warmup) / (epochs - warmup), 0)``. With
-            ``epochs <= warmup`` β rises from the first epoch.
+            β (weight of the transfer loss) is 0 for ``warmup`` epochs (paper: 50), then rises
+            linearly to 1 at the last epoch: ``β = max((epoch - warmup) / (epochs - warmup),
+            0)``. With ``epochs <= warmup`` β rises from the first epoch.
         cell_batch_size
-            None (default): all cells every step, as the paper. An integer: a random batch of
-            that many cells per step; C and Ĉ of a step are then over the batch.
+            None (default): all cells every step, as the paper (or the preset's batches). An
+            integer: a random batch of that many cells per step; C and Ĉ of a step are then
+            over the batch.
         spot_batch_size
             None (default): all spots of a slice every step. An integer: steps alternate a
             spatially contiguous patch of that many spots (a random anchor spot and its
@@ -152,22 +164,30 @@ class TrainingMixin:
         ``torchrun`` (``torch.distributed`` initialised), the module is wrapped in
         ``DistributedDataParallel`` and every process draws its own batches.
         """
-        if preset is not None:
-            check_choice(preset, list(PRESETS), "preset")
-            p = PRESETS[preset]
-            epochs, lr, lr_step, lr_gamma = p["epochs"], p["lr"], p["lr_step"], p["lr_gamma"]
-            warmup, cell_batch_size = p["warmup"], p["cell_batch_size"]
-            self._apply_preset_sigma(preset)
-            self._apply_preset_hidden(preset)
-            self.config["preset"] = preset
+        # every argument resolved and checked before the model is changed
+        r = resolve(
+            "train",
+            preset,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            lr_step=lr_step,
+            lr_gamma=lr_gamma,
+            warmup=warmup,
+            cell_batch_size=cell_batch_size,
+            spot_batch_size=spot_batch_size,
+            mixed_precision=mixed_precision,
+        )
         if progress is not None:
             progress = check_flag(progress, "progress")
-        schedule = Schedule(epochs, lr, weight_decay, lr_step, lr_gamma, warmup)
-        check_train_args(
-            **vars(schedule), cell_batch_size=cell_batch_size, spot_batch_size=spot_batch_size
+        amp = resolve_mixed_precision(r["mixed_precision"], self.device)
+        if preset is not None:
+            self._apply_preset_model(preset)
+            self.config["preset"] = preset
+        schedule = Schedule(**{k: r[k] for k in Schedule.__dataclass_fields__})
+        cell_batch_size, spot_batch_size = self._plan_batches(
+            r["cell_batch_size"], r["spot_batch_size"]
         )
-        amp = resolve_mixed_precision(mixed_precision, self.device)
-        cell_batch_size, spot_batch_size = self._plan_batches(cell_batch_size, spot_batch_size)
         bc, bn, g, _ = self._step_shape(cell_batch_size, spot_batch_size)
         small = step_threads(self.threads, self.device, bc + bn, g)
         with torch_threads(small) if small is not None else contextlib.nullcontext():
@@ -184,7 +204,7 @@ class TrainingMixin:
         before = self.train_settings
         self.train_settings = {
             **schedule.settings(),
-            "epochs": int(epochs) + before.get("epochs", 0),
+            "epochs": int(schedule.epochs) + before.get("epochs", 0),
             "cell_batch_size": None if cell_batch_size is None else int(cell_batch_size),
             "spot_batch_size": None if spot_batch_size is None else int(spot_batch_size),
             "world_size": run.world,
@@ -192,30 +212,39 @@ class TrainingMixin:
             "mixed_precision": amp,
             "threads": threads if self.device.type == "cpu" else None,
             "train_seconds": round(run.seconds + before.get("train_seconds", 0.0), 3),
+            # this call's arguments and the model's preset keys: value and source
+            "resolved": {**self.config.get("resolved", {}), **r.record()},
         }
         self.is_trained = True
         return self
 
-    def _apply_preset_sigma(self, preset: str) -> None:
-        """Apply a preset's σ scale to slices whose σ was left to the default (untrained)."""
-        p_scale = PRESETS[preset].get("sigma_scale")
-        if p_scale is None or len(self.history) > 0 or not any(self._sigma_default):
-            return
-        for sl, dflt in zip(self.data.slices, self._sigma_default):
-            if dflt:
-                sl.sigma = p_scale * mean_nn_distance(sl.coords)
-                logger.info("preset %r: slice %r sigma = %.4g", preset, sl.name, sl.sigma)
-        self.config["sigma_scale"] = p_scale
+    def _apply_preset_model(self, preset: str) -> None:
+        """Apply a preset's σ scale and layers where the caller left them None (untrained).
 
-    def _apply_preset_hidden(self, preset: str) -> None:
-        """Rebuild the encoder with a preset's layers if they were left to the default (untrained)."""
-        hidden = PRESETS[preset].get("hidden")
-        if hidden is None or len(self.history) > 0 or not self._hidden_default:
+        ``sigma_scale`` applies to the slices whose ``sigma`` and ``sigma_scale`` were both
+        left None; ``hidden`` rebuilds the encoder (from the model's seed) if ``hidden`` was
+        left None. A trained model keeps both.
+        """
+        if len(self.history) > 0:
             return
-        if list(hidden) != list(self.config["hidden"]):
-            self.config["hidden"] = list(hidden)
-            self._build_module()
-            logger.info("preset %r: encoder layers %s", preset, tuple(hidden))
+        m: Resolved = resolve("model", preset)  # the preset's values, else the table's
+        record = m.record()
+        resolved = self.config.setdefault("resolved", {})
+        p_scale = m["sigma_scale"]
+        if m.sources["sigma_scale"] == PRESET and any(self._sigma_default):
+            for sl, dflt in zip(self.data.slices, self._sigma_default):
+                if dflt:
+                    sl.sigma = p_scale * mean_nn_distance(sl.coords)
+                    logger.info("preset %r: slice %r sigma = %.4g", preset, sl.name, sl.sigma)
+            self.config["sigma_scale"] = p_scale
+            resolved["sigma_scale"] = record["sigma_scale"]
+        hidden = m["hidden"]
+        if m.sources["hidden"] == PRESET and self._hidden_default:
+            if list(hidden) != list(self.config["hidden"]):
+                self.config["hidden"] = list(hidden)
+                self._build_module()
+                logger.info("preset %r: encoder layers %s", preset, tuple(hidden))
+            resolved["hidden"] = record["hidden"]
 
     def _step_shape(
         self, cell_batch_size: int | None, spot_batch_size: int | None
