@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,43 +97,6 @@ def get_matrix(adata: Any, layer: str | None, name: str) -> np.ndarray | sp.csr_
             "or normalised non-negative expression (not scaled / z-scored data)."
         )
     return X
-
-
-def warn_if_not_counts(X: np.ndarray | sp.csr_matrix, where: str) -> None:
-    """Warn when data said to be counts look log-normalised (non-integers, small maxima)."""
-    data = X.data if sp.issparse(X) else np.asarray(X).ravel()
-    if data.size == 0:
-        return
-    sample = data[:200_000]
-    nonint = np.mean(np.abs(sample - np.round(sample)) > 1e-6)
-    if nonint > 0.01:
-        warnings.warn(
-            f"`{where}` does not look like raw counts ({nonint:.0%} of the values checked are "
-            f"non-integer, max {float(sample.max()):.3g}); it may already be log-normalised. "
-            "stemmap normalises internally (total 10,000 + log1p): pass `normalized=True` if the "
-            "data are already normalised, or point `layer=` at the counts.",
-            StemInputWarning,
-            stacklevel=3,
-        )
-
-
-def warn_if_counts(X: np.ndarray | sp.csr_matrix, where: str) -> None:
-    """Warn when data said to be normalised (``normalized=True``) look like raw counts."""
-    data = X.data if sp.issparse(X) else np.asarray(X).ravel()
-    if data.size == 0:
-        return
-    sample = data[:200_000]
-    integer = np.mean(np.abs(sample - np.round(sample)) <= 1e-6)
-    top = float(sample.max())
-    # log1p of 10,000-normalised data stays below log1p(1e4) ≈ 9.2
-    if integer > 0.99 and top > 20:
-        warnings.warn(
-            f"`{where}` looks like raw counts (integers up to {top:.3g}) but `normalized=True` "
-            "says it is normalised; stemmap will use the values as they are. Drop "
-            "`normalized=True` to let stemmap normalise (total 10,000 + log1p).",
-            StemInputWarning,
-            stacklevel=3,
-        )
 
 
 def get_coords(adata: Any, spatial_key: str, name: str) -> np.ndarray:
