@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -388,11 +389,43 @@ def check_labels(values: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_threads(threads: Any) -> int | None:
-    """Check a ``threads`` argument: None (stemmap's choice) or a positive integer."""
+    """Check a ``threads`` argument: None (stemmap's choice) or a positive integer.
+
+    More threads than the CPUs the process may use are kept, with a
+    :class:`StemInputWarning` (once per count; :func:`_warn_if_oversubscribed`).
+    """
     if threads is None:
         return None
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
         raise TypeError(f"`threads` must be None or a positive integer; found {threads!r}.")
     if threads < 1:
         raise ValueError(f"`threads` must be None or a positive integer; found {threads!r}.")
+    _warn_if_oversubscribed(int(threads))
     return int(threads)
+
+
+#: (threads, usable CPUs) pairs already warned about (:func:`_warn_if_oversubscribed`)
+_WARNED_THREADS: set[tuple[int, int]] = set()
+
+
+def _warn_if_oversubscribed(threads: int) -> None:
+    """Warn once when an explicit ``threads`` exceeds the CPUs this process may use.
+
+    The count is kept (an explicit argument wins, and bit-identical results need the same
+    thread count, recorded in ``train_settings["threads"]``): torch then runs more threads
+    than CPUs, which only slows it down (1,000 threads on 2 CPUs were 3× slower, 10,000
+    some 35×). One warning per (threads, CPUs) pair and process.
+    """
+    from ._runtime import usable_cpus
+
+    n = usable_cpus()
+    if threads <= n or (threads, n) in _WARNED_THREADS:
+        return
+    _WARNED_THREADS.add((threads, n))
+    warnings.warn(
+        f"`threads={threads}` is more than the {n} CPU(s) this process may use; stemmap runs "
+        f"{threads} torch threads as asked, which is slower than {n}. Pass `threads={n}` (or "
+        "None: every usable CPU) unless you need this thread count to reproduce a result.",
+        StemInputWarning,
+        stacklevel=4,
+    )
