@@ -230,7 +230,9 @@ def prepare(
     genes
         Genes to use (restricted to those present in both); default: all shared genes.
     normalized
-        True when the data are already normalised (log1p); skips normalisation.
+        True when the data are already log1p-normalised: used as they are (no
+        normalisation). Values that cannot be log1p values (any above 30, or integers
+        above 20: raw counts) raise ``ValueError``; integers up to 20 warn.
     slice_names
         Names of the ST slices (default ``slice0``, ``slice1``, ... or ``st`` for one slice).
     gene_match
