@@ -18,6 +18,7 @@ from scipy.spatial import cKDTree
 
 from ._expression import (
     _normalize_log1p_inplace,
+    _subset_genes,
     check_normalized,
     dense_float32,
     normalize_counts,
@@ -116,14 +117,6 @@ class PreparedData:
             index=[n for s in chosen for n in s.spot_names],
             columns=list(self.genes),
         )
-
-
-def _subset_genes(X: Any, var_names: Sequence[str], genes: Sequence[str]) -> Any:
-    pos = {g: i for i, g in enumerate(var_names)}
-    idx = np.fromiter((pos[g] for g in genes), dtype=np.int64, count=len(genes))
-    if len(idx) == X.shape[1] and np.array_equal(idx, np.arange(len(idx))):
-        return X  # every gene, in order (what R sends): no copy
-    return X[:, idx]
 
 
 def _drop_empty(

@@ -70,22 +70,28 @@ def normalize_counts(
         raise ValueError(
             f"`var_names` must name the {x.shape[1]} columns of `{where}`; found {len(names)}."
         )
-    pos = {g: i for i, g in enumerate(names)}
-    missing = [str(g) for g in genes if str(g) not in pos]
+    have = set(names)
+    genes = [str(g) for g in genes]
+    missing = [g for g in genes if g not in have]
     if missing:
         raise ValueError(
             f"`{where}` lacks {len(missing)} of the {len(genes)} genes in `genes` "
             f"(e.g. {missing[:3]})."
         )
-    idx = np.fromiter((pos[str(g)] for g in genes), dtype=np.int64, count=len(genes))
     X = sp.csr_matrix(x) if sp.issparse(x) else np.asarray(x)
-    if not (len(idx) == X.shape[1] and np.array_equal(idx, np.arange(len(idx)))):
-        X = X[:, idx]
-    out = dense_float32(X)
+    out = dense_float32(_subset_genes(X, names, genes))
     if normalized:
         check_normalized(out, where)
         return out
     return _normalize_log1p_inplace(out)
+
+
+def _subset_genes(X: Any, var_names: Sequence[str], genes: Sequence[str]) -> Any:
+    pos = {g: i for i, g in enumerate(var_names)}
+    idx = np.fromiter((pos[g] for g in genes), dtype=np.int64, count=len(genes))
+    if len(idx) == X.shape[1] and np.array_equal(idx, np.arange(len(idx))):
+        return X  # every gene, in order (what R sends): no copy
+    return X[:, idx]
 
 
 def dense_float32(X: Any) -> np.ndarray:
