@@ -20,7 +20,7 @@ import argparse
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 Reader = Callable[[Any], tuple[np.ndarray, np.ndarray]]
 #: the readers of a study: fixed, or made for the folder of the saved models (their driver
 #: inputs ``sc.h5ad`` and ``st.h5ad`` lie beside them)
-Readers = Union[Mapping[str, Reader], Callable[[Path], Mapping[str, Reader]]]
+Readers = Mapping[str, Reader] | Callable[[Path], Mapping[str, Reader]]
 
 #: result columns → table headers of the studies (a table shows those present)
 COLUMNS = {

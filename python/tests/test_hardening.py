@@ -186,9 +186,10 @@ def test_three_d_coordinates_refused(toy_copy):
         stemmap.STEM(sc, st, hidden=HIDDEN)
 
 
-def test_normalized_true_on_raw_counts_warns(toy):
+def test_normalized_true_on_raw_counts_is_refused(toy):
+    # once a warning, then NaN coordinates for every cell (issue 26): now refused up front
     sc, st = toy
-    with pytest.warns(StemInputWarning, match="`sc.X` looks like raw counts.*`normalized=True`"):
+    with pytest.raises(ValueError, match=r"`normalized=True` says `sc.X`.*integers up to 34"):
         stemmap.STEM(sc, st, normalized=True, hidden=HIDDEN)
 
 

@@ -39,3 +39,19 @@ def test_prepare_leaves_the_callers_counts_alone_and_normalises_bitwise_as_befor
     assert (st.X != before_st).nnz == 0 if sp.issparse(st.X) else np.array_equal(st.X, before_st)
     np.testing.assert_array_equal(data.sc_x, _reference_log1p(before_sc))
     assert not np.shares_memory(data.sc_x, sc.X)
+
+
+def test_normalize_counts_leaves_the_callers_matrix_alone():
+    from stemmap._data import normalize_counts
+
+    rng = np.random.default_rng(1)
+    genes = [f"g{i}" for i in range(12)]
+    for x in (rng.poisson(2.0, size=(20, 12)).astype(np.float32), sp.random(20, 12, 0.5, "csr")):
+        before = x.copy()
+        out = normalize_counts(x, genes, genes)  # every gene, in order: no subset copy
+        assert not np.shares_memory(out, x.data if sp.issparse(x) else x)
+        if sp.issparse(x):
+            assert (x != before).nnz == 0
+        else:
+            np.testing.assert_array_equal(x, before)
+        np.testing.assert_array_equal(out, _reference_log1p(before))

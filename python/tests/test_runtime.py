@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -183,3 +184,21 @@ def test_mixed_precision_auto_follows_the_cpu(monkeypatch, toy, flags, expected)
     assert model.train_settings["mixed_precision"] is expected
     model.train(epochs=1, mixed_precision=False)
     assert model.train_settings["mixed_precision"] is False
+
+
+def test_more_threads_than_cpus_warn_once_and_are_kept(toy, monkeypatch):
+    # threads=1000 on 2 CPUs ran 3x slower with no word (issue 26)
+    from stemmap import StemInputWarning, _validate
+
+    sc, st = toy
+    monkeypatch.setattr(_runtime, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(_validate, "_WARNED_THREADS", set(), raising=False)
+    with pytest.warns(StemInputWarning, match=r"`threads=1000` is more than the 2 CPU\(s\)"):
+        model = stemmap.STEM(sc, st, hidden=(8,), threads=1000)
+    assert model.threads == 1000  # an explicit count is kept
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StemInputWarning)
+        stemmap.STEM(sc, st, hidden=(8,), threads=1000)  # once
+        stemmap.STEM(sc, st, hidden=(8,), threads=2)  # not more than the CPUs
+    with pytest.warns(StemInputWarning, match="`threads=3`"):
+        assert _validate.check_threads(3) == 3  # what StemMapping(threads=) checks with

@@ -1,18 +1,31 @@
-"""From AnnData to the model's inputs: gene matching, normalisation, coordinates, σ, dropout."""
+"""From AnnData to the model's inputs: gene matching, normalisation, coordinates, σ, dropout.
+
+Gene matching lives in :mod:`stemmap._genes`, the normalisation in
+:mod:`stemmap._expression`; both are re-exported here, where callers have imported them.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
+import pandas as pd
 from scipy.spatial import cKDTree
 
+from ._expression import (
+    _normalize_log1p_inplace,
+    _subset_genes,
+    check_normalized,
+    dense_float32,
+    normalize_counts,
+    normalize_log1p,
+    warn_if_not_counts,
+)
+from ._genes import FEW_GENES, GENE_MATCH, GeneMatch, gene_key, gene_overlaps, match_genes
 from ._validate import (
     MIN_SHARED_GENES,
     StemInputWarning,
@@ -22,9 +35,23 @@ from ._validate import (
     check_unique,
     get_coords,
     get_matrix,
-    warn_if_counts,
-    warn_if_not_counts,
 )
+
+__all__ = [  # with what callers import from here (now in _genes and _expression)
+    "GENE_MATCH",
+    "GeneMatch",
+    "PreparedData",
+    "SliceData",
+    "dense_float32",
+    "dropout_rate",
+    "gene_key",
+    "gene_overlaps",
+    "match_genes",
+    "mean_nn_distance",
+    "normalize_counts",
+    "normalize_log1p",
+    "prepare",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,161 +84,39 @@ class PreparedData:
     def n_spots(self) -> int:
         return sum(s.x.shape[0] for s in self.slices)
 
+    def normalized_expression(self, side: str = "sc", slice: str | None = None) -> pd.DataFrame:
+        """Return the normalised values the model trains on and reads out.
 
-#: How gene names of SC and ST are matched (``STEM(gene_match=...)``, R ``gene_match``,
-#: CLI ``--gene-match``): ``"exact"`` names, ``"case"`` case-insensitive names (``GAPDH`` =
-#: ``Gapdh``), ``"ensembl"`` Ensembl IDs without their version suffix
-#: (``ENSMUSG00000057666.3`` = ``ENSMUSG00000057666``).
-GENE_MATCH = ("exact", "case", "ensembl")
-#: A rule that shares at least this many genes and twice as many as the one asked for is
-#: suggested (a warning, or in the error when no gene is shared).
-FEW_GENES = 20
-_ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]*[0-9]{6,})\.[0-9]+$", re.IGNORECASE)
+        Parameters
+        ----------
+        side
+            ``"sc"``: the cells; ``"st"``: the spots.
+        slice
+            With ``side="st"``: only this slice (default all, in slice order).
 
-
-def gene_key(name: str, gene_match: str = "exact") -> str:
-    """Return the key a gene name is matched by under ``gene_match`` (see :data:`GENE_MATCH`)."""
-    if gene_match == "case":
-        return name.casefold()
-    if gene_match == "ensembl":
-        m = _ENSEMBL_VERSION.match(name)
-        return m.group(1).upper() if m else name
-    return name
-
-
-def _keyed(names: Sequence[str], gene_match: str) -> tuple[dict[str, str], set[str]]:
-    """Key -> name; keys that several names share are ambiguous and left out."""
-    out: dict[str, str] = {}
-    ambiguous: set[str] = set()
-    for n in names:
-        k = gene_key(n, gene_match)
-        if k in out:
-            ambiguous.add(k)
-        else:
-            out[k] = n
-    for k in ambiguous:
-        del out[k]
-    return out, ambiguous
-
-
-def gene_overlaps(sc_genes: Sequence[str], st_genes: Sequence[Sequence[str]]) -> dict[str, int]:
-    """Count the genes SC and every ST slice share under each rule of :data:`GENE_MATCH`."""
-    out = {}
-    for how in GENE_MATCH:
-        shared = set(_keyed([str(g) for g in sc_genes], how)[0])
-        for names in st_genes:
-            shared &= set(_keyed([str(g) for g in names], how)[0])
-        out[how] = len(shared)
-    return out
-
-
-@dataclass
-class GeneMatch:
-    """Genes SC and ST share: SC names (in SC order) and the matching name of each slice."""
-
-    sc: list[str]
-    st: list[list[str]]
-    gene_match: str
-    n_renamed: int  # genes whose SC and ST names differ (matched only by the rule)
-    n_ambiguous: int  # keys left out because several genes of one object share them
-
-
-def match_genes(
-    sc_genes: Sequence[str],
-    st_genes: Sequence[Sequence[str]],
-    gene_match: str = "exact",
-    genes: Sequence[str] | None = None,
-) -> GeneMatch:
-    """Match gene names of SC and ST slices; never renames anything.
-
-    Parameters
-    ----------
-    sc_genes, st_genes
-        SC gene names and the gene names of each ST slice.
-    gene_match
-        ``"exact"``, ``"case"`` or ``"ensembl"`` (see :data:`GENE_MATCH`).
-    genes
-        Genes to keep (matched by the same rule); default all shared genes.
-
-    Returns
-    -------
-    GeneMatch
-    """
-    check_choice(gene_match, GENE_MATCH, "gene_match")
-    sc_names = [str(g) for g in sc_genes]
-    sc_keyed, amb = _keyed(sc_names, gene_match)
-    st_keyed = []
-    for names in st_genes:
-        k, a = _keyed([str(g) for g in names], gene_match)
-        st_keyed.append(k)
-        amb |= a
-    shared = set(sc_keyed)
-    for k in st_keyed:
-        shared &= set(k)
-    shared -= amb
-    if genes is not None:
-        wanted = {gene_key(str(g), gene_match) for g in genes}
-        missing = wanted - shared
-        if missing == wanted:
-            raise ValueError(
-                f"none of the {len(wanted)} genes in `genes` are in both `sc` and `st` "
-                f"(e.g. {sorted(missing)[:3]}); check the gene identifiers."
-            )
-        if missing:
-            warnings.warn(
-                f"{len(missing)} of the {len(wanted)} genes in `genes` are not in both `sc` "
-                f"and `st` and are ignored (e.g. {sorted(missing)[:3]}).",
-                StemInputWarning,
-                stacklevel=4,
-            )
-        shared &= wanted
-    keys = [gene_key(g, gene_match) for g in sc_names]
-    keys = [k for k in keys if k in shared]
-    sc_out = [sc_keyed[k] for k in keys]
-    st_out = [[k_[k] for k in keys] for k_ in st_keyed]
-    renamed = sum(any(s[i] != sc_out[i] for s in st_out) for i in range(len(keys)))
-    return GeneMatch(sc_out, st_out, gene_match, renamed, len(amb))
-
-
-def normalize_log1p(X: np.ndarray | sp.csr_matrix, target: float = 1e4) -> np.ndarray:
-    """Scale each row to ``target`` total counts, then ``log1p``; returns dense float32."""
-    return _normalize_log1p_inplace(dense_float32(X), target)
-
-
-def dense_float32(X: Any) -> np.ndarray:
-    """Return a new dense float32 array holding ``X`` (one copy, whatever the input).
-
-    A sparse matrix is written straight into the float32 array (no dense float64 detour);
-    a dense one is cast while copied. The caller's matrix is never modified.
-    """
-    if not sp.issparse(X):
-        return np.array(X, dtype=np.float32)
-    X = sp.csr_matrix(X)
-    if not X.has_canonical_format:  # repeated entries are summed, as toarray() does
-        X = X.copy()
-        X.sum_duplicates()
-    out = np.zeros(X.shape, dtype=np.float32)
-    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
-    out[rows, X.indices] = X.data
-    return out
-
-
-def _normalize_log1p_inplace(x: np.ndarray, target: float = 1e4) -> np.ndarray:
-    """:func:`normalize_log1p` of a float32 array that may be overwritten (no temporaries)."""
-    totals = x.sum(axis=1, keepdims=True)
-    totals[totals == 0] = 1.0
-    x /= totals
-    x *= np.float32(target)
-    np.log1p(x, out=x)
-    return x
-
-
-def _subset_genes(X: Any, var_names: Sequence[str], genes: Sequence[str]) -> Any:
-    pos = {g: i for i, g in enumerate(var_names)}
-    idx = np.fromiter((pos[g] for g in genes), dtype=np.int64, count=len(genes))
-    if len(idx) == X.shape[1] and np.array_equal(idx, np.arange(len(idx))):
-        return X  # every gene, in order (what R sends): no copy
-    return X[:, idx]
+        Returns
+        -------
+        pandas.DataFrame
+            Cells (or spots) × the genes used (:attr:`genes`), float32: each row scaled to
+            10,000 over these genes and ``log1p``'d (the values as given with
+            ``normalized=True``); cells and spots dropped as empty are not in it. A copy:
+            changing it changes nothing in the model. Equal to
+            :func:`stemmap._expression.normalize_counts` of the input counts.
+        """
+        check_choice(side, ("sc", "st"), "side")
+        if side == "sc":
+            if slice is not None:
+                raise ValueError("`slice` is for `side='st'`; the cells have no slice.")
+            return pd.DataFrame(self.sc_x.copy(), index=list(self.sc_names), columns=self.genes)
+        names = [s.name for s in self.slices]
+        if slice is not None and slice not in names:
+            raise ValueError(f"`slice` must be one of {names}; found {slice!r}.")
+        chosen = [s for s in self.slices if slice is None or s.name == slice]
+        return pd.DataFrame(
+            np.concatenate([s.x for s in chosen]),
+            index=[n for s in chosen for n in s.spot_names],
+            columns=list(self.genes),
+        )
 
 
 def _drop_empty(
@@ -318,7 +223,9 @@ def prepare(
     genes
         Genes to use (restricted to those present in both); default: all shared genes.
     normalized
-        True when the data are already normalised (log1p); skips normalisation.
+        True when the data are already log1p-normalised: used as they are (no
+        normalisation). Values that cannot be log1p values (any above 30, or integers
+        above 20: raw counts) raise ``ValueError``; integers up to 20 warn.
     slice_names
         Names of the ST slices (default ``slice0``, ``slice1``, ... or ``st`` for one slice).
     gene_match
@@ -388,12 +295,6 @@ def prepare(
             StemInputWarning,
             stacklevel=3,
         )
-    if gm.n_ambiguous:
-        logger.info(
-            "%d gene names match several genes of one object under gene_match=%r; left out",
-            gm.n_ambiguous,
-            gene_match,
-        )
     if len(gene_list) < MIN_SHARED_GENES:
         raise ValueError(
             f"`sc` and `st` share only {len(gene_list)} gene(s) {gene_list[:5]}"
@@ -412,16 +313,16 @@ def prepare(
 
     sc_X = get_matrix(sc, layer, "sc")
     sc_where = "sc.X" if layer is None else f"sc.layers[{layer!r}]"
-    if normalized:
-        warn_if_counts(sc_X, sc_where)
-    else:
+    if not normalized:
         warn_if_not_counts(sc_X, sc_where)
     sc_X = _subset_genes(sc_X, sc_genes, gene_list)
     sc_X, sc_cells, sc_dropped = _drop_empty(sc_X, list(map(str, sc.obs_names)), "cells", "sc")
     if len(sc_cells) == 0:
         raise ValueError("every cell of `sc` is all-zero on the shared genes.")
     sc_x = dense_float32(sc_X)  # the core's one copy of the counts, normalised in place
-    if not normalized:
+    if normalized:
+        check_normalized(sc_x, sc_where)
+    else:
         _normalize_log1p_inplace(sc_x)
 
     slices = []
@@ -429,9 +330,7 @@ def prepare(
         coords = get_coords(s, spatial_key, nm)
         X = get_matrix(s, st_layer, nm)
         where = f"{nm}.X" if st_layer is None else f"{nm}.layers[{st_layer!r}]"
-        if normalized:
-            warn_if_counts(X, where)
-        else:
+        if not normalized:
             warn_if_not_counts(X, where)
         X = _subset_genes(X, [str(g) for g in s.var_names], st_gene_list)
         spot_names = list(map(str, s.obs_names))
@@ -442,7 +341,9 @@ def prepare(
         if len(spot_names) < 2:
             raise ValueError(f"`{nm}` has fewer than 2 non-empty spots on the shared genes.")
         x = dense_float32(X)
-        if not normalized:
+        if normalized:
+            check_normalized(x, where)
+        else:
             _normalize_log1p_inplace(x)
         slices.append(SliceData(slice_name, x, coords, spot_names, dropped=dropped))
     return PreparedData(gene_list, sc_x, sc_cells, slices, sc_dropped, gene_match, gm.n_renamed)

@@ -7,8 +7,9 @@ A model file (``STEM.save()``) is a zip archive (stored, not compressed) of
 * ``arrays/*.npy``: the weights and the prepared inputs, as NumPy arrays read with
   ``allow_pickle=False`` (numbers only; an object array is refused, nothing is unpickled).
 
-Reading checks the archive, then the format name and version, before any array is read;
-every failure is a one-line :class:`~stemmap._validate.StemModelFileError` (or
+Reading checks the archive, then the format name and version, then the settings' keys and
+names (:mod:`stemmap._filecheck`) before any array is read, then every array's shape against
+the names; every failure is a one-line :class:`~stemmap._validate.StemModelFileError` (or
 ``FileNotFoundError`` / ``IsADirectoryError``) naming the path.
 
 Files of stemmap 0.1 (``torch.save`` pickles, format ``stemmap-model/1``) can run arbitrary
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ._filecheck import check_arrays, check_manifest
 from ._validate import StemModelFileError, check_path
 from ._version import __version__
 
@@ -174,6 +176,8 @@ def read_model(path: str | Path, trust: bool = False) -> dict[str, Any]:
                     f"({__version__}) reads version {FORMAT_VERSION}. Upgrade stemmap."
                 )
 
+            check_manifest(manifest, p, "state_dict_keys")
+
             def arr(name: str) -> np.ndarray:
                 with zf.open(name) as fh:
                     return np.lib.format.read_array(fh, allow_pickle=False)
@@ -199,9 +203,7 @@ def read_model(path: str | Path, trust: bool = False) -> dict[str, Any]:
         raise StemModelFileError(
             f"{p} is a damaged or truncated stemmap model file ({type(e).__name__}: {detail})."
         ) from None
-    for key in ("config", "train_settings", "is_trained", "history", "genes", "sc_names"):
-        if key not in blob:
-            raise StemModelFileError(f"{p} is a damaged stemmap model file (no {key!r}).")
+    check_arrays(blob, p)
     return blob
 
 
@@ -220,6 +222,8 @@ def _read_legacy(p: Path) -> dict[str, Any]:
         raise StemModelFileError(f"{p} could not be read ({type(e).__name__}).") from None
     if not isinstance(blob, dict) or blob.get("format") != LEGACY_FORMAT:
         raise StemModelFileError(f"{p} is not a stemmap model file (saved with STEM.save()).")
+    check_manifest(blob, p, "state_dict")
+    check_arrays(blob, p)
     return blob
 
 

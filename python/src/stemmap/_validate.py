@@ -100,43 +100,6 @@ def get_matrix(adata: Any, layer: str | None, name: str) -> np.ndarray | sp.csr_
     return X
 
 
-def warn_if_not_counts(X: np.ndarray | sp.csr_matrix, where: str) -> None:
-    """Warn when data said to be counts look log-normalised (non-integers, small maxima)."""
-    data = X.data if sp.issparse(X) else np.asarray(X).ravel()
-    if data.size == 0:
-        return
-    sample = data[:200_000]
-    nonint = np.mean(np.abs(sample - np.round(sample)) > 1e-6)
-    if nonint > 0.01:
-        warnings.warn(
-            f"`{where}` does not look like raw counts ({nonint:.0%} of the values checked are "
-            f"non-integer, max {float(sample.max()):.3g}); it may already be log-normalised. "
-            "stemmap normalises internally (total 10,000 + log1p): pass `normalized=True` if the "
-            "data are already normalised, or point `layer=` at the counts.",
-            StemInputWarning,
-            stacklevel=3,
-        )
-
-
-def warn_if_counts(X: np.ndarray | sp.csr_matrix, where: str) -> None:
-    """Warn when data said to be normalised (``normalized=True``) look like raw counts."""
-    data = X.data if sp.issparse(X) else np.asarray(X).ravel()
-    if data.size == 0:
-        return
-    sample = data[:200_000]
-    integer = np.mean(np.abs(sample - np.round(sample)) <= 1e-6)
-    top = float(sample.max())
-    # log1p of 10,000-normalised data stays below log1p(1e4) ≈ 9.2
-    if integer > 0.99 and top > 20:
-        warnings.warn(
-            f"`{where}` looks like raw counts (integers up to {top:.3g}) but `normalized=True` "
-            "says it is normalised; stemmap will use the values as they are. Drop "
-            "`normalized=True` to let stemmap normalise (total 10,000 + log1p).",
-            StemInputWarning,
-            stacklevel=3,
-        )
-
-
 def get_coords(adata: Any, spatial_key: str, name: str) -> np.ndarray:
     """Spot coordinates ``adata.obsm[spatial_key]`` as a float (N × 2) array."""
     if not isinstance(spatial_key, str):
@@ -426,11 +389,43 @@ def check_labels(values: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_threads(threads: Any) -> int | None:
-    """Check a ``threads`` argument: None (stemmap's choice) or a positive integer."""
+    """Check a ``threads`` argument: None (stemmap's choice) or a positive integer.
+
+    More threads than the CPUs the process may use are kept, with a
+    :class:`StemInputWarning` (once per count; :func:`_warn_if_oversubscribed`).
+    """
     if threads is None:
         return None
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
         raise TypeError(f"`threads` must be None or a positive integer; found {threads!r}.")
     if threads < 1:
         raise ValueError(f"`threads` must be None or a positive integer; found {threads!r}.")
+    _warn_if_oversubscribed(int(threads))
     return int(threads)
+
+
+#: (threads, usable CPUs) pairs already warned about (:func:`_warn_if_oversubscribed`)
+_WARNED_THREADS: set[tuple[int, int]] = set()
+
+
+def _warn_if_oversubscribed(threads: int) -> None:
+    """Warn once when an explicit ``threads`` exceeds the CPUs this process may use.
+
+    The count is kept (an explicit argument wins, and bit-identical results need the same
+    thread count, recorded in ``train_settings["threads"]``): torch then runs more threads
+    than CPUs, which only slows it down (1,000 threads on 2 CPUs were 3× slower, 10,000
+    some 35×). One warning per (threads, CPUs) pair and process.
+    """
+    from ._runtime import usable_cpus
+
+    n = usable_cpus()
+    if threads <= n or (threads, n) in _WARNED_THREADS:
+        return
+    _WARNED_THREADS.add((threads, n))
+    warnings.warn(
+        f"`threads={threads}` is more than the {n} CPU(s) this process may use; stemmap runs "
+        f"{threads} torch threads as asked, which is slower than {n}. Pass `threads={n}` (or "
+        "None: every usable CPU) unless you need this thread count to reproduce a result.",
+        StemInputWarning,
+        stacklevel=4,
+    )

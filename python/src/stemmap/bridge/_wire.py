@@ -20,7 +20,8 @@ so that R sees the core's errors and input warnings as its own conditions (R sid
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
