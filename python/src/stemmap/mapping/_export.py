@@ -17,11 +17,11 @@ from .. import _layout as layout
 from .._validate import StemInputWarning, check_anndata
 
 if TYPE_CHECKING:
-    from ._mapping import StemMapping
+    from ._view import MappingView
 
 
 def to_anndata(
-    self: StemMapping, sc: Any, st: Any = None, *, copy: bool = True, label_key: str | None = None
+    self: MappingView, sc: Any, st: Any = None, *, copy: bool = True, label_key: str | None = None
 ):
     """Write the results into AnnData objects.
 

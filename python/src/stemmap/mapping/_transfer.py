@@ -19,10 +19,10 @@ from .._validate import StemInputWarning, check_labels
 from ._values import align_cells, spot_values_matrix
 
 if TYPE_CHECKING:
-    from ._mapping import StemMapping
+    from ._view import MappingView
 
 
-def deconvolve(self: StemMapping, labels: Sequence[Any] | pd.Series | np.ndarray) -> pd.DataFrame:
+def deconvolve(self: MappingView, labels: Sequence[Any] | pd.Series | np.ndarray) -> pd.DataFrame:
     """Spot cell-type deconvolution T̂ = Ĉ · T (rows sum to 1).
 
     Parameters
@@ -54,7 +54,7 @@ def deconvolve(self: StemMapping, labels: Sequence[Any] | pd.Series | np.ndarray
 
 
 @compute
-def spot_aggregate(self: StemMapping, values: np.ndarray) -> np.ndarray:
+def spot_aggregate(self: MappingView, values: np.ndarray) -> np.ndarray:
     """Ĉ · V for a (M × k) array of per-cell values: each spot's expected value over cells.
 
     Parameters
@@ -76,13 +76,13 @@ def spot_aggregate(self: StemMapping, values: np.ndarray) -> np.ndarray:
             f"{tuple(V.shape)}."
         )
     acc = torch.zeros((self.n_spots, V.shape[1]), dtype=torch.float64)
-    for a, b in self._chunks():
-        acc += self._chat_block(a, b).double().T @ V[a:b]
+    for a, b in self.engine.chunks():
+        acc += self.engine.chat_block(a, b).double().T @ V[a:b]
     return acc.numpy()
 
 
 @compute
-def transfer(self: StemMapping, spot_values: Any) -> np.ndarray | pd.DataFrame:
+def transfer(self: MappingView, spot_values: Any) -> np.ndarray | pd.DataFrame:
     """Move a spot annotation to cells: ``C · v``.
 
     Parameters
@@ -105,13 +105,13 @@ def transfer(self: StemMapping, spot_values: Any) -> np.ndarray | pd.DataFrame:
         seen = (~miss).double()
         V0 = torch.where(miss, torch.zeros_like(V), V)
         parts = []
-        for a, b in self._chunks():
-            C = self._rows_of_c(a, b).double()
+        for a, b in self.engine.chunks():
+            C = self.engine.rows_of_c(a, b).double()
             parts.append(((C @ V0) / (C @ seen)).numpy())
         out = np.concatenate(parts)
     else:
         out = np.concatenate(
-            [(self._rows_of_c(a, b).double() @ V).numpy() for a, b in self._chunks()]
+            [(self.engine.rows_of_c(a, b).double() @ V).numpy() for a, b in self.engine.chunks()]
         )
     if columns is not None:
         return pd.DataFrame(out, index=self.sc_names, columns=columns)
