@@ -270,7 +270,10 @@ def _log_column_sums(
     for a in range(0, len(rows), chunk):
         E = logits_of(rows[a : a + chunk]).to(dtype)
         E += gd
-        E -= E.max(dim=1, keepdim=True).values
+        top = E.max(dim=1, keepdim=True).values
+        if not bool(torch.isfinite(top).all()):  # a NaN or +Inf (-Inf is exp(-Inf) = 0)
+            raise non_finite("the readout logits", None)
+        E -= top
         E.exp_()
         inv = 1.0 / E.sum(dim=1)
         parts.append((E.T @ inv).double().log())

@@ -40,6 +40,9 @@ def sc_adjacency(
 ) -> sp.csr_matrix:
     """Sparse (M × M) SC–SC spatial kNN graph.
 
+    C below is :attr:`sc_to_st` (with several rounds, the rounds' mean); the candidate
+    search (``exact=False``) picks candidates by :attr:`coords` (the placement C₁ · Y).
+
     Parameters
     ----------
     k

@@ -196,7 +196,8 @@ def proportions(x: np.ndarray, chunk: int = 65536, what: str = "expression") -> 
     out = np.empty(x.shape, dtype=np.float32)
     for a in range(0, x.shape[0], chunk):
         # C order: the row sums must not depend on the memory layout of the input
-        p = np.expm1(np.ascontiguousarray(x[a : a + chunk], dtype=np.float32))
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is raised below
+            p = np.expm1(np.ascontiguousarray(x[a : a + chunk], dtype=np.float32))
         np.clip(p, 0.0, None, out=p)
         tot = p.sum(axis=1, keepdims=True)
         if not np.isfinite(tot).all():

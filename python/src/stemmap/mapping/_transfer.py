@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def deconvolve(self: MappingView, labels: Sequence[Any] | pd.Series | np.ndarray) -> pd.DataFrame:
-    """Spot cell-type deconvolution T̂ = Ĉ · T (rows sum to 1).
+    """Spot cell-type deconvolution T̂ = Ĉ · T (rows sum to 1; Ĉ: :attr:`st_to_sc`).
 
     Parameters
     ----------
@@ -36,7 +36,12 @@ def deconvolve(self: MappingView, labels: Sequence[Any] | pd.Series | np.ndarray
     pandas.DataFrame
         (N × types) estimated proportions, indexed by spot name.
     """
-    lab, miss = check_labels(align_cells(labels, self.sc_names, "labels"), "labels")
+    return deconvolve_as(self, labels, "labels")
+
+
+def deconvolve_as(self: MappingView, labels: Any, name: str) -> pd.DataFrame:
+    """:func:`deconvolve`, its messages naming the argument ``name`` instead of ``labels``."""
+    lab, miss = check_labels(align_cells(labels, self.sc_names, name), name)
     codes, types = pd.factorize(pd.Series(lab[~miss], dtype="object"), sort=True)
     T = np.zeros((self.n_cells, len(types)), dtype=np.float64)
     T[np.flatnonzero(~miss), codes] = 1.0
@@ -44,10 +49,10 @@ def deconvolve(self: MappingView, labels: Sequence[Any] | pd.Series | np.ndarray
     if miss.any():
         warnings.warn(
             f"{int(miss.sum())} of {self.n_cells} cells have no label (None/NaN) in "
-            "`labels`; they are left out and each spot's proportions are over the labelled "
+            f"`{name}`; they are left out and each spot's proportions are over the labelled "
             "cells.",
             StemInputWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         D = D / D.sum(axis=1, keepdims=True)
     return pd.DataFrame(D, index=self.spot_names, columns=list(types))
@@ -56,6 +61,8 @@ def deconvolve(self: MappingView, labels: Sequence[Any] | pd.Series | np.ndarray
 @compute
 def spot_aggregate(self: MappingView, values: np.ndarray) -> np.ndarray:
     """Ĉ · V for a (M × k) array of per-cell values: each spot's expected value over cells.
+
+    Ĉ is :attr:`st_to_sc` (with several rounds, the rounds' mean).
 
     Parameters
     ----------
@@ -83,7 +90,7 @@ def spot_aggregate(self: MappingView, values: np.ndarray) -> np.ndarray:
 
 @compute
 def transfer(self: MappingView, spot_values: Any) -> np.ndarray | pd.DataFrame:
-    """Move a spot annotation to cells: ``C · v``.
+    """Move a spot annotation to cells: ``C · v`` (C: :attr:`sc_to_st`, the rounds' mean).
 
     Parameters
     ----------

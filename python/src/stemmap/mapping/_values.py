@@ -169,8 +169,9 @@ def check_scale(scale: float, what: str = "the expression scale") -> float:
     """``scale`` (λ of the hybrid readout), or FloatingPointError when it is not finite."""
     if not np.isfinite(scale):
         raise FloatingPointError(
-            f"{what} λ = w · sd(Z_SC Z_STᵀ) / sd(R) is {scale}: the embeddings' or the "
-            "expression's spread is not finite. Check the input for extreme values."
+            f"{what} λ = w · sd(Z_SC Z_STᵀ) / sd(R) is {scale}: the spread of the embedding "
+            "logits or of the expression term overflows or is not finite. Check the input for "
+            "extreme values."
         )
     return float(scale)
 
