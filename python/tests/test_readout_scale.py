@@ -42,7 +42,7 @@ def test_one_pass_serves_coords_and_topk(trained, monkeypatch, rounds):
     calls = _count_round_rows(monkeypatch)
     _ = m.coords, m.best_spot, m.confidence, m.topk_mapping(10), m.topk_coords(5)
     # each round's rows were read once: round 1's serve the placement and C
-    assert sorted(calls) == sorted((r, a) for r in range(rounds) for a, _ in m._chunks())
+    assert sorted(calls) == sorted((r, a) for r in range(rounds) for a, _ in m.engine.chunks())
 
 
 @pytest.mark.parametrize("passes", [0, 3])
@@ -92,7 +92,7 @@ def test_residual_round_at_scale_reads_the_balancing_pass(trained, monkeypatch):
     assert m.balance_info["cells"] == 100
     assert m.balance_info["passes"] >= 1
     # no separate pass over round 1's rows for the residual: only the output pass reads them
-    assert [c for c in calls if c[0] == 0] == [(0, a) for a, _ in m._chunks()]
+    assert [c for c in calls if c[0] == 0] == [(0, a) for a, _ in m.engine.chunks()]
     # what the pass collected (under the potentials it started from) is close to a separate
     # pass under the refined ones
     m2 = trained.mapping()

@@ -110,8 +110,10 @@ class StemMapping:
     With several rounds, C (:attr:`sc_to_st`, :meth:`topk_mapping`) and Ĉ (:attr:`st_to_sc`)
     and what reads them (:meth:`deconvolve`, :meth:`transfer`, :meth:`spot_aggregate`,
     :meth:`sc_adjacency`) are the rounds' mean: what each spot holds. A cell's position is
-    read from round 1's C₁, its best match: a later round maps a cell to what is left of the
-    spots, a second choice, and averaging the two places a cell between them. Then
+    read from round 1's C₁ (:attr:`placement`; round r's C_r: :meth:`round_mapping`; the
+    readout engine :attr:`engine` holds them all), its best match: a later round maps a
+    cell to what is left of the spots, a second choice, and averaging the two places a
+    cell between them. Then
     :attr:`coords` is C₁ · Y, not C · Y (the same with one round); on the shared
     semi-simulations (3 seeds) hit@50 rose by 0.004 to 0.41 over C · Y and MAE moved by
     -0.03 to +0.11 steps (``benchmarks/results/issue17/placement.md``).
@@ -238,9 +240,6 @@ class StemMapping:
         sl = f", {len(self.slices)} slices" if len(self.slices) > 1 else ""
         return f"StemMapping({self.n_cells} cells × {self.n_spots} spots{sl})"
 
-    def _chunks(self) -> Iterator[tuple[int, int]]:
-        return self.engine.chunks()
-
     def _potentials(self, r: int = 0) -> torch.Tensor:
         """Round ``r``'s column potentials (:meth:`._engine.ReadoutEngine.potentials`)."""
         return self.engine.potentials(r)
@@ -262,7 +261,7 @@ class StemMapping:
             check_dense(name, 4 * self.n_cells * self.n_spots)
             shape = (self.n_cells, self.n_spots) if cells_first else (self.n_spots, self.n_cells)
             out = np.empty(shape, dtype=np.float32)
-            for a, b in self._chunks():
+            for a, b in self.engine.chunks():
                 if cells_first:
                     out[a:b] = block(a, b).numpy()
                 else:
@@ -357,7 +356,7 @@ class StemMapping:
             yield from chunked_topk(rows, self.n_cells, k, self.chunk_size)
             return
         v_all, i_all = self._per_cell("place_topk" if placement else "topk")
-        for a, b in self._chunks():
+        for a, b in self.engine.chunks():
             yield a, b, v_all[a:b, :k], i_all[a:b, :k].long()
 
     # ------------------------------------------------------------- per cell
@@ -398,12 +397,12 @@ class StemMapping:
 
     @property
     def best_spot_name(self) -> np.ndarray:
-        """(M,) name of each cell's most probable spot."""
+        """(M,) name of each cell's most probable spot (:attr:`best_spot`, by :attr:`placement`)."""
         return np.asarray(self.spot_names, dtype=object)[self.best_spot]
 
     @property
     def best_slice(self) -> np.ndarray:
-        """(M,) slice of each cell's most probable spot."""
+        """(M,) slice of each cell's most probable spot (:attr:`best_spot`, by :attr:`placement`)."""
         return self.spot_slice[self.best_spot]
 
     @property
