@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._values import check_finite
+from ._values import INPUTS, check_finite
 
 #: Readouts of C from the trained embeddings (see :class:`stemmap.StemMapping`).
 READOUTS = ("hybrid", "paper")
@@ -211,13 +211,13 @@ def _not_proportions(x: np.ndarray, what: str) -> None:
     bad = ~np.isfinite(x)
     if bad.any():
         raise FloatingPointError(
-            f"`{what}` has {int(bad.sum())} non-finite value(s) (NaN or Inf); the readout "
-            "needs finite log1p-normalised expression."
+            f"{INPUTS.get(what, what)} has {int(bad.sum())} non-finite value(s) (NaN or Inf); the "
+            "readout needs finite log1p-normalised expression."
         )
     raise FloatingPointError(
-        f"`{what}` has values up to {float(np.max(x)):.4g}, too large for log1p-normalised "
-        "expression (turning them back into proportions overflows): were raw counts passed "
-        "with `normalized=True`?"
+        f"{INPUTS.get(what, what)} has values up to {float(np.max(x)):.4g}, too large for "
+        "log1p-normalised expression (turning them back into proportions overflows): were "
+        "raw counts passed with `normalized=True`?"
     )
 
 

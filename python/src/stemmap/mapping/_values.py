@@ -153,13 +153,22 @@ def spot_values_matrix(
     return v, columns
 
 
+#: what the readout's inputs are to a user of :class:`stemmap.STEM` (who passed ``sc``, ``st``)
+INPUTS = {
+    "sc_expr": "`sc_expr` (the expression of `sc`)",
+    "st_expr": "`st_expr` (the expression of `st`)",
+    "sc_embedding": "`sc_embedding` (the cells' embeddings)",
+    "st_embedding": "`st_embedding` (the spots' embeddings)",
+}
+
+
 def check_finite(x: Any, what: str, rows: str) -> None:
     """FloatingPointError when the (rows × k) ``x`` (``what``) has a NaN or Inf."""
     t = torch.as_tensor(x)
     bad = ~torch.isfinite(t).reshape(t.shape[0], -1).all(dim=1)
     if bool(bad.any()):
         raise FloatingPointError(
-            f"`{what}` has non-finite values (NaN or Inf) in {int(bad.sum())} of {t.shape[0]} "
+            f"{INPUTS.get(what, what)} has non-finite values (NaN or Inf) in {int(bad.sum())} of {t.shape[0]} "
             f"{rows} (e.g. row {int(torch.nonzero(bad)[0, 0])}); a mapping of them would be "
             "NaN. Check the input expression for NaN, Inf or extreme values."
         )
