@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 
 import numpy as np
@@ -191,3 +192,36 @@ def test_to_anndata_label_key_errors_name_label_key(trained, toy):
     sc.obs.iloc[:5, sc.obs.columns.get_loc("some")] = None
     with pytest.warns(stemmap.StemInputWarning, match="`label_key='some'`"):
         m.to_anndata(sc, st, label_key="some")
+
+
+# --------------------------------------------------------------- who owns what
+def _writes_to_a_mapping(module) -> list[str]:
+    """Attribute writes (``=``, ``+=``, ``[...] =``) on ``self`` or ``m`` in a module's functions.
+
+    Methods of a class of the module (which write their own instance) are left out.
+    """
+    import ast
+
+    tree = ast.parse(inspect.getsource(module))
+    found = []
+    for fn in tree.body:  # module-level functions only
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        for node in ast.walk(fn):
+            targets = getattr(node, "targets", None) or [getattr(node, "target", None)]
+            for t in targets:
+                while isinstance(t, (ast.Subscript, ast.Attribute)):
+                    if isinstance(t.value, ast.Name) and t.value.id in ("self", "m"):
+                        found.append(ast.unparse(t))
+                    t = t.value
+    return found
+
+
+def test_only_the_engine_changes_the_readout_state():
+    from stemmap.mapping import _export, _graph, _mapping, _rounds, _transfer
+
+    # the functions bound onto StemMapping, and the rounds' helpers, write nothing of it
+    for mod in (_transfer, _graph, _export, _rounds):
+        assert _writes_to_a_mapping(mod) == [], mod.__name__
+    # and StemMapping never writes into its engine
+    assert "engine._" not in inspect.getsource(_mapping)
