@@ -82,7 +82,7 @@ def test_log_profile_is_the_previous_pearson_term_and_hellinger_differs():
 
     r = pearson(t["x_sc"].astype(np.float64), t["x_st"].astype(np.float64))
     want = t["z_sc"] @ t["z_st"].T + log.expression_scale * r
-    got = log._logits_of(slice(0, t["z_sc"].shape[0])).numpy()
+    got = log.engine.logits(slice(0, t["z_sc"].shape[0])).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     # the dominant gene drives the log correlation; the per-gene standardised profile does not
     assert not np.allclose(hel.sc_to_st, log.sc_to_st, atol=1e-3)

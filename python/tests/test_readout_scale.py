@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import stemmap
+from stemmap.mapping._engine import ReadoutEngine
 
 
 @pytest.mark.parametrize("k", [1, 5, 16, 17, 40])
@@ -25,10 +26,10 @@ def test_topk_outputs_match_dense_C(trained, k):
 def _count_round_rows(monkeypatch) -> list[tuple[int, int]]:
     """Record (round, first cell) of every read of a round's rows of C from now on."""
     calls: list[tuple[int, int]] = []
-    orig = stemmap.StemMapping._round_rows
+    orig = ReadoutEngine.round_rows
     monkeypatch.setattr(
-        stemmap.StemMapping,
-        "_round_rows",
+        ReadoutEngine,
+        "round_rows",
         lambda self, r, a, b: calls.append((r, a)) or orig(self, r, a, b),
     )
     return calls
@@ -37,11 +38,11 @@ def _count_round_rows(monkeypatch) -> list[tuple[int, int]]:
 @pytest.mark.parametrize("rounds", [1, 2])
 def test_one_pass_serves_coords_and_topk(trained, monkeypatch, rounds):
     m = trained.mapping(rounds=rounds)
-    m._potentials(rounds - 1)  # the balancing (not counted here)
+    m.engine.potentials(rounds - 1)  # the balancing (not counted here)
     calls = _count_round_rows(monkeypatch)
     _ = m.coords, m.best_spot, m.confidence, m.topk_mapping(10), m.topk_coords(5)
     # each round's rows were read once: round 1's serve the placement and C
-    assert sorted(calls) == sorted((r, a) for r in range(rounds) for a, _ in m._chunks())
+    assert sorted(calls) == sorted((r, a) for r in range(rounds) for a, _ in m.engine.chunks())
 
 
 @pytest.mark.parametrize("passes", [0, 3])
@@ -91,14 +92,14 @@ def test_residual_round_at_scale_reads_the_balancing_pass(trained, monkeypatch):
     assert m.balance_info["cells"] == 100
     assert m.balance_info["passes"] >= 1
     # no separate pass over round 1's rows for the residual: only the output pass reads them
-    assert [c for c in calls if c[0] == 0] == [(0, a) for a, _ in m._chunks()]
+    assert [c for c in calls if c[0] == 0] == [(0, a) for a, _ in m.engine.chunks()]
     # what the pass collected (under the potentials it started from) is close to a separate
     # pass under the refined ones
     m2 = trained.mapping()
-    m2._potentials(0)
-    collected = m2._collected[0].result()
-    m2._collected.clear()
-    separate = m2._explained(0)
+    m2.engine.potentials(0)
+    collected = m2.engine._collected[0].result()
+    m2.engine._collected.clear()
+    separate = m2.engine.explained(0)
     assert np.abs(collected - separate).max() < 0.05 * np.abs(separate).max()
     assert np.abs(collected - separate).max() > 0  # two different computations
     col = m.sc_to_st.sum(0) / (m.n_cells / m.n_spots)

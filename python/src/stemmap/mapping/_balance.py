@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 #: ``logits_of(rows)``: readout logits of the cells ``rows`` (an index tensor) over all spots
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 #: ``collect(start, rows_of_c)``: a pass's chunk of rows of C (``start`` = its first row)
-Collect = Callable[[int | None, torch.Tensor | None], None]
+Collect = Callable[[Optional[int], Optional[torch.Tensor]], None]
 
 
 def fit_potentials(
@@ -48,7 +48,8 @@ def fit_potentials(
     M × N iterations would cost hours at 10⁵–10⁶ cells; then up to ``passes`` passes over
     all cells (``pass_dtype``), starting from the sample's g, until every column sum is
     within ``pass_tol`` of its target. If the kernel underflows, the iterations run in log
-    space.
+    space. A NaN or Inf in the logits or the potentials is a FloatingPointError within one
+    iteration (:func:`non_finite`), never an iteration to ``max_iter``.
 
     Parameters
     ----------
@@ -89,6 +90,8 @@ def fit_potentials(
     g, info = None, {}
     if 8 * n_fit * n <= 2 * cap:
         L = torch.cat([logits_of(rows[a : a + chunk]) for a in range(0, n_fit, chunk)])
+        if not bool(torch.isfinite(L).all()):
+            raise non_finite("the readout logits", 0)
         for dtype in KERNEL_DTYPES:  # float32 first; float64 where float32 underflows
             K = L.to(dtype)
             K = torch.exp(K - K.max(dim=1, keepdim=True).values)
@@ -169,6 +172,8 @@ def sinkhorn_kernel(
         if not torch.isfinite(u).all() or (col <= 0).any():
             return None, {}  # underflow: fall back to log space
         prev, err = err, (v * col / target - 1).abs().max().item()
+        if not np.isfinite(err):
+            raise non_finite("the column sums of the kernel iterations", it)
         if err < tol:
             v = target / col
             break
@@ -229,10 +234,14 @@ def sinkhorn_log(
         g (N,) float64 and ``{"iterations", "max_column_error"}``.
     """
     g = torch.zeros(len(log_target), dtype=torch.float64) if g0 is None else g0.clone()
+    if not bool(torch.isfinite(g).all()):
+        raise non_finite("the starting potentials", 0)
     err, it = float("inf"), 0
     while it < max_iter:
         it += 1
         col = _log_column_sums(logits_of, rows, g, chunk, dtype, collect)
+        if not bool(torch.isfinite(col).all()):
+            raise non_finite("the log column sums", it)
         err = (torch.exp(g + col - log_target) - 1).abs().max().item()
         g = log_target - col
         if err < tol:
@@ -261,13 +270,18 @@ def _log_column_sums(
     for a in range(0, len(rows), chunk):
         E = logits_of(rows[a : a + chunk]).to(dtype)
         E += gd
-        E -= E.max(dim=1, keepdim=True).values
+        top = E.max(dim=1, keepdim=True).values
+        if not bool(torch.isfinite(top).all()):  # a NaN or +Inf (-Inf is exp(-Inf) = 0)
+            raise non_finite("the readout logits", None)
+        E -= top
         E.exp_()
         inv = 1.0 / E.sum(dim=1)
         parts.append((E.T @ inv).double().log())
         if collect is not None:
             collect(a, E.mul_(inv[:, None]))
     col = torch.logsumexp(torch.stack(parts), dim=0) - g
+    if bool(torch.isnan(col).any()):  # -inf is an underflow (redone below), NaN is not
+        raise non_finite("the readout logits", None)
     if bool(torch.isfinite(col).all()):
         return col
     parts = []
@@ -276,6 +290,16 @@ def _log_column_sums(
         f = -torch.logsumexp(L + gd, dim=1, keepdim=True)
         parts.append(torch.logsumexp(L + f, dim=0).double())
     return torch.logsumexp(torch.stack(parts), dim=0)
+
+
+def non_finite(what: str, iteration: int | None) -> FloatingPointError:
+    """Return the error of a NaN or Inf in the balancing (R: a ``stemmap_training_error``)."""
+    at = "" if iteration is None else f" (iteration {iteration})"
+    return FloatingPointError(
+        f"balancing C (Sinkhorn) stopped{at}: {what} are not finite (NaN or Inf), so C would "
+        "be NaN. The embeddings or the expression term overflow: check the input for NaN, "
+        "Inf or extreme values (raw counts passed with `normalized=True`?)."
+    )
 
 
 def _log_balance(it: int, err: float, tol: float, refine: bool = False) -> dict[str, Any]:

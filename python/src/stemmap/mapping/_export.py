@@ -15,13 +15,14 @@ import pandas as pd
 
 from .. import _layout as layout
 from .._validate import StemInputWarning, check_anndata
+from ._transfer import deconvolve_as
 
 if TYPE_CHECKING:
-    from ._mapping import StemMapping
+    from ._view import MappingView
 
 
 def to_anndata(
-    self: StemMapping, sc: Any, st: Any = None, *, copy: bool = True, label_key: str | None = None
+    self: MappingView, sc: Any, st: Any = None, *, copy: bool = True, label_key: str | None = None
 ):
     """Write the results into AnnData objects.
 
@@ -29,7 +30,9 @@ def to_anndata(
     (single slice), ``obs["stem_best_spot"]``, ``obs["stem_best_slice"]`` (several slices),
     ``obs["stem_confidence"]``, ``uns["stem"]`` settings. ST (``st``, single slice):
     ``obsm["X_stem"]`` and, with ``label_key``, ``obsm["stem_deconvolution"]``
-    (a DataFrame of proportions of ``sc.obs[label_key]``). Cells dropped before training
+    (a DataFrame of proportions of ``sc.obs[label_key]``). Coordinates, best spots and
+    confidences read the placement (:attr:`placement`), the deconvolution Ĉ
+    (:attr:`st_to_sc`). Cells dropped before training
     get NaN.
 
     Parameters
@@ -92,7 +95,7 @@ def to_anndata(
         if label_key is not None:
             labels = sc.obs[label_key].iloc[np.flatnonzero(ok)]
             labels.index = np.asarray(self.sc_names)[pos[ok]]
-            dec = self.deconvolve(labels)
+            dec = deconvolve_as(self, labels, f"label_key={label_key!r}")
             st.obsm["stem_deconvolution"] = dec.reindex(st.obs_names.map(str)).set_axis(
                 st.obs_names
             )

@@ -21,7 +21,7 @@ from . import _values
 from ._values import check_k, check_single_slice
 
 if TYPE_CHECKING:
-    from ._mapping import StemMapping
+    from ._view import MappingView
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ BASES = ("auto", "spatial", "mapping", "embedding")
 
 @compute
 def sc_adjacency(
-    self: StemMapping,
+    self: MappingView,
     k: int = MAPPING["adjacency_k"],
     weighted: bool = False,
     basis: str = "auto",
@@ -39,6 +39,9 @@ def sc_adjacency(
     exact: bool | None = None,
 ) -> sp.csr_matrix:
     """Sparse (M × M) SC–SC spatial kNN graph.
+
+    C below is :attr:`sc_to_st` (with several rounds, the rounds' mean); the candidate
+    search (``exact=False``) picks candidates by :attr:`coords` (the placement C₁ · Y).
 
     Parameters
     ----------
@@ -104,7 +107,7 @@ def sc_adjacency(
 
 
 def _spatial_candidates(
-    m: StemMapping, k: int, weighted: bool, bandwidth: float | None, k_map: int = 32
+    m: MappingView, k: int, weighted: bool, bandwidth: float | None, k_map: int = 32
 ) -> sp.csr_matrix:
     """Spatial-basis kNN graph for large M: candidates from pseudo-coordinates.
 
@@ -142,7 +145,7 @@ def _spatial_candidates(
 
 
 def spot_kernel(
-    self: StemMapping, bandwidth: float | None = None, cutoff: float = 3.0
+    self: MappingView, bandwidth: float | None = None, cutoff: float = 3.0
 ) -> sp.csr_matrix:
     """Sparse (N × N) Gaussian kernel of the spot distances, zero between slices.
 

@@ -1,10 +1,11 @@
 """The result of a trained STEM model: :class:`StemMapping`, a thin class over the parts.
 
 It holds the embeddings, names and readout settings and caches what one pass over the
-cells gives (coordinates, best spots, top-k); the parts live in their modules:
-:mod:`._readout` (logits), :mod:`._balance` (Sinkhorn potentials), :mod:`._transfer`
-(deconvolution, transfer), :mod:`._graph` (SC–SC graph, spot kernel) and :mod:`._export`
-(AnnData). The methods of the last three are defined there and bound here.
+cells gives (coordinates, best spots, top-k). The matrices are read from its
+:class:`._engine.ReadoutEngine` (:attr:`StemMapping.engine`: the rounds, the balancing and
+the rows of C); deconvolution and transfer (:mod:`._transfer`), the SC–SC graph
+(:mod:`._graph`) and the AnnData export (:mod:`._export`) are methods defined there against
+:class:`._view.MappingView` and bound here; they only read.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import scipy.sparse as sp
 import torch
 
 from .._defaults import MAPPING
-from .._device import native_bf16
 from .._runtime import compute
 from .._topk import TopkBlock, chunked_topk, topk_csr
 from .._validate import check_choice, check_positive, check_threads
-from . import _balance, _export, _graph, _readout, _rounds, _transfer, _values
+from . import _export, _graph, _readout, _transfer, _values
+from ._engine import ReadoutEngine, Tuning
 from ._values import check_dense, check_k, check_single_slice
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ class StemMapping:
     threads
         Torch threads for the chunked computations (None: see :class:`stemmap.STEM`).
     rounds
-        Residual rounds of the balanced hybrid readout (default 2; 1 = a single readout).
+        Residual rounds of the balanced hybrid readout (default 2; 1 = a single readout; at
+        most 20, :data:`._readout.MAX_ROUNDS`).
         Round 1 is the readout above. Each later round reads out the spots' *residual*
         profiles, what the earlier rounds' mapped cells do not explain: ``R = max(P_ST -
         Σ share · Ĉ_r P_SC, 0)`` (P: expression proportions), through the same embeddings
@@ -94,7 +96,7 @@ class StemMapping:
         shared semi-simulations (``benchmarks/results/issue17``). Used with ``"hybrid"``,
         a positive ``expression_weight`` and ``balance``; otherwise one round. Where a cell
         *is* (:attr:`coords`, :attr:`best_spot`, :attr:`confidence`, :meth:`topk_coords`)
-        is read from round 1 alone, the placement C₁ (see Notes).
+        is read from round 1 alone, the placement C₁ (:attr:`placement`; see Notes).
 
     Notes
     -----
@@ -108,8 +110,10 @@ class StemMapping:
     With several rounds, C (:attr:`sc_to_st`, :meth:`topk_mapping`) and Ĉ (:attr:`st_to_sc`)
     and what reads them (:meth:`deconvolve`, :meth:`transfer`, :meth:`spot_aggregate`,
     :meth:`sc_adjacency`) are the rounds' mean: what each spot holds. A cell's position is
-    read from round 1's C₁, its best match: a later round maps a cell to what is left of the
-    spots, a second choice, and averaging the two places a cell between them. Then
+    read from round 1's C₁ (:attr:`placement`; round r's C_r: :meth:`round_mapping`; the
+    readout engine :attr:`engine` holds them all), its best match: a later round maps a
+    cell to what is left of the spots, a second choice, and averaging the two places a
+    cell between them. Then
     :attr:`coords` is C₁ · Y, not C · Y (the same with one round); on the shared
     semi-simulations (3 seeds) hit@50 rose by 0.004 to 0.41 over C · Y and MAE moved by
     -0.03 to +0.11 steps (``benchmarks/results/issue17/placement.md``).
@@ -155,6 +159,7 @@ class StemMapping:
         check_positive(temperature, "temperature")
         check_choice(expression_profile, _readout.EXPRESSION_PROFILES, "expression_profile")
         _readout.check_expression_weight(expression_weight)
+        rounds = _readout.check_rounds(rounds)
         if balance is None:
             balance = readout == "hybrid"
         if not isinstance(balance, (bool, np.bool_)):
@@ -168,38 +173,34 @@ class StemMapping:
         self.settings = dict(settings or {})
         self.dropped = dropped or {"sc": [], "st": []}
         self.chunk_size = int(chunk_size)
-        self._zsc = torch.from_numpy(self.sc_embedding)
-        self._zst = torch.from_numpy(self.st_embedding)
         self._cache: dict[str, Any] = {}
+        self._measured: dict[str, float] = {}  # the balance the outputs' pass measured
         self.readout = readout
-        self.balance = bool(balance)
         self.temperature = float(temperature)
-        self.expression_weight = float(expression_weight) if readout == "hybrid" else 0.0
         self.expression_profile = expression_profile
-        self.rounds = _readout.check_rounds(rounds)
-        esc = est = None
-        self.expression_scale = 0.0
-        if readout == "hybrid" and self.expression_weight > 0:
-            esc, est = _readout.expression_term(
-                sc_expr, st_expr, expression_profile, self.n_cells, self.n_spots
-            )
-            ratio = _readout.spread_ratio(self._zsc, self._zst, esc, est)
-            self.expression_scale = self.expression_weight * ratio
-        else:
-            self.rounds = 1
-        if not self.balance:
-            self.rounds = 1
-        # the logits' cell side [Z_SC | E_SC] and one spot side per round (_spot_side)
-        self._cells = _readout.cell_side(self._zsc, esc)
-        self._sides = [_readout.spot_side(self._zst, est, self.expression_scale, self.temperature)]
-        if self.rounds > 1:  # what the residual rounds need
-            self._sc_expr = sc_expr
-            self._resid = _readout.proportions(st_expr)  # spots' unexplained proportions
-        self._spot_w = _values.spot_weights(spot_weights, self.n_spots)
-        self._g: list[torch.Tensor | None] = [None] * self.rounds  # each round's potentials
-        self._lse: list[torch.Tensor | None] = [None] * self.rounds  # normalisers of Ĉ_r
-        self._collected: dict[int, _rounds.Explained] = {}  # Ĉ_r P_SC read by a balancing pass
-        self.balance_info: dict[str, Any] = {}
+        tuning = Tuning(
+            self._balance_min_cells, self._balance_passes, self._balance_pass_tol, self._pass_dtype
+        )
+        #: the readout engine: the rounds, the balancing and the rows of C_r, C and Ĉ
+        self.engine = ReadoutEngine(
+            torch.from_numpy(self.sc_embedding),
+            torch.from_numpy(self.st_embedding),
+            sc_expr,
+            st_expr,
+            expression_weight=float(expression_weight) if readout == "hybrid" else 0.0,
+            expression_profile=expression_profile,
+            balance=bool(balance),
+            temperature=self.temperature,
+            rounds=rounds,
+            spot_w=_values.spot_weights(spot_weights, self.st_embedding.shape[0]),
+            chunk_size=self.chunk_size,
+            tuning=tuning,
+            threads=self.threads,
+        )
+        self.balance = self.engine.balance
+        self.expression_weight = self.engine.expression_weight
+        self.expression_scale = self.engine.expression_scale
+        self.rounds = self.engine.rounds
         self.settings["mapping"] = {
             "readout": readout,
             "expression_weight": self.expression_weight,
@@ -226,109 +227,30 @@ class StemMapping:
         """Slice names in spot order."""
         return list(dict.fromkeys(self.spot_slice.tolist()))
 
+    @property
+    def balance_info(self) -> dict[str, Any]:
+        """How round 1's balancing went (iterations, column errors, cells it was fitted on).
+
+        ``output_column_error``: the largest relative column error of C, once read.
+        """
+        return {**self.engine.balance_info, **self._measured}
+
     def __repr__(self) -> str:
         """Size of the mapping, e.g. ``StemMapping(100 cells × 50 spots)``."""
         sl = f", {len(self.slices)} slices" if len(self.slices) > 1 else ""
         return f"StemMapping({self.n_cells} cells × {self.n_spots} spots{sl})"
 
-    def _chunks(self) -> Iterator[tuple[int, int]]:
-        for a in range(0, self.n_cells, self.chunk_size):
-            yield a, min(a + self.chunk_size, self.n_cells)
-
-    @property
-    def _share(self) -> float:
-        """Each round's share of C and Ĉ."""
-        return 1.0 / self.rounds
+    def _potentials(self, r: int = 0) -> torch.Tensor:
+        """Round ``r``'s column potentials (:meth:`._engine.ReadoutEngine.potentials`)."""
+        return self.engine.potentials(r)
 
     def _logits_of(self, rows: slice | torch.Tensor, r: int = 0) -> torch.Tensor:
-        """Round ``r``'s readout logits of the given cells (a slice or an index tensor)."""
-        return _readout.logits(self._cells, self._spot_side(r), rows)
+        """Round ``r``'s readout logits of the given cells."""
+        return self.engine.logits(rows, r)
 
-    @compute
-    def _potentials(self, r: int = 0, tol: float = 1e-4, max_iter: int = 5000) -> torch.Tensor:
-        """Column potentials g of round ``r``'s balanced C (zeros without balancing).
-
-        Fitted once (:func:`._balance.fit_potentials`); the float64 kernel of all cells may
-        take 1 GiB or a quarter of the free memory, else g is fitted on a sample of cells
-        (``balance_info["cells"]``, round 1's) and refined by passes over all cells.
-        """
-        if not self.balance:
-            return torch.zeros(self.n_spots, dtype=torch.float64)
-        if self._g[r] is None:
-            # the residual rounds keep the potentials of their sample fit at scale (one
-            # pass less each); round 1's pass also collects Ĉ₁ P_SC for round 2
-            low = torch.bfloat16 if native_bf16(torch.device("cpu")) else None
-            collect = _rounds.Explained(self, low) if r == 0 and self.rounds > 1 else None
-            self._g[r], info = _balance.fit_potentials(
-                lambda rows: self._logits_of(rows, r),
-                self.n_cells,
-                self._spot_w,
-                self.chunk_size,
-                min(2**30, 0.25 * _values.free_cpu()),
-                tol=tol,
-                max_iter=max_iter,
-                min_cells=self._balance_min_cells,
-                passes=self._balance_passes if r == 0 else 0,
-                pass_tol=self._balance_pass_tol,
-                pass_dtype=self._pass_dtype,
-                collect=collect,
-            )
-            if collect is not None and collect.complete:
-                self._collected[0] = collect
-            if r == 0:
-                self.balance_info = info
-        return self._g[r]
-
-    def _round_rows(self, r: int, a: int, b: int) -> torch.Tensor:
-        """Rows a:b of round ``r``'s C (float32; softmax over spots of the balanced logits)."""
-        L = self._logits_of(slice(a, b), r)
-        if self.balance:
-            L += self._potentials(r).float()
-        return torch.softmax(L, dim=1)
-
-    def _mean_of_rounds(
-        self, block: Callable[[int], torch.Tensor], first: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Return the rounds' mean of ``block(r)`` (a fresh float32 tensor per round), in place.
-
-        ``first``: round 1's block when the caller has it already (not modified).
-        """
-        out = block(0) if first is None else first.clone()
-        if self.rounds > 1:
-            out *= self._share
-            for r in range(1, self.rounds):
-                out.add_(block(r), alpha=self._share)
-        return out
-
-    def _rows_of_c(self, a: int, b: int, first: torch.Tensor | None = None) -> torch.Tensor:
-        """Rows a:b of C (float32): the rounds' mean (``first``: round 1's rows, if read)."""
-        if first is not None and self.rounds == 1:
-            return first
-        return self._mean_of_rounds(lambda r: self._round_rows(r, a, b), first)
-
-    def _placement_rows(self, a: int, b: int) -> torch.Tensor:
-        """Rows a:b of the placement C₁ (round 1's C; C itself with one round)."""
-        return self._round_rows(0, a, b)
-
-    def _col_logits(self, r: int, a: int, b: int) -> torch.Tensor:
-        """Logits whose softmax over cells is round ``r``'s Ĉ (cells a:b)."""
-        L = self._logits_of(slice(a, b), r)
-        if self.balance:
-            L = L - torch.logsumexp(L + self._potentials(r).float(), dim=1, keepdim=True)
-        return L
-
-    def _cell_lse(self, r: int) -> torch.Tensor:
-        """Compute log Σ_cells exp(B_ij) for every spot j (round ``r``'s normaliser of Ĉ)."""
-        if self._lse[r] is None:
-            parts = [torch.logsumexp(self._col_logits(r, a, b), dim=0) for a, b in self._chunks()]
-            self._lse[r] = torch.logsumexp(torch.stack(parts), dim=0)
-        return self._lse[r]
-
-    def _chat_block(self, a: int, b: int) -> torch.Tensor:
-        """Columns a:b of Ĉ, transposed ((b - a) × N, float32): the rounds' mean."""
-        return self._mean_of_rounds(
-            lambda r: torch.exp(self._col_logits(r, a, b) - self._cell_lse(r))
-        )
+    @property
+    def _spot_w(self) -> np.ndarray:
+        return self.engine.spot_w
 
     # ---------------------------------------------------------------- mappings
     def _dense(
@@ -339,29 +261,68 @@ class StemMapping:
             check_dense(name, 4 * self.n_cells * self.n_spots)
             shape = (self.n_cells, self.n_spots) if cells_first else (self.n_spots, self.n_cells)
             out = np.empty(shape, dtype=np.float32)
-            for a, b in self._chunks():
+            for a, b in self.engine.chunks():
                 if cells_first:
                     out[a:b] = block(a, b).numpy()
                 else:
                     out[:, a:b] = block(a, b).T.numpy()
+            _values.check_finite_output(out, name)
             self._cache[name] = out
         return self._cache[name]
 
     @property
     @compute
     def sc_to_st(self) -> np.ndarray:
-        """(M × N) SC→ST mapping C: each cell's distribution over spots (rows sum to 1)."""
-        return self._dense("sc_to_st", self._rows_of_c, cells_first=True)
+        """(M × N) SC→ST mapping C: each cell's distribution over spots (rows sum to 1).
+
+        With several rounds, C is the rounds' mean (what each spot holds); the placement
+        outputs read round 1's C₁ instead (:attr:`placement`).
+        """
+        return self._dense("sc_to_st", self.engine.rows_of_c, cells_first=True)
 
     @property
     @compute
     def st_to_sc(self) -> np.ndarray:
-        """(N × M) ST→SC mapping Ĉ: each spot's distribution over cells (rows sum to 1)."""
-        return self._dense("st_to_sc", self._chat_block, cells_first=False)
+        """(N × M) ST→SC mapping Ĉ: each spot's distribution over cells (rows sum to 1).
+
+        With several rounds, the rounds' mean; :meth:`deconvolve` and :meth:`spot_aggregate`
+        read it.
+        """
+        return self._dense("st_to_sc", self.engine.chat_block, cells_first=False)
+
+    @property
+    def placement(self) -> np.ndarray:
+        """(M × N) placement C₁: round 1's C, the matrix where a cell *is* is read from.
+
+        :attr:`coords` ``= placement @ spot_coords``, :attr:`best_spot` its row argmax,
+        :attr:`confidence` its row maximum, :meth:`topk_coords` its top-k. With one round
+        it is :attr:`sc_to_st` itself.
+        """
+        return self.round_mapping(1)
+
+    @compute
+    def round_mapping(self, r: int) -> np.ndarray:
+        """(M × N) C_r, round ``r``'s SC→ST mapping (rows sum to 1); cached.
+
+        Parameters
+        ----------
+        r
+            The round, from 1 (:attr:`placement`) to :attr:`rounds`; :attr:`sc_to_st` is
+            the mean of the rounds' C_r.
+
+        Returns
+        -------
+        numpy.ndarray
+            (M × N) float32.
+        """
+        r = check_k(r, self.rounds, "r")
+        if self.rounds == 1:
+            return self.sc_to_st
+        return self._dense(f"round{r}", lambda a, b: self.engine.round_rows(r - 1, a, b), True)
 
     @compute
     def topk_mapping(self, k: int = 10, renormalize: bool = False) -> sp.csr_matrix:
-        """Sparse (M × N) SC→ST mapping keeping each cell's ``k`` largest entries of C.
+        """Sparse (M × N) SC→ST mapping keeping each cell's ``k`` largest entries of C (:attr:`sc_to_st`).
 
         Parameters
         ----------
@@ -388,12 +349,14 @@ class StemMapping:
         to :attr:`_topk_kept` they come from the single per-cell pass (which also gives the
         coordinates and best spots), so the outputs read C once.
         """
-        rows = self._placement_rows if placement and self.rounds > 1 else self._rows_of_c
+        rows = self.engine.rows_of_c
+        if placement and self.rounds > 1:
+            rows = lambda a, b: self.engine.round_rows(0, a, b)  # noqa: E731
         if k > min(self._topk_kept, self.n_spots):
             yield from chunked_topk(rows, self.n_cells, k, self.chunk_size)
             return
         v_all, i_all = self._per_cell("place_topk" if placement else "topk")
-        for a, b in self._chunks():
+        for a, b in self.engine.chunks():
             yield a, b, v_all[a:b, :k], i_all[a:b, :k].long()
 
     # ------------------------------------------------------------- per cell
@@ -405,83 +368,51 @@ class StemMapping:
 
     @compute
     def _one_pass(self) -> None:
-        """Read C once: the placement outputs from C₁, top-k and the balance reached from C.
-
-        Best spots, confidences, coordinates (one slice) and top-k of the placement C₁
-        (round 1's rows, read first), then the top-k and column sums of C (the rounds' mean,
-        which reuses round 1's rows).
-        """
-        best, conf, coords, ptv, pti, tv, ti = [], [], [], [], [], [], []
-        Y = torch.from_numpy(self.spot_coords.astype(np.float32))
-        single = len(self.slices) == 1
-        col = torch.zeros(self.n_spots, dtype=torch.float64)
-        kept = min(self._topk_kept, self.n_spots)
-
-        def rows_of_c(a: int, b: int) -> torch.Tensor:
-            P = self._placement_rows(a, b)
-            v, i = P.max(dim=1)  # the first of tied maxima, as numpy's argmax
-            best.append(i.numpy())
-            conf.append(v.numpy())
-            if single:
-                coords.append((P @ Y).double().numpy())
-            if self.rounds > 1:
-                pv, pi = torch.topk(P, kept, dim=1)
-                ptv.append(pv)
-                pti.append(pi.int())
-            C = self._rows_of_c(a, b, first=P)
-            col.add_(C.sum(dim=0).double())
-            return C
-
-        for _, _, v, i in chunked_topk(rows_of_c, self.n_cells, kept, self.chunk_size):
-            tv.append(v)
-            ti.append(i.int())
-        self._cache["best"] = np.concatenate(best).astype(np.int64)
-        self._cache["conf"] = np.concatenate(conf).astype(np.float32)
-        self._cache["topk"] = (torch.cat(tv), torch.cat(ti))
-        self._cache["place_topk"] = (
-            (torch.cat(ptv), torch.cat(pti)) if self.rounds > 1 else self._cache["topk"]
-        )
+        """Read C once (:meth:`._engine.ReadoutEngine.read_once`) and cache what it gives."""
+        Y = self.spot_coords.astype(np.float32) if len(self.slices) == 1 else None
+        out = self.engine.read_once(Y, min(self._topk_kept, self.n_spots))
+        col = out.pop("column_sums")
         if self.balance:  # the balance C reached (its target: spot_weights × cells)
             target = torch.from_numpy(self.n_cells * self._spot_w)
             err = (col / target - 1).abs().max().item()
-            self.balance_info["output_column_error"] = err
+            self._measured["output_column_error"] = err
             logger.debug("largest relative column error of C: %.2g", err)
-        if single:
-            self._cache["coords"] = np.concatenate(coords)
+        self._cache.update(out)
 
     @property
     def coords(self) -> np.ndarray:
         """(M × 2) pseudo-coordinates Ŷ = C₁ · Y (each cell's expected position).
 
-        C₁ is the placement: round 1's C, which is C itself with one round (see the class
-        Notes: later rounds explain what is left of the spots, not where a cell is).
+        Reads the placement C₁ (:attr:`placement`: round 1's C, which is :attr:`sc_to_st`
+        itself with one round; see the class Notes: later rounds explain what is left of
+        the spots, not where a cell is): ``coords == placement @ spot_coords``.
         """
         check_single_slice(self.slices, "coords")
         return self._per_cell("coords")
 
     @property
     def best_spot(self) -> np.ndarray:
-        """(M,) index of each cell's most probable spot (argmax of its row of C₁)."""
+        """(M,) index of each cell's most probable spot: the argmax of its row of :attr:`placement`."""
         return self._per_cell("best")
 
     @property
     def best_spot_name(self) -> np.ndarray:
-        """(M,) name of each cell's most probable spot."""
+        """(M,) name of each cell's most probable spot (:attr:`best_spot`, by :attr:`placement`)."""
         return np.asarray(self.spot_names, dtype=object)[self.best_spot]
 
     @property
     def best_slice(self) -> np.ndarray:
-        """(M,) slice of each cell's most probable spot."""
+        """(M,) slice of each cell's most probable spot (:attr:`best_spot`, by :attr:`placement`)."""
         return self.spot_slice[self.best_spot]
 
     @property
     def confidence(self) -> np.ndarray:
-        """(M,) mapping confidence: the largest entry of each cell's row of C₁."""
+        """(M,) mapping confidence: the largest entry of each cell's row of :attr:`placement`."""
         return self._per_cell("conf")
 
     @compute
     def topk_coords(self, k: int = 10, weighted: bool = False) -> np.ndarray:
-        """(M × 2) mean coordinates of each cell's ``k`` most probable spots (by C₁).
+        """(M × 2) mean coordinates of each cell's ``k`` most probable spots (by :attr:`placement`).
 
         Parameters
         ----------
@@ -506,8 +437,6 @@ class StemMapping:
         return np.concatenate(out)
 
     # ------------------------------------------------ outputs in their modules
-    _spot_side = _rounds.spot_side
-    _explained = _rounds.explained
     deconvolve = _transfer.deconvolve
     spot_aggregate = _transfer.spot_aggregate
     transfer = _transfer.transfer

@@ -6,7 +6,7 @@ profiles (``"hellinger"`` or ``"log"``); both are divided by the temperature. Th
 matrix product of a cell side ``[Z_SC | E_SC]`` and a spot side ``[Z_ST | λ E_ST] / T``
 (:func:`cell_side`, :func:`spot_side`, :func:`logits`), so a chunk of logits is one GEMM
 with no temporaries. Balancing (:mod:`._balance`) adds column potentials on top; the
-residual rounds of the hybrid readout (:func:`residual_expression`) change only the spot
+residual rounds of the hybrid readout (:mod:`._rounds`) change only the spot
 side's expression part.
 """
 
@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ._values import INPUTS, check_finite
 
 #: Readouts of C from the trained embeddings (see :class:`stemmap.StemMapping`).
 READOUTS = ("hybrid", "paper")
@@ -36,15 +38,24 @@ def check_expression_weight(expression_weight: Any) -> None:
         )
 
 
+#: the most residual rounds (:func:`check_rounds`): each round takes ``1 / rounds`` of C, and
+#: on the shared semi-simulations the gain is in rounds 2-3 (``benchmarks/results/issue17``)
+MAX_ROUNDS = 20
+
+
 def check_rounds(rounds: Any) -> int:
-    """Return ``rounds`` as an int; ValueError unless it is a whole number ≥ 1."""
+    """Return ``rounds`` as an int; ValueError unless it is a whole number in [1, 20]."""
     if (
         isinstance(rounds, bool)
         or not isinstance(rounds, (int, np.integer, float, np.floating))
+        or not np.isfinite(rounds)
         or not float(rounds).is_integer()
-        or rounds < 1
+        or not 1 <= rounds <= MAX_ROUNDS
     ):
-        raise ValueError(f"`rounds` must be a whole number >= 1; found {rounds!r}.")
+        raise ValueError(
+            f"`rounds` must be a whole number >= 1 and <= {MAX_ROUNDS} (residual readout "
+            f"rounds); found {rounds!r}."
+        )
     return int(rounds)
 
 
@@ -54,8 +65,12 @@ def expression_term(
     profile: str,
     n_cells: int,
     n_spots: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    keep: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray | None, np.ndarray | None]:
     """Row-standardised expression profiles of cells and spots (their products are R).
+
+    The expression proportions are computed once (:func:`proportions`), for the
+    ``"hellinger"`` profiles and, with ``keep``, for the residual rounds.
 
     Parameters
     ----------
@@ -66,30 +81,50 @@ def expression_term(
         its modality) or ``"log"`` (the expression as given).
     n_cells, n_spots
         M and N, to check the shapes.
+    keep
+        Return the proportions of cells and spots too (else None).
 
     Returns
     -------
-    tuple of torch.Tensor
-        (M × G) and (N × G) float32 rows centred and scaled to unit norm.
+    tuple
+        (M × G) and (N × G) float32 tensors of rows centred and scaled to unit norm, then
+        the (M × G) and (N × G) float32 proportions P_SC and P_ST (or None).
     """
     if sc_expr is None or st_expr is None:
         raise ValueError(
             '`readout="hybrid"` (the default) needs `sc_expr` and `st_expr`; pass them, '
             'or readout="paper" for the embeddings alone.'
         )
-    esc, est = profiles(sc_expr, profile), profiles(st_expr, profile)
-    if esc.shape != (n_cells, est.shape[1]) or est.shape[0] != n_spots:
+    sc_shape, st_shape = np.shape(sc_expr), np.shape(st_expr)
+    if (
+        len(sc_shape) != 2
+        or len(st_shape) != 2
+        or sc_shape != (n_cells, st_shape[1])
+        or st_shape[0] != n_spots
+    ):
         raise ValueError(
             f"`sc_expr` / `st_expr` must be ({n_cells} × G) / ({n_spots} × G); "
-            f"found {tuple(esc.shape)} / {tuple(est.shape)}."
+            f"found {sc_shape} / {st_shape}."
         )
-    return esc, est
+    need = keep or profile == "hellinger"
+    psc = proportions(sc_expr, what="sc_expr") if need else None
+    pst = proportions(st_expr, what="st_expr") if need else None
+    hel = profile == "hellinger"
+    esc = profiles(psc if hel else sc_expr, profile)
+    est = profiles(pst if hel else st_expr, profile)
+    check_finite(esc, "sc_expr", "cells")
+    check_finite(est, "st_expr", "spots")
+    return esc, est, (psc if keep else None), (pst if keep else None)
 
 
 def profiles(x: np.ndarray, profile: str) -> torch.Tensor:
-    """One modality's rows for the expression term (see :func:`expression_term`)."""
+    """One modality's rows for the expression term (see :func:`expression_term`).
+
+    ``x``: the expression proportions for ``"hellinger"`` (a new array is returned), the
+    log-normalised expression for ``"log"``.
+    """
     if profile == "hellinger":
-        x = hellinger_profiles(x)
+        x = hellinger_of_proportions(np.sqrt(x))
     return torch.from_numpy(standardize_rows(x))
 
 
@@ -126,26 +161,68 @@ def logits(cells: torch.Tensor, spots: torch.Tensor, rows: slice | torch.Tensor)
     return cells[rows] @ spots.T
 
 
-def proportions(x: np.ndarray, chunk: int = 65536) -> np.ndarray:
+def max_row_norm(x: torch.Tensor) -> float:
+    """Return the largest Euclidean norm of a row of ``x`` (float64, chunks of 65536 rows)."""
+    top = 0.0
+    for a in range(0, x.shape[0], 65536):
+        top = max(top, float(torch.linalg.vector_norm(x[a : a + 65536].double(), dim=1).max()))
+    return top
+
+
+def check_logit_bound(cell_norm: float, spots: torch.Tensor) -> None:
+    """FloatingPointError when the logits of the two sides could overflow float32.
+
+    Every logit is an inner product of a cell row and a spot row, so (Cauchy–Schwarz) it is
+    at most the product of their norms; below a tenth of float32's largest value no logit,
+    and no partial sum of one, can be infinite.
+    """
+    bound = cell_norm * max_row_norm(spots)
+    if not bound < 0.1 * float(torch.finfo(torch.float32).max):
+        raise FloatingPointError(
+            f"the readout logits could overflow float32 (row norms of the cell and spot "
+            f"sides up to {cell_norm:.3g} and {bound / max(cell_norm, 1e-300):.3g}): the "
+            "embeddings are extreme. Check the input for extreme values."
+        )
+
+
+def proportions(x: np.ndarray, chunk: int = 65536, what: str = "expression") -> np.ndarray:
     """Log1p-normalised rows → expression proportions (float32, rows sum to 1).
 
     ``expm1`` undoes the log1p, whatever the normalisation total was; an all-zero row stays
-    zero.
+    zero. A NaN or Inf, or a value whose ``expm1`` overflows float32 (raw counts taken for
+    log1p-normalised values), is a FloatingPointError naming ``what``.
     """
     x = np.asarray(x)
     out = np.empty(x.shape, dtype=np.float32)
     for a in range(0, x.shape[0], chunk):
         # C order: the row sums must not depend on the memory layout of the input
-        p = np.expm1(np.ascontiguousarray(x[a : a + chunk], dtype=np.float32))
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is raised below
+            p = np.expm1(np.ascontiguousarray(x[a : a + chunk], dtype=np.float32))
         np.clip(p, 0.0, None, out=p)
         tot = p.sum(axis=1, keepdims=True)
+        if not np.isfinite(tot).all():
+            _not_proportions(x, what)
         tot[tot <= 0] = 1.0
         out[a : a + chunk] = p / tot
     return out
 
 
+def _not_proportions(x: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise FloatingPointError(
+            f"{INPUTS.get(what, what)} has {int(bad.sum())} non-finite value(s) (NaN or Inf); the "
+            "readout needs finite log1p-normalised expression."
+        )
+    raise FloatingPointError(
+        f"{INPUTS.get(what, what)} has values up to {float(np.max(x)):.4g}, too large for "
+        "log1p-normalised expression (turning them back into proportions overflows): were "
+        "raw counts passed with `normalized=True`?"
+    )
+
+
 def residual_expression(resid: np.ndarray) -> np.ndarray:
-    """Spots' residual proportions, log1p-normalised (a residual round's ``st_expr``).
+    """Spots' residual proportions, log1p-normalised (a ``"log"`` residual round's expression).
 
     ``resid`` = ``max(P_ST - Σ share · Ĉ_r P_SC, 0)``, what the earlier rounds' mapped cells
     leave unexplained; rescaled to 10⁴ per spot and log1p-transformed, so that the
@@ -155,6 +232,14 @@ def residual_expression(resid: np.ndarray) -> np.ndarray:
     tot = r.sum(axis=1, keepdims=True)
     tot[tot <= 0] = 1.0
     return np.log1p(r / tot * 1e4).astype(np.float32)
+
+
+def residual_proportions(resid: np.ndarray) -> np.ndarray:
+    """Spots' residual ``resid`` rescaled to proportions (float32; a ``"hellinger"`` round's)."""
+    r = np.asarray(resid, dtype=np.float64)
+    tot = r.sum(axis=1, keepdims=True)
+    tot[tot <= 0] = 1.0
+    return (r / tot).astype(np.float32)
 
 
 def hellinger_profiles(x: np.ndarray, chunk: int = 65536) -> np.ndarray:
@@ -167,6 +252,11 @@ def hellinger_profiles(x: np.ndarray, chunk: int = 65536) -> np.ndarray:
     """
     out = proportions(x, chunk)
     np.sqrt(out, out=out)
+    return hellinger_of_proportions(out)
+
+
+def hellinger_of_proportions(out: np.ndarray) -> np.ndarray:
+    """√(row proportions) ``out``, each column centred and scaled in place (float32)."""
     mu = out.mean(axis=0, dtype=np.float64)
     sd = out.std(axis=0, dtype=np.float64)
     sd[sd <= 0] = 1.0

@@ -19,11 +19,11 @@ from .._validate import StemInputWarning, check_labels
 from ._values import align_cells, spot_values_matrix
 
 if TYPE_CHECKING:
-    from ._mapping import StemMapping
+    from ._view import MappingView
 
 
-def deconvolve(self: StemMapping, labels: Sequence[Any] | pd.Series | np.ndarray) -> pd.DataFrame:
-    """Spot cell-type deconvolution T̂ = Ĉ · T (rows sum to 1).
+def deconvolve(self: MappingView, labels: Sequence[Any] | pd.Series | np.ndarray) -> pd.DataFrame:
+    """Spot cell-type deconvolution T̂ = Ĉ · T (rows sum to 1; Ĉ: :attr:`st_to_sc`).
 
     Parameters
     ----------
@@ -36,7 +36,12 @@ def deconvolve(self: StemMapping, labels: Sequence[Any] | pd.Series | np.ndarray
     pandas.DataFrame
         (N × types) estimated proportions, indexed by spot name.
     """
-    lab, miss = check_labels(align_cells(labels, self.sc_names, "labels"), "labels")
+    return deconvolve_as(self, labels, "labels")
+
+
+def deconvolve_as(self: MappingView, labels: Any, name: str) -> pd.DataFrame:
+    """:func:`deconvolve`, its messages naming the argument ``name`` instead of ``labels``."""
+    lab, miss = check_labels(align_cells(labels, self.sc_names, name), name)
     codes, types = pd.factorize(pd.Series(lab[~miss], dtype="object"), sort=True)
     T = np.zeros((self.n_cells, len(types)), dtype=np.float64)
     T[np.flatnonzero(~miss), codes] = 1.0
@@ -44,18 +49,20 @@ def deconvolve(self: StemMapping, labels: Sequence[Any] | pd.Series | np.ndarray
     if miss.any():
         warnings.warn(
             f"{int(miss.sum())} of {self.n_cells} cells have no label (None/NaN) in "
-            "`labels`; they are left out and each spot's proportions are over the labelled "
+            f"`{name}`; they are left out and each spot's proportions are over the labelled "
             "cells.",
             StemInputWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         D = D / D.sum(axis=1, keepdims=True)
     return pd.DataFrame(D, index=self.spot_names, columns=list(types))
 
 
 @compute
-def spot_aggregate(self: StemMapping, values: np.ndarray) -> np.ndarray:
+def spot_aggregate(self: MappingView, values: np.ndarray) -> np.ndarray:
     """Ĉ · V for a (M × k) array of per-cell values: each spot's expected value over cells.
+
+    Ĉ is :attr:`st_to_sc` (with several rounds, the rounds' mean).
 
     Parameters
     ----------
@@ -76,14 +83,14 @@ def spot_aggregate(self: StemMapping, values: np.ndarray) -> np.ndarray:
             f"{tuple(V.shape)}."
         )
     acc = torch.zeros((self.n_spots, V.shape[1]), dtype=torch.float64)
-    for a, b in self._chunks():
-        acc += self._chat_block(a, b).double().T @ V[a:b]
+    for a, b in self.engine.chunks():
+        acc += self.engine.chat_block(a, b).double().T @ V[a:b]
     return acc.numpy()
 
 
 @compute
-def transfer(self: StemMapping, spot_values: Any) -> np.ndarray | pd.DataFrame:
-    """Move a spot annotation to cells: ``C · v``.
+def transfer(self: MappingView, spot_values: Any) -> np.ndarray | pd.DataFrame:
+    """Move a spot annotation to cells: ``C · v`` (C: :attr:`sc_to_st`, the rounds' mean).
 
     Parameters
     ----------
@@ -105,13 +112,13 @@ def transfer(self: StemMapping, spot_values: Any) -> np.ndarray | pd.DataFrame:
         seen = (~miss).double()
         V0 = torch.where(miss, torch.zeros_like(V), V)
         parts = []
-        for a, b in self._chunks():
-            C = self._rows_of_c(a, b).double()
+        for a, b in self.engine.chunks():
+            C = self.engine.rows_of_c(a, b).double()
             parts.append(((C @ V0) / (C @ seen)).numpy())
         out = np.concatenate(parts)
     else:
         out = np.concatenate(
-            [(self._rows_of_c(a, b).double() @ V).numpy() for a, b in self._chunks()]
+            [(self.engine.rows_of_c(a, b).double() @ V).numpy() for a, b in self.engine.chunks()]
         )
     if columns is not None:
         return pd.DataFrame(out, index=self.sc_names, columns=columns)

@@ -151,3 +151,44 @@ def spot_values_matrix(
             stacklevel=4,
         )
     return v, columns
+
+
+#: what the readout's inputs are to a user of :class:`stemmap.STEM` (who passed ``sc``, ``st``)
+INPUTS = {
+    "sc_expr": "`sc_expr` (the expression of `sc`)",
+    "st_expr": "`st_expr` (the expression of `st`)",
+    "sc_embedding": "`sc_embedding` (the cells' embeddings)",
+    "st_embedding": "`st_embedding` (the spots' embeddings)",
+}
+
+
+def check_finite(x: Any, what: str, rows: str) -> None:
+    """FloatingPointError when the (rows × k) ``x`` (``what``) has a NaN or Inf."""
+    t = torch.as_tensor(x)
+    bad = ~torch.isfinite(t).reshape(t.shape[0], -1).all(dim=1)
+    if bool(bad.any()):
+        raise FloatingPointError(
+            f"{INPUTS.get(what, what)} has non-finite values (NaN or Inf) in {int(bad.sum())} of {t.shape[0]} "
+            f"{rows} (e.g. row {int(torch.nonzero(bad)[0, 0])}); a mapping of them would be "
+            "NaN. Check the input expression for NaN, Inf or extreme values."
+        )
+
+
+def check_scale(scale: float, what: str = "the expression scale") -> float:
+    """``scale`` (λ of the hybrid readout), or FloatingPointError when it is not finite."""
+    if not np.isfinite(scale):
+        raise FloatingPointError(
+            f"{what} λ = w · sd(Z_SC Z_STᵀ) / sd(R) is {scale}: the spread of the embedding "
+            "logits or of the expression term overflows or is not finite. Check the input for "
+            "extreme values."
+        )
+    return float(scale)
+
+
+def check_finite_output(x: Any, what: str) -> None:
+    """FloatingPointError when an output ``what`` of a mapping has a NaN or Inf (never returned)."""
+    if not bool(np.isfinite(np.asarray(x)).all()):
+        raise FloatingPointError(
+            f"`{what}` would have non-finite values (NaN or Inf): the readout logits overflow. "
+            "Check the input for extreme values."
+        )
