@@ -120,11 +120,18 @@ def test_overflowing_logits_are_an_error_not_a_nan_mapping(trained, readout):
 
 
 def test_raw_counts_passed_as_normalized_are_an_error(toy):
+    """Preparation refuses them first (ValueError naming ``normalized``)."""
     sc, st = toy
-    model = stemmap.STEM(sc, st, seed=0, hidden=(32, 16), normalized=True)
-    model.train(epochs=2, progress=False)
+    with pytest.raises(ValueError, match="normalized=True"):
+        stemmap.STEM(sc, st, seed=0, hidden=(32, 16), normalized=True)
+
+
+def test_expression_whose_expm1_overflows_is_an_error_in_the_readout(trained):
+    """The readout's own guard, for values that reach it without preparation's check."""
+    kw = _parts(trained)
+    kw["st_expr"] = kw["st_expr"] + 100.0  # expm1(100) overflows float32
     with pytest.raises(FloatingPointError, match="normalized=True"):
-        _ = model.mapping().coords
+        _ = StemMapping(**kw).coords
 
 
 class _Logits:

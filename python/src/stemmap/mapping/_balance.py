@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 #: ``logits_of(rows)``: readout logits of the cells ``rows`` (an index tensor) over all spots
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 #: ``collect(start, rows_of_c)``: a pass's chunk of rows of C (``start`` = its first row)
-Collect = Callable[[Optional[int], Optional[torch.Tensor]], None]
+Collect = Callable[[int | None, torch.Tensor | None], None]
 
 
 def fit_potentials(
