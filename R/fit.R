@@ -107,7 +107,7 @@
 # arguments go, by name, to the one params builder .stem_params() (no hand forwarding).
 # Returns the results as a list (input order, cell names).
 .stem_run <- function(sc, st, ..., coords = NULL, sample_id = NULL,
-                      st.assay.type = "counts", st.assay = NULL, st.layer = "counts",
+                      st.assay.type = NULL, st.assay = NULL, st.layer = NULL,
                       image = NULL, labels = NULL, transfer = NULL,
                       mapping = c("topk", "dense", "none"), k = 10L,
                       epochs = NULL, lr = NULL, alpha = NULL, sigma = NULL, hidden = NULL,
@@ -141,7 +141,7 @@
                        mapping = mapping, k = min(as.integer(k), st_in$n))
     if (!is.null(res$no_shared_genes)) .stem_abort_no_genes(sc, st_in, res$no_shared_genes)
     res <- .stem_collect(res, cell_ids, colnames(sc), spot_ids, st_in, labels, transfer)
-    res$params <- params[setdiff(names(params), "progress")]
+    res$params <- c(params[setdiff(names(params), "progress")], st_in$read)
     res
 }
 

@@ -17,6 +17,18 @@
     }
 }
 
+# The layers (v5 `Assay5`) or non-empty slots (v4 `Assay`) of an assay of `obj` (default
+# its default assay); character(0) for an unknown assay (then .seurat_matrix() says so).
+.seurat_layers <- function(obj, assay = NULL) {
+    .stem_require("SeuratObject", "to read Seurat objects")
+    if (is.null(assay)) assay <- SeuratObject::DefaultAssay(obj)
+    if (!assay %in% SeuratObject::Assays(obj)) return(character())
+    a <- obj[[assay]]
+    if (methods::is(a, "Assay5")) return(.seurat_fun("Layers")(a))
+    slots <- c("counts", "data", "scale.data")
+    slots[vapply(slots, function(s) length(methods::slot(a, s)) > 0L, logical(1))]
+}
+
 .seurat_matrix <- function(obj, assay = NULL, layer = "counts", arg = "sc") {
     .stem_require("SeuratObject", "to read Seurat objects")
     if (is.null(assay)) assay <- SeuratObject::DefaultAssay(obj)
@@ -158,11 +170,15 @@
 
 # runSTEM() for a Seurat sc: its counts and meta.data into the one implementation, the
 # results back on the object (R/to_Seurat.R).
-.runSTEM_Seurat <- function(sc, st, ..., assay = NULL, layer = "counts", labels = NULL) {
+.runSTEM_Seurat <- function(sc, st, ..., assay = NULL, layer = "counts", labels = NULL,
+                            st.assay.type = NULL, st.layer = NULL, st.assay = NULL) {
     .stem_require("SeuratObject", "to read Seurat objects")
     if (is.null(assay)) assay <- SeuratObject::DefaultAssay(sc)
     x <- .seurat_matrix(sc, assay = assay, layer = layer, arg = "sc")
-    res <- .stem_run(x, st, ..., labels = .resolve_labels(labels, sc[[]], ncol(x)))
+    stl <- .st_layers_like_sc(st, layer, st.assay.type, st.layer, st.assay)
+    res <- .stem_run(x, st, ..., labels = .resolve_labels(labels, sc[[]], ncol(x)),
+                     st.assay.type = stl$st.assay.type, st.layer = stl$st.layer,
+                     st.assay = st.assay)
     res$params$assay <- assay
     res$params$layer <- layer
     .to_Seurat(sc, res, assay)

@@ -118,15 +118,42 @@
     list(slices = slices, n = n, names = colnames(x), sample_id = sample_id)
 }
 
-# ST object -> list(slices, n, names, sample_id, coldata).
-.st_input <- function(st, coords = NULL, sample_id = NULL, st.assay.type = "counts",
-                      st.assay = NULL, st.layer = "counts", image = NULL) {
+# The ST assay and layer to read when the caller named none (NULL), for an `sc` read from
+# its assay or layer `sc_layer`: that one where `st` has it (its Seurat layers or its
+# SummarizedExperiment assays, .st_layer_names()), so that `layer = "data", normalized =
+# TRUE` reads the data layer of both and both sides hold the values Python's
+# `normalized=True` is given; else "counts" (the core warns when values do not look like
+# what `normalized` says). Returns list(st.assay.type, st.layer).
+.st_layers_like_sc <- function(st, sc_layer, st.assay.type = NULL, st.layer = NULL,
+                               st.assay = NULL) {
+    avail <- .st_layer_names(st, st.assay)
+    same <- if (is.character(sc_layer) && length(sc_layer) == 1L && sc_layer %in% avail) sc_layer
+    list(st.assay.type = if (is.null(st.assay.type)) same else st.assay.type,
+         st.layer = if (is.null(st.layer)) same else st.layer)
+}
+
+.st_layer_names <- function(st, assay = NULL) {
+    if (inherits(st, "Seurat")) return(.seurat_layers(st, assay))
+    if (methods::is(st, "SummarizedExperiment")) return(SummarizedExperiment::assayNames(st))
+    character()
+}
+
+# ST object -> list(slices, n, names, sample_id, coldata, read), where `read` records the
+# assay or layer read (st.assay.type / st.layer).
+.st_input <- function(st, coords = NULL, sample_id = NULL, st.assay.type = NULL,
+                      st.assay = NULL, st.layer = NULL, image = NULL) {
     if (inherits(st, "Seurat")) {
-        return(.st_from_seurat(st, assay = st.assay, layer = st.layer, image = image,
-                               sample_id = sample_id, coords = coords))
+        if (is.null(st.layer)) st.layer <- "counts"
+        out <- .st_from_seurat(st, assay = st.assay, layer = st.layer, image = image,
+                               sample_id = sample_id, coords = coords)
+        out$read <- list(st.layer = st.layer)
+        return(out)
     }
     if (methods::is(st, "SummarizedExperiment")) {
-        return(.st_from_se(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type))
+        if (is.null(st.assay.type)) st.assay.type <- "counts"
+        out <- .st_from_se(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type)
+        out$read <- list(st.assay.type = st.assay.type)
+        return(out)
     }
     if (.is_matrixish(st)) {
         .check_expr_matrix(st, "st")
