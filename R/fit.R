@@ -120,15 +120,17 @@
     sc <- .as_counts_matrix(sc)
     .check_expr_matrix(sc, "sc")
     sc <- .with_colnames(sc, "cell")
-    mapping <- match.arg(mapping)
+    mapping <- .stem_match_arg(mapping, c("topk", "dense", "none"), "mapping")
     .check_number(k, "k", integer = TRUE, min = 1)
     params <- do.call(.stem_params, mget(names(formals(.stem_params)), environment()))
     st_in <- .st_input(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
                        st.assay = st.assay, st.layer = st.layer, image = image)
     labels <- .resolve_labels(labels, data.frame(row.names = colnames(sc)), ncol(sc))
     transfer <- .resolve_transfer(transfer, st_in)
-    cell_ids <- paste0("c", seq_len(ncol(sc)))
-    spot_ids <- paste0("s", seq_len(st_in$n))
+    # the names the core sees (and names in its warnings): the cells' own (unique), the
+    # spots' own where unique (else with their slice, else their position)
+    cell_ids <- colnames(sc)
+    spot_ids <- .stem_spot_ids(st_in)
     # the core reports the genes it uses (and how many matched by `gene_match`) itself
     .stem_inform("Mapping {ncol(sc)} cells onto {st_in$n} spots ({length(st_in$slices)} slice{?s}).",
                  verbose = verbose)
@@ -143,6 +145,17 @@
     res <- .stem_collect(res, cell_ids, colnames(sc), spot_ids, st_in, labels, transfer)
     res$params <- c(params[setdiff(names(params), "progress")], st_in$read)
     res
+}
+
+# Unique spot names for the core: the spots' names; where they repeat (barcodes of several
+# samples), "<slice>/<name>"; where those repeat too, "<name>#<position>".
+.stem_spot_ids <- function(st_in) {
+    ids <- as.character(st_in$names)
+    if (length(ids) != st_in$n) return(paste0("spot", seq_len(st_in$n)))
+    if (!anyDuplicated(ids)) return(ids)
+    ids2 <- paste0(st_in$sample_id, "/", ids)
+    if (!anyDuplicated(ids2)) return(ids2)
+    paste0(ids, "#", seq_along(ids))
 }
 
 # Arguments no method knows: an error naming them (a misspelt `epoch =` is not ignored).

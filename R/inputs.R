@@ -71,13 +71,23 @@
             i = "stemmap maps onto 2-D sections and does not drop z silently: pass the x/y columns, or each z-section as its own slice ({.arg sample_id})."
         ))
     }
-    if (!is.null(rn) && !is.null(names)) {
+    # row names equal to the spot names (repeated barcodes of several samples included):
+    # already in spot order
+    if (!is.null(rn) && !is.null(names) && !identical(as.character(rn), as.character(names))) {
+        if (anyDuplicated(rn) || anyDuplicated(names)) {
+            dup <- unique(c(rn[duplicated(rn)], names[duplicated(names)]))
+            .stem_abort(c(
+                "The spatial coordinates ({where}) cannot be matched to the spots of {.arg st} by name: names repeat and the row names are not the spot names in order.",
+                x = "{length(dup)} name{?s} repeat{?s/}, e.g. {.val {utils::head(dup, 3)}}.",
+                i = "Give the rows in the order of the spots of {.arg st}, or remove the row names to match by position."
+            ))
+        }
         pos <- match(names, rn)
-        if (anyNA(pos) || anyDuplicated(rn)) {
+        if (anyNA(pos)) {
             miss <- names[is.na(pos)]
             .stem_abort(c(
                 "The row names of the spatial coordinates ({where}) do not match the spot names of {.arg st}.",
-                x = "{sum(is.na(pos))} spot{?s} ha{?s/ve} no row{if (anyDuplicated(rn)) ' (or row names are duplicated)' else ''}, e.g. {.val {utils::head(miss, 3)}}.",
+                x = "{sum(is.na(pos))} spot{?s} ha{?s/ve} no row, e.g. {.val {utils::head(miss, 3)}}.",
                 i = "Name the rows by spot, or remove the row names to match by position."
             ))
         }
@@ -165,7 +175,7 @@
             ))
         }
         out <- .slices(st, .as_coords(coords, ncol(st), "argument coords", colnames(st)), sample_id)
-        out$coldata <- data.frame(row.names = colnames(st))
+        out$coldata <- data.frame(row.names = seq_len(ncol(st)))  # spot names may repeat
         return(out)
     }
     .stem_abort(c(

@@ -242,11 +242,71 @@ test_that("dropped all-zero cells warn in R and get NA", {
     d <- make_stem_data()
     sc <- d$sc
     sc[, 3] <- 0L
-    expect_warning(res <- runSTEM(sc, d$st, coords = d$coords, epochs = 1L, hidden = 8L,
-                                  verbose = FALSE, mapping = "none", adjacency_k = 0L),
-                   class = "stemmap_input_warning", regexp = "dropped")
+    w <- NULL
+    res <- withCallingHandlers(
+        runSTEM(sc, d$st, coords = d$coords, epochs = 1L, hidden = 8L,
+                verbose = FALSE, mapping = "none", adjacency_k = 0L),
+        stemmap_input_warning = function(c) {
+            if (grepl("dropped", conditionMessage(c))) w <<- c
+            invokeRestart("muffleWarning")
+        }
+    )
+    expect_s3_class(w, "stemmap_input_warning")
+    # the warning names the cell by its name, and says what R results do with it (no
+    # internal id such as 'c3', no pointer to a Python-only `dropped` field)
+    expect_match(conditionMessage(w), "cell3", fixed = TRUE)
+    expect_match(conditionMessage(w), "get NA in the results", fixed = TRUE)
+    expect_false(grepl("'c3'", conditionMessage(w), fixed = TRUE))
+    expect_false(grepl("`dropped` field", conditionMessage(w), fixed = TRUE))
     expect_true(all(is.na(res$coords[3, ])))
     expect_true(all(is.finite(res$coords[-3, ])))
+})
+
+test_that("mapping = \"nonsense\" is a stemmap condition naming the argument", {
+    d <- make_stem_data()
+    e <- expect_stem_error(runSTEM(d$sc, d$st, coords = d$coords, mapping = "nonsense"),
+                           "value", "`mapping` must be one of")
+    expect_match(conditionMessage(e), "nonsense", fixed = TRUE)
+    expect_stem_error(runSTEM(d$sc, d$st, coords = d$coords, mapping = c("topk", "dense")),
+                      "value", "`mapping` must be one of")
+})
+
+test_that("coordinates whose row names are repeated barcodes in spot order are read", {
+    # what cbind() of two Visium samples gives: spot names and spatialCoords() row names
+    # both repeat the barcodes of each sample
+    d <- make_stem_data()
+    st <- d$st
+    colnames(st) <- rep(paste0("bc", 1:10), 2)
+    xy <- d$coords
+    rownames(xy) <- colnames(st)
+    sid <- rep(c("A", "B"), each = 10)
+    got <- stemmap:::.st_input(st, coords = xy, sample_id = sid)
+    expect_identical(got$n, 20L)
+    expect_identical(unname(got$slices[[2]]$coords), unname(d$coords[11:20, ] + 0))
+    # the same through a SingleCellExperiment whose reducedDim has those row names
+    sce <- SingleCellExperiment::SingleCellExperiment(list(counts = st),
+                                                      reducedDims = list(spatial = xy))
+    sce$sample_id <- sid
+    got2 <- stemmap:::.st_input(sce, coords = "spatial", sample_id = "sample_id")
+    expect_identical(got2$slices[[1]]$coords, got$slices[[1]]$coords)
+    expect_identical(stemmap:::.stem_spot_ids(got2)[c(1, 11)], c("A/bc1", "B/bc1"))
+    # repeated names out of spot order cannot be matched: a stemmap condition, not a guess
+    e <- expect_stem_error(stemmap:::.st_input(st, coords = xy[c(2, 1, 3:20), ], sample_id = sid),
+                           "value", "cannot be matched to the spots")
+    expect_match(conditionMessage(e), "bc1", fixed = TRUE)
+})
+
+test_that("a matrix st with repeated spot names runs (no base-R duplicate row.names)", {
+    skip_if_no_python()
+    d <- make_stem_data()
+    st <- d$st
+    colnames(st) <- rep(paste0("bc", 1:10), 2)
+    res <- runSTEM(d$sc, st, coords = d$coords, sample_id = rep(c("A", "B"), each = 10),
+                   epochs = 2L, hidden = 8L, verbose = FALSE, adjacency_k = 0L,
+                   labels = d$celltype)
+    expect_true(all(res$best_spot %in% colnames(st)))
+    expect_identical(colnames(res$mapping), colnames(st))
+    expect_identical(rownames(res$deconvolution$label), colnames(st))
 })
 
 test_that("coordinates aligned by row names give the same mapping as ordered ones", {
