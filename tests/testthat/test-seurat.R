@@ -48,7 +48,7 @@ test_that("runSTEM() on Seurat v4 objects with a SlideSeq image", {
 test_that("Seurat v5 Assay5 layers are read with LayerData()", {
     skip_if_no_seurat()
     if (utils::packageVersion("SeuratObject") < "5.0.0") {
-        skip(paste("Assay5 needs SeuratObject >= 5; found", utils::packageVersion("SeuratObject")))
+        skip(paste("SeuratObject >= 5 is needed for Assay5; found", utils::packageVersion("SeuratObject")))
     }
     skip_if_no_core_model()
     sc <- SeuratObject::CreateSeuratObject(
