@@ -64,8 +64,7 @@
     py <- .stem_existing_python()
     if (!is.null(py)) {
         .stem_use_python(py)
-        res <- tryCatch(FUN(...), error = function(e) {
-            if (inherits(e, "stemmap_error")) stop(e)
+        res <- tryCatch(FUN(...), stemmap_error = function(e) stop(e), error = function(e) {
             .stem_abort(c("The Python core failed.", x = "{conditionMessage(e)}"),
                         kind = "python")
         })
@@ -96,16 +95,19 @@
 
 # ---- packed arrays: R side of stemmap.bridge._wire.pack()/unpack() -----------------
 
-.pack <- function(x) {
-    if (methods::is(x, "sparseMatrix")) {
-        if (!methods::is(x, "dgCMatrix")) {
-            x <- methods::as(methods::as(methods::as(x, "CsparseMatrix"), "generalMatrix"), "dMatrix")
-        }
-        return(list(
-            format = "csc", shape = as.integer(dim(x)),
-            i = .pack(as.integer(x@i)), p = .pack(as.integer(x@p)), x = .pack(as.double(x@x))
-        ))
-    }
+# A packed array: a dgCMatrix as its i/p/x pieces (any other sparse matrix becomes one
+# first), anything else as raw bytes of int32 or float64.
+methods::setGeneric(".pack", function(x) standardGeneric(".pack"))
+methods::setMethod(".pack", "dgCMatrix", function(x) {
+    list(
+        format = "csc", shape = as.integer(dim(x)),
+        i = .pack(as.integer(x@i)), p = .pack(as.integer(x@p)), x = .pack(as.double(x@x))
+    )
+})
+methods::setMethod(".pack", "sparseMatrix", function(x) {
+    .pack(methods::as(methods::as(methods::as(x, "CsparseMatrix"), "generalMatrix"), "dMatrix"))
+})
+methods::setMethod(".pack", "ANY", function(x) {
     shape <- if (is.null(dim(x))) length(x) else dim(x)
     # integer/logical NA has no int32 value (it would arrive as -2^31): send NaN instead
     if ((is.integer(x) || is.logical(x)) && !anyNA(x)) {
@@ -115,7 +117,7 @@
         list(dtype = "float64", shape = as.integer(shape),
              data = writeBin(as.double(x), raw(), size = 8L, endian = "little"))
     }
-}
+})
 
 .unpack <- function(p) {
     if (is.null(p)) {

@@ -117,9 +117,7 @@
                       gene_match = NULL, threads = NULL, rounds = NULL,
                       cell_batch_size = NULL, expression_weight = NULL) {
     .stem_no_dots(...)
-    sc <- .as_counts_matrix(sc)
-    .check_expr_matrix(sc, "sc")
-    sc <- .with_colnames(sc, "cell")
+    sc <- .with_colnames(.stem_counts(sc, "sc")$x, "cell")  # a matrix (R/classes.R)
     mapping <- .stem_match_arg(mapping, c("topk", "dense", "none"), "mapping")
     .check_number(k, "k", integer = TRUE, min = 1)
     params <- do.call(.stem_params, mget(names(formals(.stem_params)), environment()))
@@ -244,23 +242,24 @@
     out
 }
 
-# Mapping of kept cells x kept spots -> all cells x all spots (zeros elsewhere).
-.expand_mapping <- function(mm, cpos, spos) {
-    if (methods::is(mm, "sparseMatrix")) {
-        mm <- methods::as(mm, "TsparseMatrix")
-        ci <- match(mm@i + 1L, cpos)
-        si <- match(mm@j + 1L, spos)
-        ok <- !is.na(ci) & !is.na(si)
-        Matrix::sparseMatrix(i = ci[ok], j = si[ok], x = mm@x[ok],
-                             dims = c(length(cpos), length(spos)))
-    } else {
-        out <- matrix(0, length(cpos), length(spos))
-        okc <- !is.na(cpos)
-        oks <- !is.na(spos)
-        out[okc, oks] <- mm[cpos[okc], spos[oks], drop = FALSE]
-        out
-    }
-}
+# Mapping of kept cells x kept spots -> all cells x all spots (zeros elsewhere), sparse
+# when the core sent it sparse.
+methods::setGeneric(".expand_mapping", function(mm, cpos, spos) standardGeneric(".expand_mapping"))
+methods::setMethod(".expand_mapping", "sparseMatrix", function(mm, cpos, spos) {
+    mm <- methods::as(mm, "TsparseMatrix")
+    ci <- match(mm@i + 1L, cpos)
+    si <- match(mm@j + 1L, spos)
+    ok <- !is.na(ci) & !is.na(si)
+    Matrix::sparseMatrix(i = ci[ok], j = si[ok], x = mm@x[ok],
+                         dims = c(length(cpos), length(spos)))
+})
+methods::setMethod(".expand_mapping", "ANY", function(mm, cpos, spos) {
+    out <- matrix(0, length(cpos), length(spos))
+    okc <- !is.na(cpos)
+    oks <- !is.na(spos)
+    out[okc, oks] <- mm[cpos[okc], spos[oks], drop = FALSE]
+    out
+})
 
 .spot_slices <- function(st) {
     out <- character(st$n)

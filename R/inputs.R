@@ -1,15 +1,9 @@
 # Turning the caller's SC and ST objects into plain matrices (genes x observations),
-# coordinates and slices. SummarizedExperiment and Seurat objects are read in
-# R/from_SummarizedExperiment.R and R/from_Seurat.R.
-
-.is_matrixish <- function(x) {
-    is.matrix(x) || methods::is(x, "Matrix")
-}
+# coordinates and slices. What differs by class is one method per class in R/classes.R
+# (with the helpers of R/from_SummarizedExperiment.R and R/from_Seurat.R).
 
 .check_expr_matrix <- function(x, arg) {
-    ok <- (is.matrix(x) && is.numeric(x)) || methods::is(x, "dMatrix") ||
-        methods::is(x, "lMatrix") || methods::is(x, "nMatrix")
-    if (!ok) {
+    if (!.stem_is_expr(x)) {
         .stem_abort(c(
             "{.arg {arg}} must be a numeric genes x cells matrix, a SingleCellExperiment or a Seurat object.",
             x = "Found {.cls {class(x)}}."
@@ -130,58 +124,43 @@
 
 # The ST assay and layer to read when the caller named none (NULL), for an `sc` read from
 # its assay or layer `sc_layer`: that one where `st` has it (its Seurat layers or its
-# SummarizedExperiment assays, .st_layer_names()), so that `layer = "data", normalized =
+# SummarizedExperiment assays, .stem_layer_names()), so that `layer = "data", normalized =
 # TRUE` reads the data layer of both and both sides hold the values Python's
 # `normalized=True` is given; else "counts" (the core warns when values do not look like
 # what `normalized` says). Returns list(st.assay.type, st.layer).
 .st_layers_like_sc <- function(st, sc_layer, st.assay.type = NULL, st.layer = NULL,
                                st.assay = NULL) {
-    avail <- .st_layer_names(st, st.assay)
+    avail <- .stem_layer_names(st, st.assay)
     same <- if (is.character(sc_layer) && length(sc_layer) == 1L && sc_layer %in% avail) sc_layer
     list(st.assay.type = if (is.null(st.assay.type)) same else st.assay.type,
          st.layer = if (is.null(st.layer)) same else st.layer)
 }
 
-.st_layer_names <- function(st, assay = NULL) {
-    if (inherits(st, "Seurat")) return(.seurat_layers(st, assay))
-    if (methods::is(st, "SummarizedExperiment")) return(SummarizedExperiment::assayNames(st))
-    character()
-}
-
-# ST object -> list(slices, n, names, sample_id, coldata, read), where `read` records the
-# assay or layer read (st.assay.type / st.layer).
+# ST object -> list(slices, n, names, sample_id, coldata, read): its counts
+# (.stem_counts()), its coordinates and default slices (.stem_st_coords()) and its spot
+# metadata (.stem_meta()), by the methods of its class; `read` records the assay or layer
+# read (st.assay.type / st.layer). NULL st.assay.type / st.layer read "counts".
 .st_input <- function(st, coords = NULL, sample_id = NULL, st.assay.type = NULL,
                       st.assay = NULL, st.layer = NULL, image = NULL) {
-    if (inherits(st, "Seurat")) {
-        if (is.null(st.layer)) st.layer <- "counts"
-        out <- .st_from_seurat(st, assay = st.assay, layer = st.layer, image = image,
-                               sample_id = sample_id, coords = coords)
-        out$read <- list(st.layer = st.layer)
-        return(out)
-    }
-    if (methods::is(st, "SummarizedExperiment")) {
-        if (is.null(st.assay.type)) st.assay.type <- "counts"
-        out <- .st_from_se(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type)
-        out$read <- list(st.assay.type = st.assay.type)
-        return(out)
-    }
-    if (.is_matrixish(st)) {
-        .check_expr_matrix(st, "st")
-        st <- .with_colnames(st, "spot")
-        if (is.null(coords)) {
+    rd <- .stem_counts(st, "st", assay.type = if (is.null(st.assay.type)) "counts" else st.assay.type,
+                       assay = st.assay, layer = if (is.null(st.layer)) "counts" else st.layer)
+    x <- .with_colnames(rd$x, "spot")
+    meta <- .stem_meta(st)
+    if (is.character(sample_id) && length(sample_id) == 1L && ncol(x) != 1L) {
+        if (!sample_id %in% colnames(meta)) {
             .stem_abort(c(
-                "{.arg st} must have spatial coordinates; found none for a {.cls {class(st)[1]}}.",
-                i = "Pass {.arg coords}: a numeric matrix with one row per spot and 2 columns."
+                "{.arg sample_id} = {.val {sample_id}} is not a spot metadata column of {.arg st}.",
+                i = "Its columns: {.val {utils::head(colnames(meta), 10)}}."
             ))
         }
-        out <- .slices(st, .as_coords(coords, ncol(st), "argument coords", colnames(st)), sample_id)
-        out$coldata <- data.frame(row.names = seq_len(ncol(st)))  # spot names may repeat
-        return(out)
+        sample_id <- meta[[sample_id]]
     }
-    .stem_abort(c(
-        "{.arg st} must be a SpatialExperiment, a SingleCellExperiment with coordinates, a Seurat object with an image, or a genes x spots matrix.",
-        x = "Found {.cls {class(st)}}."
-    ))
+    xy <- .stem_st_coords(st, coords, colnames(x), image)
+    if (is.null(sample_id)) sample_id <- xy$sample_id
+    out <- .slices(x, .as_coords(xy$xy, ncol(x), xy$where, colnames(x)), sample_id)
+    out$coldata <- meta
+    out$read <- rd$read
+    out
 }
 
 # Label values as given (factors as character): numbers stay numbers so that the core can

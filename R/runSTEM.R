@@ -181,11 +181,7 @@ setMethod("runSTEM", "ANY", .stem_run)  # R/fit.R
                      labels = lab, st.assay.type = stl$st.assay.type, st.layer = stl$st.layer,
                      st.assay = st.assay)
     res$params$assay.type <- assay.type
-    if (methods::is(sc, "SingleCellExperiment")) {
-        .to_SingleCellExperiment(sc, res)
-    } else {
-        .to_SummarizedExperiment(sc, res)
-    }
+    .stem_write(sc, res)  # the writer of its class (R/classes.R)
 }
 
 #' @rdname runSTEM
