@@ -69,7 +69,7 @@ stemExampleData <- function(source = c("auto", "embryo", "generated"), grid = NU
         file <- .stem_shared_file("embryo2_z2")
     }
     res <- tryCatch(
-        .run_python(.worker_example, path = file, name = "embryo2_z2", source = source,
+        .run_bridge("example", path = file, name = "embryo2_z2", source = source,
                     grid = if (is.null(grid)) NULL else as.list(as.integer(grid)),
                     n_cells = if (is.null(n_cells)) NULL else as.integer(n_cells),
                     seed = as.integer(seed)),
