@@ -24,9 +24,9 @@
 
 # ---- read counts ---------------------------------------------------------------------
 
-# list(x = the checked genes x observations matrix, read = list(<argument> = <assay or
-# layer read>)). `assay.type` is read from a SummarizedExperiment, `assay`/`layer` from a
-# Seurat object; a matrix is itself.
+# list(x = the checked genes x observations matrix, read = what was read: list(assay.type)
+# of a SummarizedExperiment, list(assay, layer) of a Seurat object (its default assay
+# named), list() for a matrix, which is itself).
 methods::setGeneric(".stem_counts", function(x, arg, assay.type = "counts", assay = NULL,
                                              layer = "counts") standardGeneric(".stem_counts"))
 
@@ -45,18 +45,16 @@ methods::setMethod(".stem_counts", "ANY", function(x, arg, assay.type = "counts"
 
 methods::setMethod(".stem_counts", "SummarizedExperiment", function(x, arg, assay.type = "counts",
                                                                     assay = NULL, layer = "counts") {
-    read <- list(assay.type)
-    names(read) <- if (identical(arg, "sc")) "assay.type" else "st.assay.type"
-    list(x = .assay_of(x, assay.type, arg), read = read)
+    list(x = .assay_of(x, assay.type, arg), read = list(assay.type = assay.type))
 })
 
 .stem_set_method(".stem_counts", "Seurat", function(x, arg, assay.type = "counts", assay = NULL,
                                                     layer = "counts") {
+    .stem_require("SeuratObject", "to read Seurat objects")
+    if (is.null(assay)) assay <- SeuratObject::DefaultAssay(x)
     m <- .seurat_matrix(x, assay = assay, layer = layer, arg = arg)
     .check_expr_matrix(m, arg)
-    read <- list(layer)
-    names(read) <- if (identical(arg, "sc")) "layer" else "st.layer"
-    list(x = m, read = read)
+    list(x = m, read = list(assay = assay, layer = layer))
 })
 
 # A numeric (or logical/pattern) matrix, base or Matrix: what the ANY methods accept.
@@ -127,7 +125,7 @@ methods::setGeneric(".stem_meta", function(x) standardGeneric(".stem_meta"))
 # (a matrix: none; its columns may repeat names, so none are used as row names)
 methods::setMethod(".stem_meta", "ANY", function(x) data.frame(row.names = seq_len(NCOL(x))))
 methods::setMethod(".stem_meta", "SummarizedExperiment", function(x) {
-    as.data.frame(SummarizedExperiment::colData(x))
+    SummarizedExperiment::colData(x)  # (a DataFrame: its column names as they are)
 })
 .stem_set_method(".stem_meta", "Seurat", function(x) x[[]])
 

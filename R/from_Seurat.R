@@ -130,18 +130,10 @@
          sample_id = if (length(imgs) > 1L) sid)
 }
 
-# runSTEM() for a Seurat sc: its counts and meta.data into the one implementation, the
-# results back on the object (R/to_Seurat.R).
+# runSTEM() for a Seurat sc: its counts and meta.data into the one implementation for
+# objects (.runSTEM_object(), R/inputs.R), the results back on the object (R/to_Seurat.R).
 .runSTEM_Seurat <- function(sc, st, ..., assay = NULL, layer = "counts", labels = NULL,
                             st.assay.type = NULL, st.layer = NULL, st.assay = NULL) {
-    .stem_require("SeuratObject", "to read Seurat objects")
-    if (is.null(assay)) assay <- SeuratObject::DefaultAssay(sc)
-    x <- .seurat_matrix(sc, assay = assay, layer = layer, arg = "sc")
-    stl <- .st_layers_like_sc(st, layer, st.assay.type, st.layer, st.assay)
-    res <- .stem_run(x, st, ..., labels = .resolve_labels(labels, sc[[]], ncol(x)),
-                     st.assay.type = stl$st.assay.type, st.layer = stl$st.layer,
-                     st.assay = st.assay)
-    res$params$assay <- assay
-    res$params$layer <- layer
-    .stem_write(sc, res, assay)
+    .runSTEM_object(sc, st, ..., labels = labels, assay = assay, layer = layer,
+                    st.assay.type = st.assay.type, st.layer = st.layer, st.assay = st.assay)
 }

@@ -136,6 +136,24 @@
          st.layer = if (is.null(st.layer)) same else st.layer)
 }
 
+# An object `sc` (SummarizedExperiment, SingleCellExperiment, Seurat) into the one
+# implementation .stem_run(): its counts (.stem_counts(): `assay.type`, or `assay` and
+# `layer`) and metadata labels in; the ST assay or layer named like the one read from `sc`
+# by default (.st_layers_like_sc()); the results back on `sc` with the writer of its class
+# (.stem_write()), what was read from `sc` recorded in the params.
+.runSTEM_object <- function(sc, st, ..., labels = NULL, assay.type = "counts", assay = NULL,
+                            layer = "counts", st.assay.type = NULL, st.layer = NULL,
+                            st.assay = NULL) {
+    rd <- .stem_counts(sc, "sc", assay.type = assay.type, assay = assay, layer = layer)
+    sc_layer <- if (!is.null(rd$read$layer)) rd$read$layer else rd$read$assay.type
+    stl <- .st_layers_like_sc(st, sc_layer, st.assay.type, st.layer, st.assay)
+    res <- .stem_run(rd$x, st, ..., labels = .resolve_labels(labels, .stem_meta(sc), ncol(rd$x)),
+                     st.assay.type = stl$st.assay.type, st.layer = stl$st.layer,
+                     st.assay = st.assay)
+    res$params[names(rd$read)] <- rd$read
+    .stem_write(sc, res, rd$read$assay)
+}
+
 # ST object -> list(slices, n, names, sample_id, coldata, read): its counts
 # (.stem_counts()), its coordinates and default slices (.stem_st_coords()) and its spot
 # metadata (.stem_meta()), by the methods of its class; `read` records the assay or layer
@@ -160,6 +178,7 @@
     out <- .slices(x, .as_coords(xy$xy, ncol(x), xy$where, colnames(x)), sample_id)
     out$coldata <- meta
     out$read <- rd$read
+    if (length(out$read)) names(out$read) <- paste0("st.", names(out$read))
     out
 }
 

@@ -166,22 +166,14 @@ setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
 #' @export
 setMethod("runSTEM", "ANY", .stem_run)  # R/fit.R
 
-# A SummarizedExperiment or SingleCellExperiment `sc` (one method for both): its counts and
-# colData labels into the one implementation, the results back with the writer of its class
-# (R/to_SummarizedExperiment.R, R/to_SingleCellExperiment.R).
+# A SummarizedExperiment or SingleCellExperiment `sc` (one method for both) and a Seurat
+# `sc` (R/from_Seurat.R): forwards to the one implementation for objects
+# (.runSTEM_object(), R/inputs.R), which reads and writes by the methods of their class.
 .runSTEM_SummarizedExperiment <- function(sc, st, ..., assay.type = "counts", labels = NULL,
                                           st.assay.type = NULL, st.layer = NULL,
                                           st.assay = NULL) {
-    .check_assay(sc, assay.type, "sc")
-    lab <- .resolve_labels(labels, SummarizedExperiment::colData(sc), ncol(sc))
-    # the object's own matrix, handed on as is (.stem_run checks it and turns a DelayedArray
-    # into a dgCMatrix)
-    stl <- .st_layers_like_sc(st, assay.type, st.assay.type, st.layer, st.assay)
-    res <- .stem_run(SummarizedExperiment::assay(sc, assay.type, withDimnames = TRUE), st, ...,
-                     labels = lab, st.assay.type = stl$st.assay.type, st.layer = stl$st.layer,
-                     st.assay = st.assay)
-    res$params$assay.type <- assay.type
-    .stem_write(sc, res)  # the writer of its class (R/classes.R)
+    .runSTEM_object(sc, st, ..., labels = labels, assay.type = assay.type,
+                    st.assay.type = st.assay.type, st.layer = st.layer, st.assay = st.assay)
 }
 
 #' @rdname runSTEM
