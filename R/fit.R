@@ -125,35 +125,52 @@
                        st.assay = st.assay, st.layer = st.layer, image = image)
     labels <- .resolve_labels(labels, data.frame(row.names = colnames(sc)), ncol(sc))
     transfer <- .resolve_transfer(transfer, st_in)
-    # the names the core sees (and names in its warnings): the cells' own (unique), the
-    # spots' own where unique (else with their slice, else their position)
-    cell_ids <- colnames(sc)
-    spot_ids <- .stem_spot_ids(st_in)
+    # the keys the core knows cells and spots by (also those of a kept model, which
+    # stemAttribution() uses); its warnings name them by their own names (.stem_say_names())
+    cell_ids <- paste0("c", seq_len(ncol(sc)))
+    spot_ids <- paste0("s", seq_len(st_in$n))
     # the core reports the genes it uses (and how many matched by `gene_match`) itself
     .stem_inform("Mapping {ncol(sc)} cells onto {st_in$n} spots ({length(st_in$slices)} slice{?s}).",
                  verbose = verbose)
     slices <- lapply(st_in$slices, function(s) {
         list(x = s$x, coords = s$coords, name = s$name, spots = spot_ids[s$index])
     })
-    res <- .run_python(.worker_stem, sc = sc, cells = cell_ids, st = slices, params = params,
-                       labels = lapply(labels, .labels_for_python),
-                       transfer = lapply(transfer, function(v) .pack(as.matrix(v))),
-                       mapping = mapping, k = min(as.integer(k), st_in$n))
+    res <- .stem_say_names(
+        .run_python(.worker_stem, sc = sc, cells = cell_ids, st = slices, params = params,
+                    labels = lapply(labels, .labels_for_python),
+                    transfer = lapply(transfer, function(v) .pack(as.matrix(v))),
+                    mapping = mapping, k = min(as.integer(k), st_in$n)),
+        c(cell_ids, spot_ids), c(colnames(sc), as.character(st_in$names))
+    )
     if (!is.null(res$no_shared_genes)) .stem_abort_no_genes(sc, st_in, res$no_shared_genes)
     res <- .stem_collect(res, cell_ids, colnames(sc), spot_ids, st_in, labels, transfer)
     res$params <- c(params[setdiff(names(params), "progress")], st_in$read)
     res
 }
 
-# Unique spot names for the core: the spots' names; where they repeat (barcodes of several
-# samples), "<slice>/<name>"; where those repeat too, "<name>#<position>".
-.stem_spot_ids <- function(st_in) {
-    ids <- as.character(st_in$names)
-    if (length(ids) != st_in$n) return(paste0("spot", seq_len(st_in$n)))
-    if (!anyDuplicated(ids)) return(ids)
-    ids2 <- paste0(st_in$sample_id, "/", ids)
-    if (!anyDuplicated(ids2)) return(ids2)
-    paste0(ids, "#", seq_along(ids))
+# Evaluates `expr` (a run of the core) re-signalling the core's warnings about cells or
+# spots with their own names instead of the keys R gave them (`ids` -> `names`): the
+# dropped-cells warning names 'cell3', not 'c3'.
+.stem_say_names <- function(expr, ids, names) {
+    withCallingHandlers(expr, stemmap_input_warning = function(w) {
+        msg <- conditionMessage(w)
+        new <- .stem_ids_to_names(msg, ids, names)
+        if (!identical(new, msg)) {
+            .stem_py_warning(new)
+            invokeRestart("muffleWarning")
+        }
+    })
+}
+
+# The quoted keys ('c3', 's12') in a message about cells or spots, as their names.
+.stem_ids_to_names <- function(msg, ids, names) {
+    if (!grepl("(cells|spots) in `", msg)) return(msg)
+    m <- gregexpr("'[cs][0-9]+'", msg)
+    hits <- regmatches(msg, m)[[1]]
+    if (!length(hits)) return(msg)
+    nm <- names[match(substr(hits, 2L, nchar(hits) - 1L), ids)]
+    regmatches(msg, m) <- list(ifelse(is.na(nm), hits, paste0("'", nm, "'")))
+    msg
 }
 
 # Arguments no method knows: an error naming them (a misspelt `epoch =` is not ignored).
