@@ -1,16 +1,7 @@
 # Reading STEM results back from the objects runSTEM() returned.
 
 .stem_store <- function(sc) {
-    st <- if (inherits(sc, "Seurat")) {
-        .stem_require("SeuratObject")
-        SeuratObject::Misc(sc, "STEM")  # the table's Misc slot (R/storage.R)
-    } else if (methods::is(sc, "SummarizedExperiment")) {
-        S4Vectors::metadata(sc)$STEM
-    } else if (is.list(sc) && !is.null(sc$settings)) {
-        sc
-    } else {
-        NULL
-    }
+    st <- .stem_saved(sc)  # one method per class (R/classes.R)
     if (is.null(st)) {
         .stem_abort(c(
             "{.arg sc} holds no STEM results.",
@@ -103,7 +94,8 @@ stemDeconvolution <- function(sc, label = NULL) {
 stemAnnotateSpots <- function(st, sc) {
     res <- .stem_store(sc)
     spots <- rownames(res$spot_embedding)
-    n <- if (inherits(st, "Seurat") || methods::is(st, "SummarizedExperiment") || .is_matrixish(st)) ncol(st) else NA
+    n <- ncol(st)
+    if (is.null(n)) n <- NA
     if (!identical(as.integer(n), length(spots)) ||
         (!is.null(colnames(st)) && !identical(colnames(st), spots))) {
         .stem_abort(c(
@@ -117,24 +109,7 @@ stemAnnotateSpots <- function(st, sc) {
         nm <- .stem_colnames(paste0(lab, "_", colnames(d)))
         for (j in seq_len(ncol(d))) cols[[nm[j]]] <- unname(d[, j])
     }
-    if (inherits(st, "Seurat")) {
-        emb <- res$spot_embedding
-        colnames(emb) <- paste0("STEM_", seq_len(ncol(emb)))
-        st[["stem"]] <- SeuratObject::CreateDimReducObject(embeddings = emb, key = "STEM_",
-                                                           assay = SeuratObject::DefaultAssay(st))
-        if (length(cols)) st <- SeuratObject::AddMetaData(st, as.data.frame(cols, row.names = colnames(st), check.names = FALSE))
-        return(st)
-    }
-    if (!methods::is(st, "SummarizedExperiment")) {
-        .stem_abort("{.arg st} must be a SummarizedExperiment or Seurat object; found {.cls {class(st)}}.")
-    }
-    cd <- SummarizedExperiment::colData(st)
-    for (nm in names(cols)) cd[[nm]] <- cols[[nm]]
-    SummarizedExperiment::colData(st) <- cd
-    if (methods::is(st, "SingleCellExperiment")) {
-        SingleCellExperiment::reducedDim(st, "STEM") <- res$spot_embedding
-    }
-    st
+    .stem_annotate(st, res, cols)  # one method per class (R/classes.R)
 }
 
 .stem_coords <- function(sc) {
@@ -153,18 +128,5 @@ stemAnnotateSpots <- function(st, sc) {
 #' @export
 stemPseudoSpatial <- function(sc) {
     .stem_require("SpatialExperiment", "to build a SpatialExperiment")
-    if (!methods::is(sc, "SingleCellExperiment")) {
-        .stem_abort("{.arg sc} must be a SingleCellExperiment returned by {.fn runSTEM}; found {.cls {class(sc)}}.")
-    }
-    xy <- .stem_coords(sc)
-    keep <- stats::complete.cases(xy)
-    sc <- sc[, keep]
-    SpatialExperiment::SpatialExperiment(
-        assays = SummarizedExperiment::assays(sc),
-        colData = SummarizedExperiment::colData(sc),
-        rowData = SummarizedExperiment::rowData(sc),
-        reducedDims = SingleCellExperiment::reducedDims(sc),
-        spatialCoords = xy[keep, , drop = FALSE],
-        metadata = S4Vectors::metadata(sc)
-    )
+    .stem_as_spatial(sc)  # R/classes.R
 }

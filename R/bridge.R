@@ -4,7 +4,10 @@
 # reticulate, or a basilisk process): plain R objects in, one verb of the core's bridge
 # (python/src/stemmap/bridge/: the wire protocol in _wire.py, the verbs in verbs.py,
 # files.py and interpret.py) called through stemmap.bridge.call(), plain R objects out.
-# One worker per verb. Which Python runs them is decided in R/python.R.
+# One generic worker, .worker_call(verb, args), run by .run_bridge(verb, ...), serves every
+# verb; runSTEM()'s .worker_stem() alone does two verbs in one worker (it asks the core
+# which genes are shared, then sends only those rows). Which Python runs them is decided in
+# R/python.R.
 #
 # Numeric data cross the boundary as "packed arrays": raw little-endian bytes + dtype +
 # shape (a dgCMatrix as its i/p/x pieces, so sparse stays sparse), so no numpy object is
@@ -64,8 +67,7 @@
     py <- .stem_existing_python()
     if (!is.null(py)) {
         .stem_use_python(py)
-        res <- tryCatch(FUN(...), error = function(e) {
-            if (inherits(e, "stemmap_error")) stop(e)
+        res <- tryCatch(FUN(...), stemmap_error = function(e) stop(e), error = function(e) {
             .stem_abort(c("The Python core failed.", x = "{conditionMessage(e)}"),
                         kind = "python")
         })
@@ -96,16 +98,19 @@
 
 # ---- packed arrays: R side of stemmap.bridge._wire.pack()/unpack() -----------------
 
-.pack <- function(x) {
-    if (methods::is(x, "sparseMatrix")) {
-        if (!methods::is(x, "dgCMatrix")) {
-            x <- methods::as(methods::as(methods::as(x, "CsparseMatrix"), "generalMatrix"), "dMatrix")
-        }
-        return(list(
-            format = "csc", shape = as.integer(dim(x)),
-            i = .pack(as.integer(x@i)), p = .pack(as.integer(x@p)), x = .pack(as.double(x@x))
-        ))
-    }
+# A packed array: a dgCMatrix as its i/p/x pieces (any other sparse matrix becomes one
+# first), anything else as raw bytes of int32 or float64.
+methods::setGeneric(".pack", function(x) standardGeneric(".pack"))
+methods::setMethod(".pack", "dgCMatrix", function(x) {
+    list(
+        format = "csc", shape = as.integer(dim(x)),
+        i = .pack(as.integer(x@i)), p = .pack(as.integer(x@p)), x = .pack(as.double(x@x))
+    )
+})
+methods::setMethod(".pack", "sparseMatrix", function(x) {
+    .pack(methods::as(methods::as(methods::as(x, "CsparseMatrix"), "generalMatrix"), "dMatrix"))
+})
+methods::setMethod(".pack", "ANY", function(x) {
     shape <- if (is.null(dim(x))) length(x) else dim(x)
     # integer/logical NA has no int32 value (it would arrive as -2^31): send NaN instead
     if ((is.integer(x) || is.logical(x)) && !anyNA(x)) {
@@ -115,7 +120,7 @@
         list(dtype = "float64", shape = as.integer(shape),
              data = writeBin(as.double(x), raw(), size = 8L, endian = "little"))
     }
-}
+})
 
 .unpack <- function(p) {
     if (is.null(p)) {
@@ -156,12 +161,16 @@
 
 # ---- workers (run where Python lives; plain R in, plain R out) ------------------------
 
-.worker_info <- function() {
-    .stem_call(.stem_bridge(), "info")
+# The one generic worker: bridge verb `verb` with the named arguments `args` (plain R).
+.worker_call <- function(verb, args = list()) {
+    do.call(.stem_call, c(list(.stem_bridge(), verb), args))
 }
 
-.worker_roundtrip <- function(x, rownames, colnames) {
-    .stem_call(.stem_bridge(), "roundtrip", x = x, rownames = rownames, colnames = colnames)
+# Runs bridge verb `verb` with the named arguments `...` where Python lives; returns its
+# value (its input warnings and errors re-signalled in R). (`verb`, not `fun`: basiliskRun()
+# takes `fun` itself.)
+.run_bridge <- function(verb, ...) {
+    .run_python(.worker_call, verb = verb, args = list(...))
 }
 
 # runSTEM(): `sc` genes x cells (dense or sparse), `st` list of slices (x genes x spots,
@@ -192,54 +201,31 @@
                mapping_k = as.integer(k))
 }
 
+# Kept for the callers in R/interpret.R and R/h5ad.R (new code calls .run_bridge()).
 .worker_attribution <- function(model, cells, target, steps, method, batch_size, device,
                                 progress) {
-    bridge <- .stem_bridge()
     # NULL steps/method/batch_size: the core's defaults
-    .stem_call(bridge, "attribution",
+    .worker_call("attribution", list(
         model = model, cells = cells, target = target,
         steps = if (!is.null(steps)) as.integer(steps), method = method,
         batch_size = if (!is.null(batch_size)) as.integer(batch_size), device = device,
         progress = isTRUE(progress)
-    )
+    ))
 }
 
-# The analyses of R/interpret.R: `fun` is a verb of stemmap.bridge.interpret.
-.worker_analysis <- function(fun, args) {
-    do.call(.stem_call, c(list(.stem_bridge(), fun), args))
-}
-
-.run_analysis <- function(fun, ...) {
-    .run_python(.worker_analysis, fun = fun, args = list(...))
-}
-
-.worker_resources <- function(n_cells, n_spots, n_genes, hidden, device, cell_batch_size,
-                              spot_batch_size, epochs) {
-    .stem_call(.stem_bridge(), "estimate_resources",
-        n_cells = n_cells, n_spots = n_spots, n_genes = n_genes, hidden = hidden,
-        device = device, cell_batch_size = cell_batch_size,
-        spot_batch_size = spot_batch_size, epochs = epochs
-    )
-}
-
-.worker_example <- function(path, name, source, grid, n_cells, seed) {
-    .stem_call(.stem_bridge(), "example", path = path, name = name, source = source,
-               grid = grid, n_cells = n_cells, seed = seed)
-}
+.run_analysis <- function(fun, ...) .run_bridge(fun, ...)
 
 .worker_write_h5ad <- function(path, result) {
-    .stem_call(.stem_bridge(), "write_h5ad", path = path, result = result)
+    .worker_call("write_h5ad", list(path = path, result = result))
 }
 
-.worker_read_h5ad <- function(path) {
-    .stem_call(.stem_bridge(), "read_h5ad", path = path)
-}
+.worker_read_h5ad <- function(path) .worker_call("read_h5ad", list(path = path))
 
 # Internal bridge test used by the test suite: sends a matrix with dimnames through
 # numpy/pandas and back.
 .stem_roundtrip <- function(x) {
     dn <- dimnames(x)
-    res <- .run_python(.worker_roundtrip, x = .pack(x), rownames = dn[[1]], colnames = dn[[2]])
+    res <- .run_bridge("roundtrip", x = .pack(x), rownames = dn[[1]], colnames = dn[[2]])
     out <- .unpack(res$x)
     dimnames(out) <- list(.chr(res$rownames), .chr(res$colnames))
     attr(out, "python") <- list(type = res$type, sum = res$sum, shape = unlist(res$shape))

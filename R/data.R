@@ -69,7 +69,7 @@ stemExampleData <- function(source = c("auto", "embryo", "generated"), grid = NU
         file <- .stem_shared_file("embryo2_z2")
     }
     res <- tryCatch(
-        .run_python(.worker_example, path = file, name = "embryo2_z2", source = source,
+        .run_bridge("example", path = file, name = "embryo2_z2", source = source,
                     grid = if (is.null(grid)) NULL else as.list(as.integer(grid)),
                     n_cells = if (is.null(n_cells)) NULL else as.integer(n_cells),
                     seed = as.integer(seed)),
@@ -91,8 +91,8 @@ stemExampleData <- function(source = c("auto", "embryo", "generated"), grid = NU
     # the core holds cells/spots x genes; R objects hold genes x cells/spots
     sc_x <- Matrix::t(sc_x)
     st_x <- Matrix::t(st_x)
-    if (!methods::is(sc_x, "sparseMatrix")) sc_x <- methods::as(sc_x, "CsparseMatrix")
-    if (!methods::is(st_x, "sparseMatrix")) st_x <- methods::as(st_x, "CsparseMatrix")
+    sc_x <- methods::as(sc_x, "CsparseMatrix")  # (a CsparseMatrix stays as it is)
+    st_x <- methods::as(st_x, "CsparseMatrix")
     dimnames(sc_x) <- list(genes, cells)
     dimnames(st_x) <- list(genes, spots)
     true <- .unpack(res$true)

@@ -107,7 +107,7 @@
 # arguments go, by name, to the one params builder .stem_params() (no hand forwarding).
 # Returns the results as a list (input order, cell names).
 .stem_run <- function(sc, st, ..., coords = NULL, sample_id = NULL,
-                      st.assay.type = "counts", st.assay = NULL, st.layer = "counts",
+                      st.assay.type = NULL, st.assay = NULL, st.layer = NULL,
                       image = NULL, labels = NULL, transfer = NULL,
                       mapping = c("topk", "dense", "none"), k = 10L,
                       epochs = NULL, lr = NULL, alpha = NULL, sigma = NULL, hidden = NULL,
@@ -117,16 +117,16 @@
                       gene_match = NULL, threads = NULL, rounds = NULL,
                       cell_batch_size = NULL, expression_weight = NULL) {
     .stem_no_dots(...)
-    sc <- .as_counts_matrix(sc)
-    .check_expr_matrix(sc, "sc")
-    sc <- .with_colnames(sc, "cell")
-    mapping <- match.arg(mapping)
+    sc <- .with_colnames(.stem_counts(sc, "sc")$x, "cell")  # a matrix (R/classes.R)
+    mapping <- .stem_match_arg(mapping, c("topk", "dense", "none"), "mapping")
     .check_number(k, "k", integer = TRUE, min = 1)
     params <- do.call(.stem_params, mget(names(formals(.stem_params)), environment()))
     st_in <- .st_input(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type,
                        st.assay = st.assay, st.layer = st.layer, image = image)
     labels <- .resolve_labels(labels, data.frame(row.names = colnames(sc)), ncol(sc))
     transfer <- .resolve_transfer(transfer, st_in)
+    # the keys the core knows cells and spots by (also those of a kept model, which
+    # stemAttribution() uses); its warnings name them by their own names (.stem_say_names())
     cell_ids <- paste0("c", seq_len(ncol(sc)))
     spot_ids <- paste0("s", seq_len(st_in$n))
     # the core reports the genes it uses (and how many matched by `gene_match`) itself
@@ -135,14 +135,42 @@
     slices <- lapply(st_in$slices, function(s) {
         list(x = s$x, coords = s$coords, name = s$name, spots = spot_ids[s$index])
     })
-    res <- .run_python(.worker_stem, sc = sc, cells = cell_ids, st = slices, params = params,
-                       labels = lapply(labels, .labels_for_python),
-                       transfer = lapply(transfer, function(v) .pack(as.matrix(v))),
-                       mapping = mapping, k = min(as.integer(k), st_in$n))
+    res <- .stem_say_names(
+        .run_python(.worker_stem, sc = sc, cells = cell_ids, st = slices, params = params,
+                    labels = lapply(labels, .labels_for_python),
+                    transfer = lapply(transfer, function(v) .pack(as.matrix(v))),
+                    mapping = mapping, k = min(as.integer(k), st_in$n)),
+        c(cell_ids, spot_ids), c(colnames(sc), as.character(st_in$names))
+    )
     if (!is.null(res$no_shared_genes)) .stem_abort_no_genes(sc, st_in, res$no_shared_genes)
     res <- .stem_collect(res, cell_ids, colnames(sc), spot_ids, st_in, labels, transfer)
-    res$params <- params[setdiff(names(params), "progress")]
+    res$params <- c(params[setdiff(names(params), "progress")], st_in$read)
     res
+}
+
+# Evaluates `expr` (a run of the core) re-signalling the core's warnings about cells or
+# spots with their own names instead of the keys R gave them (`ids` -> `names`): the
+# dropped-cells warning names 'cell3', not 'c3'.
+.stem_say_names <- function(expr, ids, names) {
+    withCallingHandlers(expr, stemmap_input_warning = function(w) {
+        msg <- conditionMessage(w)
+        new <- .stem_ids_to_names(msg, ids, names)
+        if (!identical(new, msg)) {
+            .stem_py_warning(new)
+            invokeRestart("muffleWarning")
+        }
+    })
+}
+
+# The quoted keys ('c3', 's12') in a message about cells or spots, as their names.
+.stem_ids_to_names <- function(msg, ids, names) {
+    if (!grepl("(cells|spots) in `", msg)) return(msg)
+    m <- gregexpr("'[cs][0-9]+'", msg)
+    hits <- regmatches(msg, m)[[1]]
+    if (!length(hits)) return(msg)
+    nm <- names[match(substr(hits, 2L, nchar(hits) - 1L), ids)]
+    regmatches(msg, m) <- list(ifelse(is.na(nm), hits, paste0("'", nm, "'")))
+    msg
 }
 
 # Arguments no method knows: an error naming them (a misspelt `epoch =` is not ignored).
@@ -231,23 +259,24 @@
     out
 }
 
-# Mapping of kept cells x kept spots -> all cells x all spots (zeros elsewhere).
-.expand_mapping <- function(mm, cpos, spos) {
-    if (methods::is(mm, "sparseMatrix")) {
-        mm <- methods::as(mm, "TsparseMatrix")
-        ci <- match(mm@i + 1L, cpos)
-        si <- match(mm@j + 1L, spos)
-        ok <- !is.na(ci) & !is.na(si)
-        Matrix::sparseMatrix(i = ci[ok], j = si[ok], x = mm@x[ok],
-                             dims = c(length(cpos), length(spos)))
-    } else {
-        out <- matrix(0, length(cpos), length(spos))
-        okc <- !is.na(cpos)
-        oks <- !is.na(spos)
-        out[okc, oks] <- mm[cpos[okc], spos[oks], drop = FALSE]
-        out
-    }
-}
+# Mapping of kept cells x kept spots -> all cells x all spots (zeros elsewhere), sparse
+# when the core sent it sparse.
+methods::setGeneric(".expand_mapping", function(mm, cpos, spos) standardGeneric(".expand_mapping"))
+methods::setMethod(".expand_mapping", "sparseMatrix", function(mm, cpos, spos) {
+    mm <- methods::as(mm, "TsparseMatrix")
+    ci <- match(mm@i + 1L, cpos)
+    si <- match(mm@j + 1L, spos)
+    ok <- !is.na(ci) & !is.na(si)
+    Matrix::sparseMatrix(i = ci[ok], j = si[ok], x = mm@x[ok],
+                         dims = c(length(cpos), length(spos)))
+})
+methods::setMethod(".expand_mapping", "ANY", function(mm, cpos, spos) {
+    out <- matrix(0, length(cpos), length(spos))
+    okc <- !is.na(cpos)
+    oks <- !is.na(spos)
+    out[okc, oks] <- mm[cpos[okc], spos[oks], drop = FALSE]
+    out
+})
 
 .spot_slices <- function(st) {
     out <- character(st$n)

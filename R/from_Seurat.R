@@ -17,6 +17,15 @@
     }
 }
 
+# The layers (v5 `Assay5`) or non-empty slots (v4 `Assay`) of an assay of `obj` (default
+# its default assay); character(0) for an unknown assay (then .seurat_matrix() says so).
+.seurat_layers <- function(obj, assay = NULL) {
+    .stem_require("SeuratObject", "to read Seurat objects")
+    if (is.null(assay)) assay <- SeuratObject::DefaultAssay(obj)
+    if (!assay %in% SeuratObject::Assays(obj)) return(character())
+    .seurat_assay_layers(obj[[assay]])  # a method per assay class (R/classes.R)
+}
+
 .seurat_matrix <- function(obj, assay = NULL, layer = "counts", arg = "sc") {
     .stem_require("SeuratObject", "to read Seurat objects")
     if (is.null(assay)) assay <- SeuratObject::DefaultAssay(obj)
@@ -27,39 +36,20 @@
         ))
     }
     a <- obj[[assay]]
-    if (methods::is(a, "Assay5")) {
-        layers <- .seurat_fun("Layers")(a)
-        if (!layer %in% layers) {
-            hint <- if (any(startsWith(layers, paste0(layer, ".")))) {
-                "Its layers are split; join them first with {.code SeuratObject::JoinLayers()}."
-            } else {
-                "Choose one with {.arg {if (arg == 'sc') 'layer' else 'st.layer'}}."
-            }
-            .stem_abort(c(
-                "{.arg {arg}} (Seurat v5 assay {.val {assay}}) has no layer {.val {layer}}.",
-                x = "Its layers: {.val {layers}}.", i = hint
-            ))
-        }
-        m <- .seurat_layer_data(obj, assay, layer)
-    } else {
-        m <- tryCatch(
-            .seurat_layer_data(obj, assay, layer),
-            error = function(e) {
-                .stem_abort(c(
-                    "{.arg {arg}} (Seurat assay {.val {assay}}) has no slot {.val {layer}}.",
-                    x = conditionMessage(e)
-                ))
-            }
-        )
-    }
+    m <- .seurat_assay_matrix(a, obj, assay, layer, arg)  # a method per assay class (R/classes.R)
+    if (is.null(rownames(m))) rownames(m) <- rownames(a)
+    if (is.null(colnames(m))) colnames(m) <- colnames(obj)
+    m
+}
+
+# `m` read from `what` ("layer" or "slot") `layer` of assay `assay`, unless it is empty.
+.seurat_nonempty <- function(m, assay, layer, what, arg) {
     if (!length(m) || nrow(m) == 0L || ncol(m) == 0L) {
         .stem_abort(c(
-            "{.arg {arg}} (Seurat assay {.val {assay}}) has no {.val {layer}}: found an empty {layer} {if (methods::is(a, 'Assay5')) 'layer' else 'slot'}.",
+            "{.arg {arg}} (Seurat assay {.val {assay}}) has no {.val {layer}}: found an empty {layer} {what}.",
             i = "STEM needs raw counts; or give a normalised layer with {.code layer = \"data\", normalized = TRUE}."
         ))
     }
-    if (is.null(rownames(m))) rownames(m) <- rownames(a)
-    if (is.null(colnames(m))) colnames(m) <- colnames(obj)
     m
 }
 
@@ -102,23 +92,9 @@
     ))
 }
 
-.st_from_seurat <- function(st, assay = NULL, layer = "counts", image = NULL, sample_id = NULL,
-                            coords = NULL) {
-    .stem_require("SeuratObject", "to read Seurat objects")
-    x <- .seurat_matrix(st, assay = assay, layer = layer, arg = "st")
-    if (is.character(sample_id) && length(sample_id) == 1L) {
-        md <- st[[]]
-        if (!sample_id %in% colnames(md)) {
-            .stem_abort("{.arg sample_id} = {.val {sample_id}} is not a meta.data column of {.arg st}.")
-        }
-        sample_id <- md[[sample_id]]
-    }
-    if (!is.null(coords)) {
-        nc <- .seurat_named_coords(st, coords, colnames(x))
-        out <- .slices(x, .as_coords(nc$xy, ncol(x), nc$where, colnames(x)), sample_id)
-        out$coldata <- st[[]]
-        return(out)
-    }
+# The coordinates of the spots `cells` in the images of a Seurat `st` (default all), one
+# slice per image when there are several: list(xy, where, sample_id).
+.seurat_image_xy <- function(st, cells, image = NULL) {
     imgs <- SeuratObject::Images(st)
     if (!is.null(image)) {
         miss <- setdiff(image, imgs)
@@ -133,7 +109,6 @@
             i = "Use a Seurat object with a spatial image (VisiumV1, SlideSeq, FOV), or name its coordinates with {.arg coords} (2 meta.data columns, a reduction, or a spots x 2 matrix)."
         ))
     }
-    cells <- colnames(x)
     xy <- matrix(NA_real_, length(cells), 2L)
     sid <- rep(NA_character_, length(cells))
     for (im in imgs) {
@@ -150,20 +125,15 @@
             x = "{sum(!keep)} of {length(keep)} spots have none in image{?s} {.val {imgs}}."
         ))
     }
-    if (is.null(sample_id)) sample_id <- if (length(imgs) > 1L) sid else NULL
-    out <- .slices(x, xy, sample_id)
-    out$coldata <- st[[]]
-    out
+    list(xy = xy, where = sprintf("image%s %s", if (length(imgs) > 1L) "s" else "",
+                                  paste(imgs, collapse = ", ")),
+         sample_id = if (length(imgs) > 1L) sid)
 }
 
-# runSTEM() for a Seurat sc: its counts and meta.data into the one implementation, the
-# results back on the object (R/to_Seurat.R).
-.runSTEM_Seurat <- function(sc, st, ..., assay = NULL, layer = "counts", labels = NULL) {
-    .stem_require("SeuratObject", "to read Seurat objects")
-    if (is.null(assay)) assay <- SeuratObject::DefaultAssay(sc)
-    x <- .seurat_matrix(sc, assay = assay, layer = layer, arg = "sc")
-    res <- .stem_run(x, st, ..., labels = .resolve_labels(labels, sc[[]], ncol(x)))
-    res$params$assay <- assay
-    res$params$layer <- layer
-    .to_Seurat(sc, res, assay)
+# runSTEM() for a Seurat sc: its counts and meta.data into the one implementation for
+# objects (.runSTEM_object(), R/inputs.R), the results back on the object (R/to_Seurat.R).
+.runSTEM_Seurat <- function(sc, st, ..., assay = NULL, layer = "counts", labels = NULL,
+                            st.assay.type = NULL, st.layer = NULL, st.assay = NULL) {
+    .runSTEM_object(sc, st, ..., labels = labels, assay = assay, layer = layer,
+                    st.assay.type = st.assay.type, st.layer = st.layer, st.assay = st.assay)
 }

@@ -1,15 +1,9 @@
 # Turning the caller's SC and ST objects into plain matrices (genes x observations),
-# coordinates and slices. SummarizedExperiment and Seurat objects are read in
-# R/from_SummarizedExperiment.R and R/from_Seurat.R.
-
-.is_matrixish <- function(x) {
-    is.matrix(x) || methods::is(x, "Matrix")
-}
+# coordinates and slices. What differs by class is one method per class in R/classes.R
+# (with the helpers of R/from_SummarizedExperiment.R and R/from_Seurat.R).
 
 .check_expr_matrix <- function(x, arg) {
-    ok <- (is.matrix(x) && is.numeric(x)) || methods::is(x, "dMatrix") ||
-        methods::is(x, "lMatrix") || methods::is(x, "nMatrix")
-    if (!ok) {
+    if (!.stem_is_expr(x)) {
         .stem_abort(c(
             "{.arg {arg}} must be a numeric genes x cells matrix, a SingleCellExperiment or a Seurat object.",
             x = "Found {.cls {class(x)}}."
@@ -71,13 +65,23 @@
             i = "stemmap maps onto 2-D sections and does not drop z silently: pass the x/y columns, or each z-section as its own slice ({.arg sample_id})."
         ))
     }
-    if (!is.null(rn) && !is.null(names)) {
+    # row names equal to the spot names (repeated barcodes of several samples included):
+    # already in spot order
+    if (!is.null(rn) && !is.null(names) && !identical(as.character(rn), as.character(names))) {
+        if (anyDuplicated(rn) || anyDuplicated(names)) {
+            dup <- unique(c(rn[duplicated(rn)], names[duplicated(names)]))
+            .stem_abort(c(
+                "The spatial coordinates ({where}) cannot be matched to the spots of {.arg st} by name: names repeat and the row names are not the spot names in order.",
+                x = "{length(dup)} name{?s} repeat{?s/}, e.g. {.val {utils::head(dup, 3)}}.",
+                i = "Give the rows in the order of the spots of {.arg st}, or remove the row names to match by position."
+            ))
+        }
         pos <- match(names, rn)
-        if (anyNA(pos) || anyDuplicated(rn)) {
+        if (anyNA(pos)) {
             miss <- names[is.na(pos)]
             .stem_abort(c(
                 "The row names of the spatial coordinates ({where}) do not match the spot names of {.arg st}.",
-                x = "{sum(is.na(pos))} spot{?s} ha{?s/ve} no row{if (anyDuplicated(rn)) ' (or row names are duplicated)' else ''}, e.g. {.val {utils::head(miss, 3)}}.",
+                x = "{sum(is.na(pos))} spot{?s} ha{?s/ve} no row, e.g. {.val {utils::head(miss, 3)}}.",
                 i = "Name the rows by spot, or remove the row names to match by position."
             ))
         }
@@ -118,33 +122,64 @@
     list(slices = slices, n = n, names = colnames(x), sample_id = sample_id)
 }
 
-# ST object -> list(slices, n, names, sample_id, coldata).
-.st_input <- function(st, coords = NULL, sample_id = NULL, st.assay.type = "counts",
-                      st.assay = NULL, st.layer = "counts", image = NULL) {
-    if (inherits(st, "Seurat")) {
-        return(.st_from_seurat(st, assay = st.assay, layer = st.layer, image = image,
-                               sample_id = sample_id, coords = coords))
-    }
-    if (methods::is(st, "SummarizedExperiment")) {
-        return(.st_from_se(st, coords = coords, sample_id = sample_id, st.assay.type = st.assay.type))
-    }
-    if (.is_matrixish(st)) {
-        .check_expr_matrix(st, "st")
-        st <- .with_colnames(st, "spot")
-        if (is.null(coords)) {
+# The ST assay and layer to read when the caller named none (NULL), for an `sc` read from
+# its assay or layer `sc_layer`: that one where `st` has it (its Seurat layers or its
+# SummarizedExperiment assays, .stem_layer_names()), so that `layer = "data", normalized =
+# TRUE` reads the data layer of both and both sides hold the values Python's
+# `normalized=True` is given; else "counts" (the core warns when values do not look like
+# what `normalized` says). Returns list(st.assay.type, st.layer).
+.st_layers_like_sc <- function(st, sc_layer, st.assay.type = NULL, st.layer = NULL,
+                               st.assay = NULL) {
+    avail <- .stem_layer_names(st, st.assay)
+    same <- if (is.character(sc_layer) && length(sc_layer) == 1L && sc_layer %in% avail) sc_layer
+    list(st.assay.type = if (is.null(st.assay.type)) same else st.assay.type,
+         st.layer = if (is.null(st.layer)) same else st.layer)
+}
+
+# An object `sc` (SummarizedExperiment, SingleCellExperiment, Seurat) into the one
+# implementation .stem_run(): its counts (.stem_counts(): `assay.type`, or `assay` and
+# `layer`) and metadata labels in; the ST assay or layer named like the one read from `sc`
+# by default (.st_layers_like_sc()); the results back on `sc` with the writer of its class
+# (.stem_write()), what was read from `sc` recorded in the params.
+.runSTEM_object <- function(sc, st, ..., labels = NULL, assay.type = "counts", assay = NULL,
+                            layer = "counts", st.assay.type = NULL, st.layer = NULL,
+                            st.assay = NULL) {
+    rd <- .stem_counts(sc, "sc", assay.type = assay.type, assay = assay, layer = layer)
+    sc_layer <- if (!is.null(rd$read$layer)) rd$read$layer else rd$read$assay.type
+    stl <- .st_layers_like_sc(st, sc_layer, st.assay.type, st.layer, st.assay)
+    res <- .stem_run(rd$x, st, ..., labels = .resolve_labels(labels, .stem_meta(sc), ncol(rd$x)),
+                     st.assay.type = stl$st.assay.type, st.layer = stl$st.layer,
+                     st.assay = st.assay)
+    res$params[names(rd$read)] <- rd$read
+    .stem_write(sc, res, rd$read$assay)
+}
+
+# ST object -> list(slices, n, names, sample_id, coldata, read): its counts
+# (.stem_counts()), its coordinates and default slices (.stem_st_coords()) and its spot
+# metadata (.stem_meta()), by the methods of its class; `read` records the assay or layer
+# read (st.assay.type / st.layer). NULL st.assay.type / st.layer read "counts".
+.st_input <- function(st, coords = NULL, sample_id = NULL, st.assay.type = NULL,
+                      st.assay = NULL, st.layer = NULL, image = NULL) {
+    rd <- .stem_counts(st, "st", assay.type = if (is.null(st.assay.type)) "counts" else st.assay.type,
+                       assay = st.assay, layer = if (is.null(st.layer)) "counts" else st.layer)
+    x <- .with_colnames(rd$x, "spot")
+    meta <- .stem_meta(st)
+    if (is.character(sample_id) && length(sample_id) == 1L && ncol(x) != 1L) {
+        if (!sample_id %in% colnames(meta)) {
             .stem_abort(c(
-                "{.arg st} must have spatial coordinates; found none for a {.cls {class(st)[1]}}.",
-                i = "Pass {.arg coords}: a numeric matrix with one row per spot and 2 columns."
+                "{.arg sample_id} = {.val {sample_id}} is not a spot metadata column of {.arg st}.",
+                i = "Its columns: {.val {utils::head(colnames(meta), 10)}}."
             ))
         }
-        out <- .slices(st, .as_coords(coords, ncol(st), "argument coords", colnames(st)), sample_id)
-        out$coldata <- data.frame(row.names = colnames(st))
-        return(out)
+        sample_id <- meta[[sample_id]]
     }
-    .stem_abort(c(
-        "{.arg st} must be a SpatialExperiment, a SingleCellExperiment with coordinates, a Seurat object with an image, or a genes x spots matrix.",
-        x = "Found {.cls {class(st)}}."
-    ))
+    xy <- .stem_st_coords(st, coords, colnames(x), image)
+    if (is.null(sample_id)) sample_id <- xy$sample_id
+    out <- .slices(x, .as_coords(xy$xy, ncol(x), xy$where, colnames(x)), sample_id)
+    out$coldata <- meta
+    out$read <- rd$read
+    if (length(out$read)) names(out$read) <- paste0("st.", names(out$read))
+    out
 }
 
 # Label values as given (factors as character): numbers stay numbers so that the core can

@@ -195,7 +195,7 @@
 #' @export
 stemPythonInfo <- function() {
     found <- .stem_find_python()
-    res <- .run_python(.worker_info)
+    res <- .run_bridge("info")
     cols <- c("python", "python_version", "torch_version", "device", "device_name",
               "stemmap_version", "numpy_version", "anndata_version", "torch_deepbind")
     vals <- lapply(cols, function(k) {

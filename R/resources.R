@@ -60,7 +60,7 @@ stemEstimateResources <- function(n_cells, n_spots, n_genes = NULL, device = NUL
         .stem_abort("{.arg hidden} must be positive layer sizes; found {.val {hidden}}.")
     }
     # NULL arguments are not sent: the core uses its defaults
-    res <- .run_python(.worker_resources, n_cells = as.integer(n_cells),
+    res <- .run_bridge("estimate_resources", n_cells = as.integer(n_cells),
                        n_spots = as.integer(n_spots), n_genes = as.integer(n_genes),
                        hidden = if (!is.null(hidden)) as.list(as.integer(hidden)), device = device,
                        cell_batch_size = cell_batch_size, spot_batch_size = spot_batch_size,

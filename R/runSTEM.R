@@ -25,7 +25,11 @@
 #'   coordinates of a SpatialExperiment or a Seurat image.
 #' @param sample_id Slice of each spot (vector, or a colData column name). Default:
 #'   `colData(st)$sample_id` for a SpatialExperiment, one slice otherwise.
-#' @param st.assay.type,st.assay,st.layer Assay (and Seurat layer) of `st`.
+#' @param st.assay.type,st.assay,st.layer Assay (and Seurat layer) of `st`. Default
+#'   (`NULL`) for `st.assay.type` and `st.layer`: the assay or layer read from `sc`
+#'   (`assay.type`, `layer`) where `st` has one of that name (so `layer = "data",
+#'   normalized = TRUE` reads the data layer of both), else `"counts"`. The one read is
+#'   recorded in the stored `params`.
 #' @param image Seurat image(s) of `st` to read coordinates from (default all images
 #'   of `st.assay`, one slice each).
 #' @param labels Cell labels to deconvolve spots by: column names of
@@ -164,22 +168,14 @@ setGeneric("runSTEM", function(sc, st, ...) standardGeneric("runSTEM"))
 #' @export
 setMethod("runSTEM", "ANY", .stem_run)  # R/fit.R
 
-# A SummarizedExperiment or SingleCellExperiment `sc` (one method for both): its counts and
-# colData labels into the one implementation, the results back with the writer of its class
-# (R/to_SummarizedExperiment.R, R/to_SingleCellExperiment.R).
-.runSTEM_SummarizedExperiment <- function(sc, st, ..., assay.type = "counts", labels = NULL) {
-    .check_assay(sc, assay.type, "sc")
-    lab <- .resolve_labels(labels, SummarizedExperiment::colData(sc), ncol(sc))
-    # the object's own matrix, handed on as is (.stem_run checks it and turns a DelayedArray
-    # into a dgCMatrix)
-    res <- .stem_run(SummarizedExperiment::assay(sc, assay.type, withDimnames = TRUE), st, ...,
-                     labels = lab)
-    res$params$assay.type <- assay.type
-    if (methods::is(sc, "SingleCellExperiment")) {
-        .to_SingleCellExperiment(sc, res)
-    } else {
-        .to_SummarizedExperiment(sc, res)
-    }
+# A SummarizedExperiment or SingleCellExperiment `sc` (one method for both) and a Seurat
+# `sc` (R/from_Seurat.R): forwards to the one implementation for objects
+# (.runSTEM_object(), R/inputs.R), which reads and writes by the methods of their class.
+.runSTEM_SummarizedExperiment <- function(sc, st, ..., assay.type = "counts", labels = NULL,
+                                          st.assay.type = NULL, st.layer = NULL,
+                                          st.assay = NULL) {
+    .runSTEM_object(sc, st, ..., labels = labels, assay.type = assay.type,
+                    st.assay.type = st.assay.type, st.layer = st.layer, st.assay = st.assay)
 }
 
 #' @rdname runSTEM

@@ -83,11 +83,11 @@ history,loss history,Seurat,Misc,history
     c("\\tabular{llll}{", head, unname(rows), "}")
 }
 
-# The class of `sc` in the table: "Seurat", "SingleCellExperiment", "SummarizedExperiment",
-# or NULL (the list runSTEM() returns for a matrix).
+# The class of `sc` in the table: the first of its classes ("SingleCellExperiment" before
+# "SummarizedExperiment", "Seurat") that `sc` is, or NULL (the list runSTEM() returns for a
+# matrix).
 .stem_class <- function(sc) {
-    if (inherits(sc, "Seurat")) return("Seurat")
-    for (cl in c("SingleCellExperiment", "SummarizedExperiment")) if (methods::is(sc, cl)) return(cl)
+    for (cl in unique(.stem_storage$class)) if (methods::is(sc, cl)) return(cl)
     NULL
 }
 

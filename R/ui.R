@@ -62,9 +62,16 @@ NULL
 .stem_py_warning <- function(message) {
     cond <- structure(
         class = c("stemmap_input_warning", "stemmap_warning", "warning", "condition"),
-        list(message = as.character(message), call = NULL)
+        list(message = .stem_r_wording(as.character(message)), call = NULL)
     )
     warning(cond)
+}
+
+# Python-only pointers in the core's messages, said as R users find them: R results keep
+# every input cell and spot (NA for those the core dropped) and have no `dropped` field.
+.stem_r_wording <- function(message) {
+    gsub("they are listed in the result's `dropped` field",
+         "they get NA in the results", message, fixed = TRUE)
 }
 
 .stem_warn <- function(message, ..., .envir = parent.frame()) {

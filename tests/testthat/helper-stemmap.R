@@ -1,14 +1,21 @@
 # Skip helpers and small fixtures shared by the tests.
+#
+# A test skips only when a named optional package (or basilisk's conda) is absent, with a
+# message that starts with its name: `make r-test` / .ci/run fail on any other skip
+# (.ci/allowed-skips lists the names, .ci/r_test.R checks). Everything else that keeps a
+# test from running -- a broken bridge, a Python that cannot import the core, a
+# STEMMAP_PYTHON naming a missing file -- is an error of that test, never a skip.
 
 # An existing Python that can run the core: named by the option stemmap.python /
 # STEMMAP_PYTHON, or recorded when the package was installed (see stemPythonInfo()).
+# Without one the package runs the core through basilisk: then the test skips, naming
+# basilisk (and conda where basilisk would need it). A named Python that does not exist is
+# an error (.stem_find_python()'s stemmap_setup_error), not a skip.
 skip_if_no_python <- function() {
-    found <- tryCatch(stemmap:::.stem_find_python(), error = function(e) NULL)
-    if (is.null(found)) {
-        testthat::skip("stemmap.python / STEMMAP_PYTHON names a missing file")
-    }
+    found <- stemmap:::.stem_find_python()
     if (!identical(found$mode, "existing python")) {
-        testthat::skip(paste("no existing Python:", found$why))
+        skip_if_no_conda()
+        testthat::skip(paste("basilisk mode (no existing Python):", found$why))
     }
     invisible(found$python)
 }
@@ -29,18 +36,17 @@ skip_if_no_conda <- function() {
     }
 }
 
-# The STEM model class of the core (being written alongside the R package).
+# The Python core runs: an existing Python (else the skip of skip_if_no_python()) that
+# imports the core's bridge and has stemmap.STEM. Any error on the way fails the test.
 skip_if_no_core_model <- function() {
     skip_if_no_python()
-    ok <- tryCatch(
-        isTRUE(stemmap:::.run_python(function() {
-            b <- stemmap:::.stem_bridge()
-            st <- reticulate::import("stemmap", convert = FALSE)
-            reticulate::py_has_attr(st, "STEM")
-        })),
-        error = function(e) FALSE
-    )
-    if (!ok) testthat::skip("the Python core has no stemmap.STEM yet")
+    ok <- stemmap:::.run_python(function() {
+        stemmap:::.stem_bridge()
+        st <- reticulate::import("stemmap", convert = FALSE)
+        reticulate::py_has_attr(st, "STEM")
+    })
+    if (!isTRUE(ok)) stop("the Python core imports but has no stemmap.STEM", call. = FALSE)
+    invisible(TRUE)
 }
 
 # Runs the Python core on the same data as an R test: writes `d$sc`, `d$st` (genes x cells /

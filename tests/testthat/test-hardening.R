@@ -175,9 +175,13 @@ test_that("the core's value errors arrive as classed R errors with the core's me
 test_that("cuda on a machine without it is a classed error", {
     skip_if_no_python()
     info <- stemPythonInfo()
-    skip_if(identical(info$device, "cuda"), "this machine has CUDA")
     d <- make_stem_data()
-    expect_stem_error(run_small(d, device = "cuda"), "value", "CUDA is not available")
+    if (identical(info$device, "cuda")) {
+        # (a machine with CUDA: the request is valid here, and runs)
+        expect_identical(dim(run_small(d, device = "cuda")$coords), c(60L, 2L))
+    } else {
+        expect_stem_error(run_small(d, device = "cuda"), "value", "CUDA is not available")
+    }
 })
 
 test_that("bad values in the data are classed errors naming the input", {
@@ -242,11 +246,84 @@ test_that("dropped all-zero cells warn in R and get NA", {
     d <- make_stem_data()
     sc <- d$sc
     sc[, 3] <- 0L
-    expect_warning(res <- runSTEM(sc, d$st, coords = d$coords, epochs = 1L, hidden = 8L,
-                                  verbose = FALSE, mapping = "none", adjacency_k = 0L),
-                   class = "stemmap_input_warning", regexp = "dropped")
+    w <- NULL
+    res <- withCallingHandlers(
+        runSTEM(sc, d$st, coords = d$coords, epochs = 1L, hidden = 8L,
+                verbose = FALSE, mapping = "none", adjacency_k = 0L),
+        stemmap_input_warning = function(c) {
+            if (grepl("dropped", conditionMessage(c))) w <<- c
+            invokeRestart("muffleWarning")
+        }
+    )
+    expect_s3_class(w, "stemmap_input_warning")
+    # the warning names the cell by its name, and says what R results do with it (no
+    # internal id such as 'c3', no pointer to a Python-only `dropped` field)
+    expect_match(conditionMessage(w), "cell3", fixed = TRUE)
+    expect_match(conditionMessage(w), "get NA in the results", fixed = TRUE)
+    expect_false(grepl("'c3'", conditionMessage(w), fixed = TRUE))
+    expect_false(grepl("`dropped` field", conditionMessage(w), fixed = TRUE))
     expect_true(all(is.na(res$coords[3, ])))
     expect_true(all(is.finite(res$coords[-3, ])))
+})
+
+test_that("the core's warnings about cells and spots name them, not R's keys", {
+    f <- stemmap:::.stem_ids_to_names
+    ids <- c("c1", "c2", "c3", "s1", "s2")
+    nms <- c("AAAC-1", "AAAG-1", "cell3", "bc1", "bc1")
+    expect_identical(
+        f("2 cells in `sc` have no counts on the shared genes and were dropped (e.g. ['c1', 'c3'])", ids, nms),
+        "2 cells in `sc` have no counts on the shared genes and were dropped (e.g. ['AAAC-1', 'cell3'])"
+    )
+    expect_identical(f("1 spots in `st` were dropped (e.g. ['s2'])", ids, nms),
+                     "1 spots in `st` were dropped (e.g. ['bc1'])")
+    # other messages (genes named like keys) are left as they are
+    expect_identical(f("genes not found: ['c1']", ids, nms), "genes not found: ['c1']")
+})
+
+test_that("mapping = \"nonsense\" is a stemmap condition naming the argument", {
+    d <- make_stem_data()
+    e <- expect_stem_error(runSTEM(d$sc, d$st, coords = d$coords, mapping = "nonsense"),
+                           "value", "`mapping` must be one of")
+    expect_match(conditionMessage(e), "nonsense", fixed = TRUE)
+    expect_stem_error(runSTEM(d$sc, d$st, coords = d$coords, mapping = c("topk", "dense")),
+                      "value", "`mapping` must be one of")
+})
+
+test_that("coordinates whose row names are repeated barcodes in spot order are read", {
+    # what cbind() of two Visium samples gives: spot names and spatialCoords() row names
+    # both repeat the barcodes of each sample
+    d <- make_stem_data()
+    st <- d$st
+    colnames(st) <- rep(paste0("bc", 1:10), 2)
+    xy <- d$coords
+    rownames(xy) <- colnames(st)
+    sid <- rep(c("A", "B"), each = 10)
+    got <- stemmap:::.st_input(st, coords = xy, sample_id = sid)
+    expect_identical(got$n, 20L)
+    expect_identical(unname(got$slices[[2]]$coords), unname(d$coords[11:20, ] + 0))
+    # the same through a SingleCellExperiment whose reducedDim has those row names
+    sce <- SingleCellExperiment::SingleCellExperiment(list(counts = st),
+                                                      reducedDims = list(spatial = xy))
+    sce$sample_id <- sid
+    got2 <- stemmap:::.st_input(sce, coords = "spatial", sample_id = "sample_id")
+    expect_identical(got2$slices[[1]]$coords, got$slices[[1]]$coords)
+    # repeated names out of spot order cannot be matched: a stemmap condition, not a guess
+    e <- expect_stem_error(stemmap:::.st_input(st, coords = xy[c(2, 1, 3:20), ], sample_id = sid),
+                           "value", "cannot be matched to the spots")
+    expect_match(conditionMessage(e), "bc1", fixed = TRUE)
+})
+
+test_that("a matrix st with repeated spot names runs (no base-R duplicate row.names)", {
+    skip_if_no_python()
+    d <- make_stem_data()
+    st <- d$st
+    colnames(st) <- rep(paste0("bc", 1:10), 2)
+    res <- runSTEM(d$sc, st, coords = d$coords, sample_id = rep(c("A", "B"), each = 10),
+                   epochs = 2L, hidden = 8L, verbose = FALSE, adjacency_k = 0L,
+                   labels = d$celltype)
+    expect_true(all(res$best_spot %in% colnames(st)))
+    expect_identical(colnames(res$mapping), colnames(st))
+    expect_identical(rownames(res$deconvolution$label), colnames(st))
 })
 
 test_that("coordinates aligned by row names give the same mapping as ordered ones", {

@@ -48,7 +48,7 @@ test_that("runSTEM() on Seurat v4 objects with a SlideSeq image", {
 test_that("Seurat v5 Assay5 layers are read with LayerData()", {
     skip_if_no_seurat()
     if (utils::packageVersion("SeuratObject") < "5.0.0") {
-        skip(paste("Assay5 needs SeuratObject >= 5; found", utils::packageVersion("SeuratObject")))
+        skip(paste("SeuratObject >= 5 is needed for Assay5; found", utils::packageVersion("SeuratObject")))
     }
     skip_if_no_core_model()
     sc <- SeuratObject::CreateSeuratObject(
@@ -101,4 +101,39 @@ test_that("Seurat st: coords names meta.data columns, a reduction or a matrix", 
     expect_error(runSTEM(d$sc, st, coords = c("px", "nope")),
                  regexp = "coords.*must name 2 meta.data columns or 1 reduction")
     expect_error(runSTEM(d$sc, st, coords = far[-1, ]), regexp = "coordinates.*rows")
+})
+
+# log1p(1e4 * counts / cell total): the "data" layer after Seurat's NormalizeData()
+.lognorm <- function(m) log1p(t(t(m) / colSums(m)) * 1e4)
+
+test_that("a Seurat data-layer run sees the values Python's normalized = TRUE sees", {
+    skip_if_no_seurat()
+    py <- skip_if_no_python()
+    skip_if_no_core_model()
+    with_data <- function(counts, assay = "RNA") {
+        o <- SeuratObject::CreateSeuratObject(counts = methods::as(counts, "dgCMatrix"),
+                                              assay = assay)
+        SeuratObject::SetAssayData(o, slot = "data",
+                                   new.data = methods::as(.lognorm(counts), "dgCMatrix"))
+    }
+    sso <- with_data(d$sc)
+    sto <- with_data(d$st, "Spatial")
+    sto$x <- d$coords[, 1]
+    sto$y <- d$coords[, 2]
+    res <- runSTEM(sso, sto, coords = c("x", "y"), layer = "data", normalized = TRUE,
+                   epochs = 3, seed = 1, mapping = "dense", verbose = FALSE)
+    dn <- list(sc = .lognorm(d$sc), st = .lognorm(d$st), coords = d$coords)
+    dir <- run_core_on(py, dn, c(
+        "m = stemmap.STEM(a, b, normalized=True, seed=1); m.train(epochs=3, progress=False)",
+        "np.savetxt(f'{d}/loss.txt', m.history['loss'])",
+        "np.savetxt(f'{d}/coords.txt', m.mapping().coords)"
+    ), "coords.txt")
+    ref_loss <- utils::read.table(file.path(dir, "loss.txt"))[[1]]
+    ref <- as.matrix(utils::read.table(file.path(dir, "coords.txt")))
+    hist <- stemHistory(res)
+    expect_equal(hist$loss, ref_loss, tolerance = 1e-4)
+    expect_equal(unname(SeuratObject::Embeddings(res, "STEM_spatial")), unname(ref),
+                 tolerance = 1e-3)
+    # the layer read from st is recorded with the one read from sc
+    expect_identical(SeuratObject::Misc(res, "STEM")$params$st.layer, "data")
 })

@@ -77,7 +77,7 @@ make_seurat_visium <- function() {
                 return(ns)
             }
         }
-        testthat::skip(paste(name, "is in neither SeuratObject nor Seurat"))
+        testthat::skip(paste("Seurat (v4) or SeuratObject (v5) with", name, "is not installed"))
     }
     where <- ns_with("VisiumV1", class = TRUE)
     sf_fun <- get("scalefactors", envir = ns_with("scalefactors"))

@@ -10,6 +10,9 @@ The bridge has no defaults of its own: what R leaves ``NULL`` takes the core's
 
 from __future__ import annotations
 
+# importing the verb modules registers their verbs in _wire.VERBS (their @register); _wire
+# imports none of them (no import circle): any import of stemmap.bridge._wire runs this
+# package's __init__ first, so every verb is registered before call() can be reached
 from . import files, interpret, verbs
 from ._wire import ERROR_KINDS, VERBS, call, pack, unpack
 

@@ -98,7 +98,6 @@ def call(fun: str, kwargs: Any = None) -> dict:
         ``stemmap_<kind>_error``; kinds are in :data:`ERROR_KINDS`, else ``"python"``).
     """
     from .._validate import StemInputWarning
-    from . import files, interpret, verbs  # noqa: F401  (registers the verbs)
 
     kwargs = dict(kwargs) if isinstance(kwargs, dict) else {}
     out: dict[str, Any] = {"stemmap_envelope": True, "value": None, "warnings": [], "error": None}
