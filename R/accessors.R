@@ -14,8 +14,13 @@
 
 #' Results stored by runSTEM()
 #'
-#' `stemMapping()` returns the cell x spot mapping (sparse top-k or dense, as
-#' asked in [runSTEM()]); `stemAdjacency()` the sparse cell x cell spatial kNN
+#' `stemMapping()` returns the cell x spot mapping C (sparse top-k or dense, as
+#' asked in [runSTEM()]; with several readout rounds, their mean: what each spot
+#' holds, read by the deconvolution and the transfers); `stemPlacement()` the
+#' placement C1 (round 1 of the readout) that the pseudo-coordinates, best spot and
+#' confidence read: with `mapping = "dense"`, the coordinates equal
+#' `stemPlacement(sc) %*% spot coordinates` (the same matrix as `stemMapping()` with
+#' `rounds = 1`); `stemAdjacency()` the sparse cell x cell spatial kNN
 #' graph (`adjacency_k` neighbours per cell, weighted; see [runSTEM()]);
 #' `stemSettings()` the training settings reported by the
 #' Python core; `stemHistory()` the loss per epoch; `stemDeconvolution()` the spot
@@ -25,13 +30,23 @@
 #'   the list returned for a matrix).
 #' @param label Which deconvolution (a `labels` name given to [runSTEM()]);
 #'   default the first.
-#' @return A matrix (`stemMapping()`, `stemAdjacency()`, `stemDeconvolution()`), a list
+#' @return A matrix (`stemMapping()`, `stemPlacement()`, `stemAdjacency()`, `stemDeconvolution()`), a list
 #'   (`stemSettings()`) or a data.frame (`stemHistory()`).
 #' @export
 stemMapping <- function(sc) {
     m <- .stem_store(sc)$mapping
     if (is.null(m)) {
         .stem_abort("No mapping was stored; run {.fn runSTEM} with {.code mapping = \"topk\"} or {.code \"dense\"}.")
+    }
+    m
+}
+
+#' @rdname stemMapping
+#' @export
+stemPlacement <- function(sc) {
+    m <- .stem_store(sc)$placement
+    if (is.null(m)) {
+        .stem_abort("No placement was stored; run {.fn runSTEM} with {.code mapping = \"topk\"} or {.code \"dense\"}.")
     }
     m
 }

@@ -224,12 +224,14 @@
     semb <- rows(.unpack(res$st_embedding), spos)
     colnames(semb) <- colnames(emb)
     rownames(semb) <- spot_names
-    mapping <- NULL
-    if (!is.null(res$sc_to_st)) {
-        mm <- .unpack(res$sc_to_st)
-        mapping <- .expand_mapping(mm, cpos, spos)
-        dimnames(mapping) <- list(cell_names, spot_names)
+    cells_by_spots <- function(x) {
+        if (is.null(x)) return(NULL)
+        m <- .expand_mapping(.unpack(x), cpos, spos)
+        dimnames(m) <- list(cell_names, spot_names)
+        m
     }
+    mapping <- cells_by_spots(res$sc_to_st)  # C, the rounds' mean
+    placement <- cells_by_spots(res$placement)  # C1, which coords/best spot/confidence read
     decon <- lapply(res$deconvolution, function(d) {
         m <- rows(.unpack(d$x), spos)
         dimnames(m) <- list(spot_names, .chr(d$types))
@@ -248,6 +250,7 @@
         embedding = emb, coords = xy, best_spot = best,
         best_slice = .chr(res$best_slice)[cpos], confidence = .unpack(res$confidence)[cpos],
         spot_embedding = semb, spot_slice = .spot_slices(st), mapping = mapping,
+        placement = placement,
         deconvolution = decon, transfer = trans, history = hist, settings = settings
     )
     if (!is.null(res$adjacency)) {

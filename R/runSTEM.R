@@ -124,13 +124,14 @@
 #' (generated from the table in `R/storage.R` by `.stem_storage_rd()`; a test compares)
 #' \tabular{llll}{
 #' \strong{Result} \tab \strong{SingleCellExperiment \code{sc}} \tab \strong{SummarizedExperiment \code{sc}} \tab \strong{Seurat \code{sc}} \cr
-#' cell embedding (M x 128) \tab \code{reducedDim(sc, "STEM")} \tab \code{metadata(sc)$STEM$embedding} \tab DimReduc \code{"stem"} \cr
+#' cell embedding (M x d) \tab \code{reducedDim(sc, "STEM")} \tab \code{metadata(sc)$STEM$embedding} \tab DimReduc \code{"stem"} \cr
 #' pseudo-coordinates (M x 2) \tab \code{reducedDim(sc, "STEM_spatial")} \tab \code{metadata(sc)$STEM$coords} \tab DimReduc \code{"STEM_spatial"} \cr
 #' best spot \tab \code{colData} \verb{STEM_best_spot} \tab \code{colData} \verb{STEM_best_spot} \tab \code{meta.data} \verb{STEM_best_spot} \cr
 #' confidence \tab \code{colData} \verb{STEM_confidence} \tab \code{colData} \verb{STEM_confidence} \tab \code{meta.data} \verb{STEM_confidence} \cr
 #' best slice (several slices) \tab \code{colData} \verb{STEM_slice} \tab \code{colData} \verb{STEM_slice} \tab \code{meta.data} \verb{STEM_slice} \cr
 #' transferred spot values \tab \code{colData} \verb{STEM_<name>} \tab \code{colData} \verb{STEM_<name>} \tab \code{meta.data} \verb{STEM_<name>} \cr
 #' cell x spot mapping \tab \code{metadata(sc)$STEM$mapping} \tab \code{metadata(sc)$STEM$mapping} \tab \code{Misc(sc, "STEM")$mapping} \cr
+#' cell x spot placement (what coords read) \tab \code{metadata(sc)$STEM$placement} \tab \code{metadata(sc)$STEM$placement} \tab \code{Misc(sc, "STEM")$placement} \cr
 #' spot deconvolution (N x types) \tab \code{metadata(sc)$STEM$deconvolution} \tab \code{metadata(sc)$STEM$deconvolution} \tab \code{Misc(sc, "STEM")$deconvolution} \cr
 #' spot embedding \tab \code{metadata(sc)$STEM$spot_embedding} \tab \code{metadata(sc)$STEM$spot_embedding} \tab \code{Misc(sc, "STEM")$spot_embedding} \cr
 #' SC-SC spatial kNN graph (M x M) \tab \code{colPair(sc, "STEM")} \tab \code{metadata(sc)$STEM$adjacency} \tab Graph \code{"STEM_adjacency"} \cr

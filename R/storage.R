@@ -5,9 +5,9 @@
 
 .stem_storage <- utils::read.csv(text = '
 result,what,class,slot,key
-embedding,cell embedding (M x 128),SingleCellExperiment,reducedDim,STEM
-embedding,cell embedding (M x 128),SummarizedExperiment,metadata,embedding
-embedding,cell embedding (M x 128),Seurat,DimReduc,stem
+embedding,cell embedding (M x d),SingleCellExperiment,reducedDim,STEM
+embedding,cell embedding (M x d),SummarizedExperiment,metadata,embedding
+embedding,cell embedding (M x d),Seurat,DimReduc,stem
 coords,pseudo-coordinates (M x 2),SingleCellExperiment,reducedDim,STEM_spatial
 coords,pseudo-coordinates (M x 2),SummarizedExperiment,metadata,coords
 coords,pseudo-coordinates (M x 2),Seurat,DimReduc,STEM_spatial
@@ -26,6 +26,9 @@ transfer,transferred spot values,Seurat,meta.data,STEM_<name>
 mapping,cell x spot mapping,SingleCellExperiment,metadata,mapping
 mapping,cell x spot mapping,SummarizedExperiment,metadata,mapping
 mapping,cell x spot mapping,Seurat,Misc,mapping
+placement,cell x spot placement (what coords read),SingleCellExperiment,metadata,placement
+placement,cell x spot placement (what coords read),SummarizedExperiment,metadata,placement
+placement,cell x spot placement (what coords read),Seurat,Misc,placement
 deconvolution,spot deconvolution (N x types),SingleCellExperiment,metadata,deconvolution
 deconvolution,spot deconvolution (N x types),SummarizedExperiment,metadata,deconvolution
 deconvolution,spot deconvolution (N x types),Seurat,Misc,deconvolution

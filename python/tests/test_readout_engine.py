@@ -57,6 +57,13 @@ def test_every_output_reads_the_matrix_it_names(trained, readout, rounds):
     np.testing.assert_allclose(
         np.take_along_axis(got, idx, axis=1), np.take_along_axis(C, idx, axis=1), atol=1e-7
     )
+    # ... and with placement=True, the placement C₁'s (what R stores beside the mapping)
+    idx = np.argsort(-P, axis=1)[:, :k]
+    got = m.topk_mapping(k, placement=True).toarray()
+    assert (got > 0).sum(axis=1).max() <= k
+    np.testing.assert_allclose(
+        np.take_along_axis(got, idx, axis=1), np.take_along_axis(P, idx, axis=1), atol=1e-7
+    )
 
 
 def test_round_mapping_is_checked(trained):

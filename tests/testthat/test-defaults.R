@@ -192,6 +192,13 @@ test_that("runSTEM(rounds =) reaches the readout; a bad value is the core's R co
     expect_false(isTRUE(all.equal(as.matrix(one$mapping), as.matrix(two$mapping))))
     expect_equal(two$coords, one$coords, tolerance = 1e-5)
     expect_identical(two$best_spot, one$best_spot)
+    # every output agrees with the matrix it reads: coords = placement C1 %*% spot coordinates
+    # (with one round the placement is the mapping itself)
+    xy <- as.matrix(d$coords)
+    expect_equal(unname(two$coords), unname(as.matrix(stemPlacement(two)) %*% xy), tolerance = 1e-5)
+    expect_false(isTRUE(all.equal(unname(two$coords), unname(as.matrix(stemMapping(two)) %*% xy))))
+    expect_equal(as.matrix(stemPlacement(one)), as.matrix(stemMapping(one)), tolerance = 1e-6)
+    expect_equal(unname(one$coords), unname(as.matrix(stemMapping(one)) %*% xy), tolerance = 1e-5)
     e <- expect_error(runSTEM(d$sc, d$st, coords = d$coords, epochs = 1L, rounds = 0,
                               verbose = FALSE), class = "stemmap_value_error")
     expect_match(conditionMessage(e), "rounds", fixed = TRUE)

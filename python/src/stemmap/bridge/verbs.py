@@ -280,7 +280,7 @@ def run_stem(
         ``cells``/``spots`` (names kept by the core: cells or spots that are all-zero on
         the shared genes are dropped), ``sc_embedding`` (M×d), ``st_embedding`` (N×d),
         ``coords`` (M×2; with several slices, in the frame of each cell's best slice),
-        ``best_spot`` (names), ``best_slice``, ``confidence``, ``sc_to_st``,
+        ``best_spot`` (names), ``best_slice``, ``confidence``, ``sc_to_st`` and ``placement`` (C and C₁, as ``mapping``),
         ``deconvolution`` ({name: {"x": packed N×T, "types"}}), ``transfer``
         ({name: packed M×F}), ``history`` ({term: packed}), ``settings``,
         ``adjacency`` (sparse M×M SC–SC kNN graph, when ``adjacency_k`` > 0); with
@@ -336,10 +336,15 @@ def _results(model: Any, m: Any, map_kw: dict, adjacency_k: int, mapping: str, k
     }
     if adjacency_k > 0 and m.n_cells > 1:
         out["adjacency"] = pack(m.sc_adjacency(min(adjacency_k, m.n_cells - 1), weighted=True))
+    # the mapping C (the rounds' mean) and the placement C₁ that coords, best spot and
+    # confidence read (the same matrix with one round)
     if mapping == "dense":
         out["sc_to_st"] = pack(np.asarray(m.sc_to_st, dtype=np.float64))
+        out["placement"] = pack(np.asarray(m.placement, dtype=np.float64))
     elif mapping == "topk":
-        out["sc_to_st"] = pack(m.topk_mapping(int(min(k, m.n_spots))))
+        kk = int(min(k, m.n_spots))
+        out["sc_to_st"] = pack(m.topk_mapping(kk))
+        out["placement"] = pack(m.topk_mapping(kk, placement=True))
     return out
 
 

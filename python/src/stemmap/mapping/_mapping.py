@@ -321,7 +321,9 @@ class StemMapping:
         return self._dense(f"round{r}", lambda a, b: self.engine.round_rows(r - 1, a, b), True)
 
     @compute
-    def topk_mapping(self, k: int = 10, renormalize: bool = False) -> sp.csr_matrix:
+    def topk_mapping(
+        self, k: int = 10, renormalize: bool = False, placement: bool = False
+    ) -> sp.csr_matrix:
         """Sparse (M × N) SC→ST mapping keeping each cell's ``k`` largest entries of C (:attr:`sc_to_st`).
 
         Parameters
@@ -330,6 +332,9 @@ class StemMapping:
             Spots kept per cell.
         renormalize
             Rescale the kept entries of each row to sum to 1.
+        placement
+            Keep the entries of the placement C₁ (:attr:`placement`, which :attr:`coords`,
+            :attr:`best_spot` and :attr:`confidence` read) instead of C.
 
         Returns
         -------
@@ -337,7 +342,7 @@ class StemMapping:
             ``k`` entries per row.
         """
         k = check_k(k, self.n_spots, "k")
-        blocks = self._topk_chunks(k)
+        blocks = self._topk_chunks(k, placement=bool(placement))
         if renormalize:
             blocks = ((a, b, v / v.sum(dim=1, keepdim=True), i) for a, b, v, i in blocks)
         return topk_csr(blocks, (self.n_cells, self.n_spots))
