@@ -26,10 +26,9 @@ writeSTEMh5ad <- function(sc, file) {
     res <- .stem_store(sc)
     emb <- .stem_result(sc, "embedding")
     xy <- .stem_coords(sc)
-    meta <- if (inherits(sc, "Seurat")) sc[[]] else if (methods::is(sc, "SummarizedExperiment")) as.data.frame(SummarizedExperiment::colData(sc)) else NULL
-    best <- if (!is.null(meta)) meta$STEM_best_spot else res$best_spot
-    conf <- if (!is.null(meta)) meta$STEM_confidence else res$confidence
-    slice <- if (!is.null(meta)) meta$STEM_slice else if (length(unique(res$spot_slice)) > 1L) res$best_slice
+    best <- .stem_result(sc, "best_spot")
+    conf <- .stem_result(sc, "confidence")
+    slice <- .stem_best_slice(sc)
     map <- res$mapping
     out <- list(
         cells = as.list(rownames(emb)), spots = as.list(rownames(res$spot_embedding)),
