@@ -124,18 +124,33 @@ suppressWarnings(suppressMessages(
     })
 ))
 
-# Log-normalised expression (cells x genes) of the counts STEM was trained on.
+# The expression (cells x genes) the core trained on: the counts runSTEM() read, of the
+# genes the core used (recorded at the run), normalised by the core itself with the rule
+# it applied (stemmap.bridge.interpret.expression); cells the core dropped are NA.
 .stem_expression <- function(sc, assay.type = NULL) {
     res <- .stem_store(sc)
-    x <- methods::as(.stem_counts_used(sc, res$params, assay.type), "CsparseMatrix")
-    if (!isTRUE(res$settings$normalized)) {  # what the core used
-        lib <- Matrix::colSums(x)
-        lib[lib == 0] <- 1
-        x <- x %*% Matrix::Diagonal(x = 1e4 / lib)
-        x@x <- log1p(x@x)
+    genes <- res$genes
+    if (is.null(genes)) {
+        .stem_abort(c(
+            "{.arg x} does not record the genes STEM was trained on (mapped by an older stemmap).",
+            i = "Run {.fn runSTEM} again, or give the expression as a cells x genes matrix."
+        ))
     }
-    out <- as.matrix(Matrix::t(x))
-    rownames(out) <- colnames(sc)
+    x <- .stem_counts_used(sc, res$params, assay.type)
+    miss <- setdiff(genes, rownames(x))
+    if (length(miss)) {
+        .stem_abort(c(
+            "The counts of {.arg x} lack {length(miss)} of the {length(genes)} genes STEM was trained on.",
+            x = "Missing: {.val {utils::head(miss, 3)}}."
+        ))
+    }
+    if (!identical(rownames(x), genes)) x <- x[genes, , drop = FALSE]
+    packed <- .run_python(.worker_analysis, fun = "expression", args = list(
+        x = .pack(x), normalized = isTRUE(res$settings$normalized)
+    ))
+    out <- .unpack(packed)
+    dimnames(out) <- list(.cell_names(sc), genes)
+    out[!stats::complete.cases(.stem_coords(sc)), ] <- NA_real_  # dropped by the core
     out
 }
 

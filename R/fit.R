@@ -220,7 +220,8 @@
         embedding = emb, coords = xy, best_spot = best,
         best_slice = .chr(res$best_slice)[cpos], confidence = .unpack(res$confidence)[cpos],
         spot_embedding = semb, spot_slice = .spot_slices(st), mapping = mapping,
-        deconvolution = decon, transfer = trans, history = hist, settings = settings
+        deconvolution = decon, transfer = trans, history = hist, settings = settings,
+        genes = .chr(res$genes)  # the genes the core trained on (R/analysis_inputs.R)
     )
     if (!is.null(res$adjacency)) {
         adj <- .expand_mapping(.unpack(res$adjacency), cpos, cpos)

@@ -28,7 +28,9 @@
 #' @param fdr Keep rows with `padj < fdr` (`1` keeps all).
 #' @param what For a STEM object: `"attribution"` (stored by
 #'   `stemAttribution(store = TRUE)`, else computed) or `"expression"`
-#'   (log-normalised counts of the assay STEM was trained on).
+#'   (the values STEM was trained on: the counts of the assay it read, of the genes it
+#'   used, normalised by the Python core exactly as for training; `NA` for cells the
+#'   core dropped).
 #' @param alternative `"greater"` (higher in the segment), `"two-sided"` or `"less"`.
 #'   Default (`NULL`): `"greater"`.
 #' @param min_cells Segments (groups) with fewer cells are skipped.
