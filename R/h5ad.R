@@ -23,6 +23,7 @@
 #'   names (`NULL` for what the file does not hold).
 #' @export
 writeSTEMh5ad <- function(sc, file) {
+    file <- .stem_h5ad_path(file, write = TRUE)
     res <- .stem_store(sc)
     emb <- .stem_result(sc, "embedding")
     xy <- .stem_coords(sc)
@@ -41,7 +42,6 @@ writeSTEMh5ad <- function(sc, file) {
         settings = res$settings,
         history = lapply(res$history, function(v) .pack(as.double(v)))
     )
-    file <- path.expand(file)
     .run_python(.worker_write_h5ad, path = file, result = out)
     invisible(file)
 }
@@ -49,8 +49,8 @@ writeSTEMh5ad <- function(sc, file) {
 #' @rdname writeSTEMh5ad
 #' @export
 readSTEMh5ad <- function(file) {
-    if (!file.exists(file)) .stem_abort("{.arg file} {.path {file}} does not exist.", kind = "file")
-    r <- .run_python(.worker_read_h5ad, path = normalizePath(file))
+    file <- .stem_h5ad_path(file, write = FALSE)
+    r <- .run_python(.worker_read_h5ad, path = file)
     cells <- .chr(r$cells)
     spots <- .chr(r$spots)
     named <- function(p, rn, cn) {
@@ -74,4 +74,26 @@ readSTEMh5ad <- function(file) {
         spot_slice = .chr(r$spot_slice), settings = r$settings,
         history = as.data.frame(lapply(r$history, .unpack))
     )
+}
+
+# `file` as a path to write (its folder must exist) or to read (it must exist): R
+# structure checked here, before anything is converted or sent to Python.
+.stem_h5ad_path <- function(file, write) {
+    if (!is.character(file) || length(file) != 1L || is.na(file) || !nzchar(file)) {
+        .stem_abort("{.arg file} must be one file path (a string); found {.obj_type_friendly {file}}.",
+                    kind = "type")
+    }
+    file <- path.expand(file)
+    if (write) {
+        dir <- dirname(file)
+        if (!dir.exists(dir)) {
+            .stem_abort("{.arg file} must be in an existing folder; {.path {dir}} does not exist.",
+                        kind = "file")
+        }
+        return(file)
+    }
+    if (!file.exists(file) || dir.exists(file)) {
+        .stem_abort("{.arg file} {.path {file}} does not exist.", kind = "file")
+    }
+    normalizePath(file)
 }
