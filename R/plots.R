@@ -37,8 +37,9 @@
 #' @param st The spatial object given to [runSTEM()]. `plotSTEMPositions()` needs it
 #'   for `image = TRUE` (`plotSTEMPositions(sce, spe, image = TRUE)`; the older
 #'   `plotSTEMPositions(sce, "celltype")` still colours by `"celltype"`);
-#'   `plotSTEMDeconvolution()` reads the spot coordinates from it, or takes a
-#'   spots x 2 coordinate matrix.
+#'   `plotSTEMDeconvolution()` does not need it: it draws the spots at the coordinates
+#'   the mapping used (stored by [runSTEM()]); given `coords`, it reads them from `st`
+#'   (as [runSTEM()] does), and a spots x 2 matrix is taken as the coordinates.
 #' @param image Draw the cells over the tissue image of `st` (see Details).
 #' @param sample,image_id Which image of a SpatialExperiment (default: the first
 #'   sample, its `"lowres"` image if there is one) or, for Seurat, `sample` names the
@@ -323,24 +324,50 @@ plotSTEMLoss <- function(sc, what = c("weighted", "terms")) {
 #' @rdname plotSTEMPositions
 #' @param type Cell type to show (a column of the deconvolution).
 #' @param label Which deconvolution (a `labels` name given to [runSTEM()]).
-#' @param coords As in [runSTEM()], to read the coordinates of `st`.
+#' @param coords As in [runSTEM()], to read the coordinates of `st` instead of those
+#'   the mapping used.
 #' @export
-plotSTEMDeconvolution <- function(sc, st, type, label = NULL, coords = NULL, size = 2) {
+plotSTEMDeconvolution <- function(sc, st = NULL, type, label = NULL, coords = NULL, size = 2) {
     d <- stemDeconvolution(sc, label)
-    if (!type %in% colnames(d)) {
-        .stem_abort("{.arg type} must be one of {.val {colnames(d)}}; found {.val {type}}.")
+    if (missing(type) || !is.character(type) || length(type) != 1L || !type %in% colnames(d)) {
+        .stem_abort("{.arg type} must be one of {.val {colnames(d)}}; found {.val {if (missing(type)) 'nothing' else format(type)}}.")
     }
-    xy <- if (is.matrix(st) && ncol(st) == 2L && is.numeric(st)) {
-        st
-    } else {
-        s <- .st_input(st, coords = coords)
-        out <- matrix(NA_real_, s$n, 2L)
-        for (sl in s$slices) out[sl$index, ] <- sl$coords
-        out
-    }
+    xy <- .stem_spot_coords(sc, st, coords)
     df <- data.frame(x = xy[, 1], y = xy[, 2], value = d[, type])
     ggplot2::ggplot(df, ggplot2::aes(x = .data$x, y = .data$y, colour = .data$value)) +
         ggplot2::geom_point(size = size) + ggplot2::coord_equal() + ggplot2::theme_bw() +
         ggplot2::scale_colour_viridis_c() +
         ggplot2::labs(title = paste("STEM deconvolution:", type), colour = "proportion")
+}
+
+# Spot coordinates (spots x 2, in the order of the mapped spots) for the spot plots: a
+# matrix `st`; or, unless `coords` asks to read `st`, the coordinates the mapping used
+# (stored by runSTEM()); or those of `st` read as runSTEM() reads them. Errors name `st`
+# or `coords`; stemReport() calls it before rendering.
+.stem_spot_coords <- function(sc, st = NULL, coords = NULL) {
+    res <- .stem_store(sc)
+    n <- nrow(res$spot_embedding)
+    if (is.matrix(st) && ncol(st) == 2L && is.numeric(st)) {
+        xy <- st
+    } else if (is.null(coords) && !is.null(res$spot_coords)) {
+        if (!is.null(st) && !identical(as.integer(NCOL(st)), n)) {
+            .stem_abort(c("{.arg st} must be the spatial object {.arg sc} was mapped onto.",
+                          x = "{.arg sc} was mapped onto {n} spots; {.arg st} has {NCOL(st)}."))
+        }
+        return(res$spot_coords)
+    } else if (is.null(st)) {
+        .stem_abort(c(
+            "{.arg st} is needed: {.arg sc} does not hold the spot coordinates (mapped by an older stemmap).",
+            i = "Pass the spatial object given to {.fn runSTEM} (with {.arg coords} as there), or run {.fn runSTEM} again."
+        ))
+    } else {
+        s <- .st_input(st, coords = coords)
+        xy <- matrix(NA_real_, s$n, 2L)
+        for (sl in s$slices) xy[sl$index, ] <- sl$coords
+    }
+    if (nrow(xy) != n) {
+        .stem_abort(c("{.arg st} must be the spatial object {.arg sc} was mapped onto.",
+                      x = "{.arg sc} was mapped onto {n} spots; {.arg st} has {nrow(xy)}."))
+    }
+    xy
 }
