@@ -77,11 +77,17 @@ readSTEMh5ad <- function(file, as = c("list", "SingleCellExperiment")) {
     .to_SingleCellExperiment(.stem_drop_layout(sce), res)
 }
 
-# A zellkonverter call; its failure a stemmap condition saying what was being done.
+# A zellkonverter call; its failure a stemmap condition saying what was being done and
+# how to do without it.
 .stem_zellkonverter <- function(expr, doing, file) {
     tryCatch(expr, error = function(e) {
         msg <- conditionMessage(e)
-        .stem_abort(c("zellkonverter could not {doing} {.path {file}}.", x = "{msg}"),
+        alt <- if (startsWith(doing, "write")) {
+            "Write the results alone with {.code engine = \"stemmap\"} (or {.code options(stemmap.h5ad_engine = \"stemmap\")})."
+        } else {
+            "Read the results alone with {.code readSTEMh5ad(file)}."
+        }
+        .stem_abort(c("zellkonverter could not {doing} {.path {file}}.", x = "{msg}", i = alt),
                     kind = "python")
     })
 }
