@@ -249,9 +249,10 @@
     out <- list(
         embedding = emb, coords = xy, best_spot = best,
         best_slice = .chr(res$best_slice)[cpos], confidence = .unpack(res$confidence)[cpos],
-        spot_embedding = semb, spot_slice = .spot_slices(st), mapping = mapping,
-        placement = placement,
-        deconvolution = decon, transfer = trans, history = hist, settings = settings
+        spot_embedding = semb, spot_slice = .spot_slices(st), spot_coords = .spot_coords(st),
+        mapping = mapping, placement = placement,
+        deconvolution = decon, transfer = trans, history = hist, settings = settings,
+        genes = .chr(res$genes)  # the genes the core trained on (R/analysis_inputs.R)
     )
     if (!is.null(res$adjacency)) {
         adj <- .expand_mapping(.unpack(res$adjacency), cpos, cpos)
@@ -284,5 +285,12 @@ methods::setMethod(".expand_mapping", "ANY", function(mm, cpos, spos) {
 .spot_slices <- function(st) {
     out <- character(st$n)
     for (s in st$slices) out[s$index] <- s$name
+    out
+}
+
+# The spot coordinates the mapping used (spots x 2, each slice in its own frame).
+.spot_coords <- function(st) {
+    out <- matrix(NA_real_, st$n, 2L, dimnames = list(st$names, c("x", "y")))
+    for (s in st$slices) out[s$index, ] <- s$coords
     out
 }

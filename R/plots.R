@@ -37,8 +37,9 @@
 #' @param st The spatial object given to [runSTEM()]. `plotSTEMPositions()` needs it
 #'   for `image = TRUE` (`plotSTEMPositions(sce, spe, image = TRUE)`; the older
 #'   `plotSTEMPositions(sce, "celltype")` still colours by `"celltype"`);
-#'   `plotSTEMDeconvolution()` reads the spot coordinates from it, or takes a
-#'   spots x 2 coordinate matrix.
+#'   `plotSTEMDeconvolution()` does not need it: it draws the spots at the coordinates
+#'   the mapping used (stored by [runSTEM()]); given `coords`, it reads them from `st`
+#'   (as [runSTEM()] does), and a spots x 2 matrix is taken as the coordinates.
 #' @param image Draw the cells over the tissue image of `st` (see Details).
 #' @param sample,image_id Which image of a SpatialExperiment (default: the first
 #'   sample, its `"lowres"` image if there is one) or, for Seurat, `sample` names the
@@ -56,7 +57,7 @@
 plotSTEMPositions <- function(sc, st = NULL, colour_by = NULL, size = 1, palette = NULL,
                               image = FALSE, sample = NULL, image_id = NULL) {
     # calls from before `st` was the second argument: plotSTEMPositions(sce, "celltype"[, 0.5])
-    if (!is.null(st) && !.stem_is_spatial_object(st) && !is.matrix(st)) {
+    if (is.atomic(st) && is.null(dim(st)) && !is.null(st)) {
         if (is.null(colour_by)) {
             colour_by <- st
         } else if (is.numeric(colour_by) && length(colour_by) == 1L && missing(size)) {
@@ -67,7 +68,7 @@ plotSTEMPositions <- function(sc, st = NULL, colour_by = NULL, size = 1, palette
     }
     xy <- .stem_coords(sc)
     df <- data.frame(x = xy[, 1], y = xy[, 2])
-    meta <- if (inherits(sc, "Seurat")) sc[[]] else if (methods::is(sc, "SummarizedExperiment")) as.data.frame(SummarizedExperiment::colData(sc)) else NULL
+    meta <- .stem_cell_meta(sc)
     if (!is.null(colour_by)) {
         if (length(colour_by) == 1L && !is.null(meta) && colour_by %in% colnames(meta)) {
             df$colour <- meta[[colour_by]]
@@ -85,9 +86,9 @@ plotSTEMPositions <- function(sc, st = NULL, colour_by = NULL, size = 1, palette
             .stem_abort("{.arg image} = TRUE needs the spatial object: {.code plotSTEMPositions(sc, st, image = TRUE)}.")
         }
         img <- .stem_tissue_image(st, sample = sample, image_id = image_id)
-        if (!is.null(meta) && "STEM_slice" %in% colnames(meta) && !is.null(img$sample)) {
-            keep <- !is.na(meta$STEM_slice) & meta$STEM_slice == img$sample
-            df <- df[keep, , drop = FALSE]
+        slice <- .stem_best_slice(sc)
+        if (!is.null(slice) && !is.null(img$sample)) {
+            df <- df[!is.na(slice) & slice == img$sample, , drop = FALSE]
         }
         df$x <- df$x * img$scale
         df$y <- -df$y * img$scale  # image rows grow downwards
@@ -119,10 +120,6 @@ plotSTEMPositions <- function(sc, st = NULL, colour_by = NULL, size = 1, palette
         ggplot2::labs(title = title,
                       x = if (is.null(img)) "x" else "image column (pixels)",
                       y = if (is.null(img)) "y" else "image row (pixels)")
-}
-
-.stem_is_spatial_object <- function(x) {
-    inherits(x, "Seurat") || methods::is(x, "SummarizedExperiment")
 }
 
 # Okabe & Ito (2008), colour-blind safe; Kelly (1965) 22 colours of maximum contrast
@@ -210,56 +207,74 @@ stemPalette <- function(labels, palette = NULL) {
 }
 
 # The low-resolution tissue image of a spatial object: list(raster, scale, sample, what),
-# `scale` turning the coordinates runSTEM() read into image pixels.
-.stem_tissue_image <- function(st, sample = NULL, image_id = NULL) {
-    if (methods::is(st, "SpatialExperiment")) {
-        .stem_require("SpatialExperiment", "to read the tissue image")
-        imgs <- SpatialExperiment::imgData(st)
-        if (is.null(imgs) || !nrow(imgs)) {
-            .stem_abort(c("{.arg st} has no tissue image: {.code imgData(st)} is empty.",
-                          i = "Add one with {.code SpatialExperiment::addImg()}, or plot without {.arg image}."))
-        }
-        if (is.null(sample)) sample <- as.character(imgs$sample_id[1])
-        rows <- which(imgs$sample_id == sample)
-        if (!length(rows)) {
-            .stem_abort("{.arg sample} {.val {sample}} has no image; images are for {.val {unique(imgs$sample_id)}}.")
-        }
-        if (is.null(image_id)) {
-            image_id <- if ("lowres" %in% imgs$image_id[rows]) "lowres" else as.character(imgs$image_id[rows[1]])
-        }
-        row <- rows[imgs$image_id[rows] == image_id]
-        if (!length(row)) {
-            .stem_abort("{.arg image_id} {.val {image_id}} not found for sample {.val {sample}}; found {.val {imgs$image_id[rows]}}.")
-        }
-        sf <- imgs$scaleFactor[row[1]]
-        if (is.na(sf) || sf <= 0) {
-            .stem_abort("The image {.val {image_id}} of sample {.val {sample}} has no scale factor ({.code imgData(st)$scaleFactor}).")
-        }
-        ras <- SpatialExperiment::imgRaster(st, sample_id = sample, image_id = image_id)
-        return(list(raster = ras, scale = sf, sample = sample,
-                    what = sprintf("%s, %s", sample, image_id)))
-    }
-    if (inherits(st, "Seurat")) {
-        .stem_require("SeuratObject", "to read the tissue image")
-        imgs <- SeuratObject::Images(st)
-        if (is.null(sample)) sample <- imgs[1]
-        if (!length(imgs) || is.na(sample) || !sample %in% imgs) {
-            .stem_abort(c("{.arg st} has no image {.val {sample}}.", x = "Its images: {.val {imgs}}."))
-        }
-        img <- st[[sample]]
-        ras <- tryCatch(SeuratObject::GetImage(img, mode = "raster"), error = function(e) NULL)
-        if (!inherits(ras, "raster") || !length(ras)) {
-            .stem_abort(c("The Seurat image {.val {sample}} ({.cls {class(img)[1]}}) carries no tissue picture.",
-                          i = "Visium images (from {.code Load10X_Spatial()}) do; SlideSeq and FOV images only hold coordinates."))
-        }
-        # GetTissueCoordinates() of a Visium image, which runSTEM() reads, is already in
-        # low-resolution image pixels
-        return(list(raster = ras, scale = 1, sample = if (length(imgs) > 1L) sample else NULL,
-                    what = sample))
-    }
+# `scale` turning the coordinates runSTEM() read into image pixels. One method per class.
+setGeneric(".stem_tissue_image", function(st, sample = NULL, image_id = NULL) {
+    standardGeneric(".stem_tissue_image")
+})
+
+setMethod(".stem_tissue_image", "ANY", function(st, sample = NULL, image_id = NULL) {
     .stem_abort(c("{.arg st} must be a SpatialExperiment or a Seurat object with a tissue image.",
                   x = "Found {.cls {class(st)}}."))
+})
+
+# The image of `imgData(st)` (default: the first sample, its "lowres" image if any), whose
+# scaleFactor turns spatialCoords() into image pixels.
+.stem_tissue_image_spe <- function(st, sample = NULL, image_id = NULL) {
+    .stem_require("SpatialExperiment", "to read the tissue image")
+    imgs <- SpatialExperiment::imgData(st)
+    if (is.null(imgs) || !nrow(imgs)) {
+        .stem_abort(c("{.arg st} has no tissue image: {.code imgData(st)} is empty.",
+                      i = "Add one with {.code SpatialExperiment::addImg()}, or plot without {.arg image}."))
+    }
+    if (is.null(sample)) sample <- as.character(imgs$sample_id[1])
+    rows <- which(imgs$sample_id == sample)
+    if (!length(rows)) {
+        .stem_abort("{.arg sample} {.val {sample}} has no image; images are for {.val {unique(imgs$sample_id)}}.")
+    }
+    if (is.null(image_id)) {
+        image_id <- if ("lowres" %in% imgs$image_id[rows]) "lowres" else as.character(imgs$image_id[rows[1]])
+    }
+    row <- rows[imgs$image_id[rows] == image_id]
+    if (!length(row)) {
+        .stem_abort("{.arg image_id} {.val {image_id}} not found for sample {.val {sample}}; found {.val {imgs$image_id[rows]}}.")
+    }
+    sf <- imgs$scaleFactor[row[1]]
+    if (is.na(sf) || sf <= 0) {
+        .stem_abort("The image {.val {image_id}} of sample {.val {sample}} has no scale factor ({.code imgData(st)$scaleFactor}).")
+    }
+    ras <- SpatialExperiment::imgRaster(st, sample_id = sample, image_id = image_id)
+    list(raster = ras, scale = sf, sample = sample,
+         what = sprintf("%s, %s", sample, image_id))
 }
+
+# The Visium image `sample` of a Seurat object (default the first).
+.stem_tissue_image_seurat <- function(st, sample = NULL, image_id = NULL) {
+    .stem_require("SeuratObject", "to read the tissue image")
+    imgs <- SeuratObject::Images(st)
+    if (is.null(sample)) sample <- imgs[1]
+    if (!length(imgs) || is.na(sample) || !sample %in% imgs) {
+        .stem_abort(c("{.arg st} has no image {.val {sample}}.", x = "Its images: {.val {imgs}}."))
+    }
+    img <- st[[sample]]
+    ras <- tryCatch(SeuratObject::GetImage(img, mode = "raster"), error = function(e) NULL)
+    if (!grDevices::is.raster(ras) || !length(ras)) {
+        .stem_abort(c("The Seurat image {.val {sample}} ({.cls {class(img)[1]}}) carries no tissue picture.",
+                      i = "Visium images (from {.code Load10X_Spatial()}) do; SlideSeq and FOV images only hold coordinates."))
+    }
+    # GetTissueCoordinates() of a Visium image, which runSTEM() reads, is already in
+    # low-resolution image pixels
+    list(raster = ras, scale = 1, sample = if (length(imgs) > 1L) sample else NULL,
+         what = sample)
+}
+
+# SpatialExperiment and SeuratObject are suggested, not loaded here: their methods are set
+# by class name (as for runSTEM(), R/runSTEM.R).
+suppressWarnings(suppressMessages(
+    setMethod(".stem_tissue_image", "SpatialExperiment", .stem_tissue_image_spe)
+))
+suppressWarnings(suppressMessages(
+    setMethod(".stem_tissue_image", "Seurat", .stem_tissue_image_seurat)
+))
 
 #' @rdname plotSTEMPositions
 #' @param what `"weighted"` (default): the weighted terms that are optimised,
@@ -309,24 +324,50 @@ plotSTEMLoss <- function(sc, what = c("weighted", "terms")) {
 #' @rdname plotSTEMPositions
 #' @param type Cell type to show (a column of the deconvolution).
 #' @param label Which deconvolution (a `labels` name given to [runSTEM()]).
-#' @param coords As in [runSTEM()], to read the coordinates of `st`.
+#' @param coords As in [runSTEM()], to read the coordinates of `st` instead of those
+#'   the mapping used.
 #' @export
-plotSTEMDeconvolution <- function(sc, st, type, label = NULL, coords = NULL, size = 2) {
+plotSTEMDeconvolution <- function(sc, st = NULL, type, label = NULL, coords = NULL, size = 2) {
     d <- stemDeconvolution(sc, label)
-    if (!type %in% colnames(d)) {
-        .stem_abort("{.arg type} must be one of {.val {colnames(d)}}; found {.val {type}}.")
+    if (missing(type) || !is.character(type) || length(type) != 1L || !type %in% colnames(d)) {
+        .stem_abort("{.arg type} must be one of {.val {colnames(d)}}; found {.val {if (missing(type)) 'nothing' else format(type)}}.")
     }
-    xy <- if (is.matrix(st) && ncol(st) == 2L && is.numeric(st)) {
-        st
-    } else {
-        s <- .st_input(st, coords = coords)
-        out <- matrix(NA_real_, s$n, 2L)
-        for (sl in s$slices) out[sl$index, ] <- sl$coords
-        out
-    }
+    xy <- .stem_spot_coords(sc, st, coords)
     df <- data.frame(x = xy[, 1], y = xy[, 2], value = d[, type])
     ggplot2::ggplot(df, ggplot2::aes(x = .data$x, y = .data$y, colour = .data$value)) +
         ggplot2::geom_point(size = size) + ggplot2::coord_equal() + ggplot2::theme_bw() +
         ggplot2::scale_colour_viridis_c() +
         ggplot2::labs(title = paste("STEM deconvolution:", type), colour = "proportion")
+}
+
+# Spot coordinates (spots x 2, in the order of the mapped spots) for the spot plots: a
+# matrix `st`; or, unless `coords` asks to read `st`, the coordinates the mapping used
+# (stored by runSTEM()); or those of `st` read as runSTEM() reads them. Errors name `st`
+# or `coords`; stemReport() calls it before rendering.
+.stem_spot_coords <- function(sc, st = NULL, coords = NULL) {
+    res <- .stem_store(sc)
+    n <- nrow(res$spot_embedding)
+    if (is.matrix(st) && ncol(st) == 2L && is.numeric(st)) {
+        xy <- st
+    } else if (is.null(coords) && !is.null(res$spot_coords)) {
+        if (!is.null(st) && !identical(as.integer(NCOL(st)), n)) {
+            .stem_abort(c("{.arg st} must be the spatial object {.arg sc} was mapped onto.",
+                          x = "{.arg sc} was mapped onto {n} spots; {.arg st} has {NCOL(st)}."))
+        }
+        return(res$spot_coords)
+    } else if (is.null(st)) {
+        .stem_abort(c(
+            "{.arg st} is needed: {.arg sc} does not hold the spot coordinates (mapped by an older stemmap).",
+            i = "Pass the spatial object given to {.fn runSTEM} (with {.arg coords} as there), or run {.fn runSTEM} again."
+        ))
+    } else {
+        s <- .st_input(st, coords = coords)
+        xy <- matrix(NA_real_, s$n, 2L)
+        for (sl in s$slices) xy[sl$index, ] <- sl$coords
+    }
+    if (nrow(xy) != n) {
+        .stem_abort(c("{.arg st} must be the spatial object {.arg sc} was mapped onto.",
+                      x = "{.arg sc} was mapped onto {n} spots; {.arg st} has {nrow(xy)}."))
+    }
+    xy
 }

@@ -98,6 +98,41 @@ test_that("axis genes, trends and neighbourhood enrichment", {
     expect_identical(dim(ne2$zscore), c(2L, 2L))
 })
 
+# The normalised values a model kept by runSTEM(keep_model = TRUE) was trained on, as the
+# core holds them (cells x genes, model gene order).
+core_values <- function(fit) {
+    blob <- stemmap:::.stem_store(fit)$model
+    res <- stemmap:::.run_python(stemmap:::.worker_analysis, fun = "model_expression",
+                                 args = list(model = blob))
+    x <- stemmap:::.unpack(res$x)
+    dimnames(x) <- list(stemmap:::.chr(res$cells), stemmap:::.chr(res$genes))
+    x
+}
+
+test_that("the analyses read the expression the core trained on (its genes, its rule)", {
+    skip_if_no_core_model()
+    # sc has 5 genes st lacks: the core normalises over the 30 shared genes only
+    extra <- withr::with_seed(2, matrix(stats::rpois(5 * 60, 40), 5, 60,
+                                        dimnames = list(paste0("extra", 1:5), colnames(d$sc))))
+    sce <- SingleCellExperiment::SingleCellExperiment(list(counts = rbind(d$sc, extra)))
+    st <- SingleCellExperiment::SingleCellExperiment(list(counts = d$st))
+    st$x <- d$coords[, 1]
+    st$y <- d$coords[, 2]
+    fit <- runSTEM(sce, st, coords = c("x", "y"), epochs = 2, hidden = c(16, 8),
+                   keep_model = TRUE, verbose = FALSE)
+    core <- core_values(fit)
+    expect_identical(rownames(core), paste0("c", 1:60))  # R's ids of the cells, in order
+    vals <- stemmap:::.stem_values(fit, "expression")
+    expect_identical(dimnames(vals), list(colnames(sce), rownames(d$sc)))
+    expect_identical(unname(vals), unname(core))  # bitwise: the core's own values
+    ag <- stemAxisGenes(fit, score = "x")
+    expect_setequal(ag$gene, rownames(d$sc))
+    # an object that does not record the genes (an older stemmap) is refused, not guessed
+    old <- fit
+    S4Vectors::metadata(old)$STEM$genes <- NULL
+    expect_error(stemAxisGenes(old), class = "stemmap_value_error", regexp = "genes STEM was trained on")
+})
+
 test_that("interpretation functions give clear errors", {
     sce0 <- SingleCellExperiment::SingleCellExperiment(list(counts = d$sc))
     expect_error(stemAttribution(sce0), regexp = "runSTEM")
@@ -141,4 +176,6 @@ test_that("Seurat: attribution stored as a DimReduc keeps gene names", {
     expect_true(all(sdg$gene %in% rownames(d$sc)))
     ex <- stemSpatialDominantGenes(so, segments = "celltype", what = "expression", fdr = 1)
     expect_setequal(unique(ex$segment), c("left", "right"))
+    # the sparse counts of a Seurat object give the core's values too
+    expect_identical(unname(stemmap:::.stem_values(so, "expression")), unname(core_values(so)))
 })

@@ -19,10 +19,10 @@ __all__ = ["write_h5ad", "read_h5ad", "model_bytes", "load_model", "example"]
 
 
 @register
-def write_h5ad(path: str, result: dict) -> str:
+def write_h5ad(path: str, result: dict, base: Any = None) -> str:
     """Write a mapping sent by R to ``.h5ad`` in the layout of :mod:`stemmap._layout`.
 
-    Cells are the observations (no genes: ``X`` is empty); the mapping is
+    Cells are the observations (no genes: ``X`` is empty, unless ``base``); the mapping is
     ``obsm["stem_mapping"]`` (cells × spots), the spots' names, slices and embedding
     ``uns["stem_spots"]``, the loss history ``uns["stem_history"]``.
 
@@ -34,6 +34,11 @@ def write_h5ad(path: str, result: dict) -> str:
         ``cells``, ``spots``, ``spot_slice``, ``mapping`` (packed or None),
         ``embedding``, ``coords``, ``spot_embedding``, ``best_spot``, ``best_slice``
         (optional), ``confidence``, ``settings``, ``history``.
+    base
+        An ``.h5ad`` file of the same cells to write the results into, as ``to_anndata``
+        writes into the caller's AnnData (R's ``writeSTEMh5ad(engine = "zellkonverter")``:
+        the object as zellkonverter's ``writeH5AD()`` wrote it, expression and metadata
+        included); None: an AnnData of the results only.
 
     Returns
     -------
@@ -56,7 +61,15 @@ def write_h5ad(path: str, result: dict) -> str:
     obs[key("confidence")] = unpack(result["confidence"]).ravel().astype(np.float32)
     if result.get("best_slice") is not None:
         obs[key("best_slice")] = pd.Categorical(strs(result["best_slice"]))
-    adata = ad.AnnData(obs=obs)
+    if base is None:
+        adata = ad.AnnData(obs=obs)
+    else:
+        check_path(base, "base")
+        adata = ad.read_h5ad(base)
+        if [str(c) for c in adata.obs_names] != cells:
+            raise ValueError("`base` must hold the mapped cells, in their order.")
+        for col in obs.columns:
+            adata.obs[col] = obs[col].values  # (categoricals stay categorical)
     adata.obsm[key("embedding")] = np.asarray(unpack(result["embedding"]), dtype=np.float32)
     adata.obsm[key("coords")] = np.asarray(unpack(result["coords"]), dtype=np.float64)
     if result.get("mapping") is not None:

@@ -1,7 +1,8 @@
 """Verbs that interpret a mapping for R: gene attribution and the spatial analyses.
 
 Each is a thin call of :mod:`stemmap.attribution` or :mod:`stemmap.analysis` on packed
-arrays; None (an R ``NULL``) leaves an argument to the core's default.
+arrays; None (an R ``NULL``) leaves an argument to the core's default. The expression R's
+analyses read is normalised here, by the core's own functions (:func:`expression`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import numpy as np
 from ._wire import given, pack, register, strs, table, unpack
 
 __all__ = [
+    "expression",
+    "model_expression",
     "attribution",
     "spatial_dominant_genes",
     "axis_score",
@@ -20,6 +23,66 @@ __all__ = [
     "expression_trends",
     "neighbourhood_enrichment",
 ]
+
+
+@register
+def expression(x: dict, normalized: Any = False) -> dict:
+    """Normalise counts sent by R exactly as the core did for the model it trained.
+
+    :func:`stemmap._data.prepare` turns the counts of the shared genes into the model's
+    inputs with :func:`stemmap._data.dense_float32` and, unless ``normalized``, the private
+    :func:`stemmap._data._normalize_log1p_inplace` (log1p of counts scaled to 10,000 per
+    cell over those genes). The same two calls are made here, on the matrix laid out as
+    :func:`stemmap.bridge.verbs.run_stem` lays it out, so the values are the model's own.
+
+    Parameters
+    ----------
+    x
+        Packed genes × cells counts (dense or sparse) of the genes the core used (R sends
+        them in the model's gene order; ``metadata(sc)$STEM$genes``).
+    normalized
+        The ``normalized`` setting of the run: the values are taken as they are.
+
+    Returns
+    -------
+    dict
+        Packed cells × genes values (float32 values as float64).
+    """
+    import scipy.sparse as sp
+
+    from .._data import _normalize_log1p_inplace, dense_float32
+
+    mat = unpack(x)
+    # observations in rows, as run_stem() hands the counts to the core
+    mat = mat.T.tocsr() if sp.issparse(mat) else np.ascontiguousarray(np.asarray(mat).T)
+    out = dense_float32(mat)
+    if not normalized:
+        _normalize_log1p_inplace(out)
+    return pack(out.astype(np.float64))
+
+
+@register
+def model_expression(model: Any) -> dict:
+    """Return the normalised SC values a model saved by R was trained on (for checks).
+
+    Parameters
+    ----------
+    model
+        Bytes of a saved STEM (``runSTEM(keep_model = TRUE)``).
+
+    Returns
+    -------
+    dict
+        ``x`` (packed cells × genes, the model's ``data.sc_x``), ``genes``, ``cells``.
+    """
+    from .files import load_model
+
+    m = load_model(model, "cpu")
+    return {
+        "x": pack(np.asarray(m.data.sc_x, dtype=np.float64)),
+        "genes": [str(g) for g in m.data.genes],
+        "cells": [str(c) for c in m.data.sc_names],
+    }
 
 
 @register

@@ -279,6 +279,7 @@ def run_stem(
     dict
         ``cells``/``spots`` (names kept by the core: cells or spots that are all-zero on
         the shared genes are dropped), ``sc_embedding`` (M×d), ``st_embedding`` (N×d),
+        ``genes`` (the genes the model was trained on, SC names in its order),
         ``coords`` (M×2; with several slices, in the frame of each cell's best slice),
         ``best_spot`` (names), ``best_slice``, ``confidence``, ``sc_to_st`` and ``placement`` (C and C₁, as ``mapping``),
         ``deconvolution`` ({name: {"x": packed N×T, "types"}}), ``transfer``
@@ -325,6 +326,7 @@ def _results(model: Any, m: Any, map_kw: dict, adjacency_k: int, mapping: str, k
         "cells": list(m.sc_names),
         "spots": list(m.spot_names),
         "spot_slice": [str(v) for v in m.spot_slice],
+        "genes": [str(g) for g in model.data.genes],  # what R's analyses normalise
         "sc_embedding": pack(np.asarray(m.sc_embedding)),
         "st_embedding": pack(np.asarray(m.st_embedding)),
         "coords": pack(coords),
