@@ -145,7 +145,7 @@ suppressWarnings(suppressMessages(
         ))
     }
     if (!identical(rownames(x), genes)) x <- x[genes, , drop = FALSE]
-    packed <- .run_python(.worker_analysis, fun = "expression", args = list(
+    packed <- .run_python(.worker_call, verb = "expression", args = list(
         x = .pack(x), normalized = isTRUE(res$settings$normalized)
     ))
     out <- .unpack(packed)
@@ -208,7 +208,7 @@ setMethod(".stem_named_coords", "SingleCellExperiment", function(x, name) {
             xy <- .resolve_coords(coords, x, n)
             s <- rep(NA_real_, n)
             ok <- stats::complete.cases(xy)
-            packed <- .run_python(.worker_analysis, fun = "axis_score", args = list(
+            packed <- .run_python(.worker_call, verb = "axis_score", args = list(
                 coords = .pack(unname(xy[ok, , drop = FALSE])), axis = score
             ))
             s[ok] <- as.vector(.unpack(packed))

@@ -86,10 +86,12 @@ setMethod("stemAttribution", "ANY", function(sc, ..., cells = NULL, target = "be
         tgt <- as.list(paste0("s", match(target, spots)))
     }
     .stem_inform("Attributing {length(idx)} cell{?s} to their genes.", verbose = verbose)
-    out <- .run_python(.worker_attribution, model = res$model,
-                       cells = as.list(paste0("c", idx)), target = tgt, steps = steps,
-                       method = method, batch_size = batch_size, device = device,
-                       progress = .stem_verbose(verbose))
+    # NULL steps/method/batch_size: the core's defaults
+    out <- .run_bridge("attribution", model = res$model, cells = as.list(paste0("c", idx)),
+                       target = tgt, steps = if (!is.null(steps)) as.integer(steps),
+                       method = method,
+                       batch_size = if (!is.null(batch_size)) as.integer(batch_size),
+                       device = device, progress = isTRUE(.stem_verbose(verbose)))
     a <- .unpack(out$x)
     genes <- .chr(out$genes)
     got <- match(.chr(out$cells), paste0("c", seq_len(n)))

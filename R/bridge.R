@@ -74,10 +74,43 @@
         return(.stem_unwrap(res))
     }
     .stem_basilisk_usable(stop_if_not = TRUE)
-    proc <- basilisk::basiliskStart(stemmapEnv)
-    on.exit(basilisk::basiliskStop(proc), add = TRUE)
-    .stem_unwrap(basilisk::basiliskRun(proc, FUN, ...))
+    # the core's own errors come back in the envelope; an R error here means the process or
+    # the worker failed: drop the process so that the next call starts a fresh one
+    res <- tryCatch(basilisk::basiliskRun(.stem_basilisk_proc(), FUN, ...), error = function(e) {
+        .stem_basilisk_close()
+        stop(e)
+    })
+    .stem_unwrap(res)
 }
+
+# basilisk mode: one Python process per R session, started at the first call and reused by
+# every later one (torch and the core are imported once, not at every call); stopped when
+# the package is unloaded or the R session ends. `start`/`stop` are basilisk's (arguments so
+# that the reuse can be tested without conda).
+.stem_session <- new.env(parent = emptyenv())
+
+.stem_basilisk_proc <- function(start = function() basilisk::basiliskStart(stemmapEnv),
+                                stop = basilisk::basiliskStop) {
+    if (is.null(.stem_session$proc)) {
+        proc <- start()
+        .stem_session$proc <- proc
+        .stem_session$stop <- stop
+        reg.finalizer(.stem_session, function(e) .stem_basilisk_close(), onexit = TRUE)
+    }
+    .stem_session$proc
+}
+
+# Stops the session's basilisk process, if one was started.
+.stem_basilisk_close <- function() {
+    proc <- .stem_session$proc
+    if (!is.null(proc)) {
+        .stem_session$proc <- NULL
+        try(.stem_session$stop(proc), silent = TRUE)
+    }
+    invisible(NULL)
+}
+
+.onUnload <- function(libpath) .stem_basilisk_close()
 
 # In a worker: bridge function `fun` with named arguments, through stemmap.bridge.call(), which
 # returns an envelope (value, StemInputWarning messages, error) instead of raising.
@@ -200,26 +233,6 @@ methods::setMethod(".pack", "ANY", function(x) {
                labels = labels, transfer = transfer, mapping = mapping,
                mapping_k = as.integer(k))
 }
-
-# Kept for the callers in R/interpret.R and R/h5ad.R (new code calls .run_bridge()).
-.worker_attribution <- function(model, cells, target, steps, method, batch_size, device,
-                                progress) {
-    # NULL steps/method/batch_size: the core's defaults
-    .worker_call("attribution", list(
-        model = model, cells = cells, target = target,
-        steps = if (!is.null(steps)) as.integer(steps), method = method,
-        batch_size = if (!is.null(batch_size)) as.integer(batch_size), device = device,
-        progress = isTRUE(progress)
-    ))
-}
-
-.run_analysis <- function(fun, ...) .run_bridge(fun, ...)
-
-.worker_write_h5ad <- function(path, result) {
-    .worker_call("write_h5ad", list(path = path, result = result))
-}
-
-.worker_read_h5ad <- function(path) .worker_call("read_h5ad", list(path = path))
 
 # Internal bridge test used by the test suite: sends a matrix with dimnames through
 # numpy/pandas and back.

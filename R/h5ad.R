@@ -53,10 +53,9 @@ writeSTEMh5ad <- function(sc, file, engine = NULL, assay.type = NULL) {
                             "write the object to", file)
         # the core writes the results into that file (the generic worker: write_h5ad's
         # `base` argument)
-        .run_python(.worker_analysis, fun = "write_h5ad",
-                    args = list(path = file, result = out, base = file))
+        .run_bridge("write_h5ad", path = file, result = out, base = file)
     } else {
-        .run_python(.worker_write_h5ad, path = file, result = out)
+        .run_bridge("write_h5ad", path = file, result = out)
     }
     invisible(file)
 }
@@ -69,10 +68,10 @@ readSTEMh5ad <- function(file, as = c("list", "SingleCellExperiment")) {
     file <- .stem_h5ad_path(file, write = FALSE)
     as <- .stem_match_arg(as, c("list", "SingleCellExperiment"), "as")
     if (as == "list") {
-        return(.stem_h5ad_list(.run_python(.worker_read_h5ad, path = file)))
+        return(.stem_h5ad_list(.run_bridge("read_h5ad", path = file)))
     }
     .stem_require("zellkonverter", "to read an .h5ad file as a SingleCellExperiment")
-    res <- .stem_h5ad_list(.run_python(.worker_read_h5ad, path = file))
+    res <- .stem_h5ad_list(.run_bridge("read_h5ad", path = file))
     sce <- .stem_zellkonverter(zellkonverter::readH5AD(file), "read", file)
     .to_SingleCellExperiment(.stem_drop_layout(sce), res)
 }

@@ -74,7 +74,7 @@ stemSpatialDominantGenes <- function(x, coords = NULL, axis = NULL, n_segments =
         if (!is.null(axis)) ax <- .check_direction(axis)
     }
     keep <- stats::complete.cases(vals) & (if (is.null(xy)) !is.na(seg) else stats::complete.cases(xy))
-    res <- .run_python(.worker_analysis, fun = "spatial_dominant_genes", args = list(
+    res <- .run_python(.worker_call, verb = "spatial_dominant_genes", args = list(
         values = .pack(unname(vals[keep, , drop = FALSE])), genes = as.list(colnames(vals)),
         coords = if (is.null(xy)) NULL else .pack(unname(xy[keep, , drop = FALSE])),
         segments = if (is.null(seg)) NULL else as.list(as.character(seg[keep])),
@@ -102,7 +102,7 @@ stemAxisGenes <- function(x, score = "x", groups = NULL, genes = NULL, coords = 
     what <- .stem_match_arg(what, c("expression", "attribution"), "what")
     if (!is.null(min_cells)) .check_number(min_cells, "min_cells", integer = TRUE, min = 1)
     args <- .axis_inputs(x, score, groups, genes, coords, what, assay.type)
-    res <- .run_python(.worker_analysis, fun = "axis_genes",
+    res <- .run_python(.worker_call, verb = "axis_genes",
                        args = c(args, list(min_cells = .int_or_null(min_cells))))
     .unpack_table(res)
 }
@@ -123,7 +123,7 @@ stemExpressionTrends <- function(x, score = "x", groups = NULL, genes = NULL, co
     if (!is.null(n_points)) .check_number(n_points, "n_points", integer = TRUE, min = 2)
     if (!is.null(min_cells)) .check_number(min_cells, "min_cells", integer = TRUE, min = 1)
     args <- .axis_inputs(x, score, groups, genes, coords, what, assay.type)
-    res <- .run_python(.worker_analysis, fun = "expression_trends", args = c(args, list(
+    res <- .run_python(.worker_call, verb = "expression_trends", args = c(args, list(
         n_knots = .int_or_null(n_knots), degree = .int_or_null(degree),
         n_points = .int_or_null(n_points), min_cells = .int_or_null(min_cells)
     )))
@@ -154,7 +154,7 @@ stemNeighbourhoodEnrichment <- function(sc, labels, n_neighbors = NULL, n_perms 
     if (!is.null(n_neighbors) && n_neighbors >= sum(keep)) {
         .stem_abort("{.arg n_neighbors} must be below the number of cells ({sum(keep)}); found {n_neighbors}.")
     }
-    res <- .run_python(.worker_analysis, fun = "neighbourhood_enrichment", args = list(
+    res <- .run_python(.worker_call, verb = "neighbourhood_enrichment", args = list(
         coords = .pack(unname(xy[keep, , drop = FALSE])),
         labels = as.list(as.character(lab[keep])), n_neighbors = .int_or_null(n_neighbors),
         n_perms = .int_or_null(n_perms), seed = .int_or_null(seed)

@@ -134,6 +134,8 @@
 #' cell x spot placement (what coords read) \tab \code{metadata(sc)$STEM$placement} \tab \code{metadata(sc)$STEM$placement} \tab \code{Misc(sc, "STEM")$placement} \cr
 #' spot deconvolution (N x types) \tab \code{metadata(sc)$STEM$deconvolution} \tab \code{metadata(sc)$STEM$deconvolution} \tab \code{Misc(sc, "STEM")$deconvolution} \cr
 #' spot embedding \tab \code{metadata(sc)$STEM$spot_embedding} \tab \code{metadata(sc)$STEM$spot_embedding} \tab \code{Misc(sc, "STEM")$spot_embedding} \cr
+#' spot coordinates the mapping used (N x 2) \tab \code{metadata(sc)$STEM$spot_coords} \tab \code{metadata(sc)$STEM$spot_coords} \tab \code{Misc(sc, "STEM")$spot_coords} \cr
+#' genes the core trained on \tab \code{metadata(sc)$STEM$genes} \tab \code{metadata(sc)$STEM$genes} \tab \code{Misc(sc, "STEM")$genes} \cr
 #' SC-SC spatial kNN graph (M x M) \tab \code{colPair(sc, "STEM")} \tab \code{metadata(sc)$STEM$adjacency} \tab Graph \code{"STEM_adjacency"} \cr
 #' settings \tab \code{metadata(sc)$STEM$settings} \tab \code{metadata(sc)$STEM$settings} \tab \code{Misc(sc, "STEM")$settings} \cr
 #' loss history \tab \code{metadata(sc)$STEM$history} \tab \code{metadata(sc)$STEM$history} \tab \code{Misc(sc, "STEM")$history} \cr

@@ -35,6 +35,12 @@ deconvolution,spot deconvolution (N x types),Seurat,Misc,deconvolution
 spot_embedding,spot embedding,SingleCellExperiment,metadata,spot_embedding
 spot_embedding,spot embedding,SummarizedExperiment,metadata,spot_embedding
 spot_embedding,spot embedding,Seurat,Misc,spot_embedding
+spot_coords,spot coordinates the mapping used (N x 2),SingleCellExperiment,metadata,spot_coords
+spot_coords,spot coordinates the mapping used (N x 2),SummarizedExperiment,metadata,spot_coords
+spot_coords,spot coordinates the mapping used (N x 2),Seurat,Misc,spot_coords
+genes,genes the core trained on,SingleCellExperiment,metadata,genes
+genes,genes the core trained on,SummarizedExperiment,metadata,genes
+genes,genes the core trained on,Seurat,Misc,genes
 adjacency,SC-SC spatial kNN graph (M x M),SingleCellExperiment,colPair,STEM
 adjacency,SC-SC spatial kNN graph (M x M),SummarizedExperiment,metadata,adjacency
 adjacency,SC-SC spatial kNN graph (M x M),Seurat,Graph,STEM_adjacency

@@ -29,8 +29,11 @@ def _with_extra_genes(sc, n=5, seed=1):
 def test_expression_gives_the_values_the_model_was_trained_on(toy, sparse, normalized):
     sc, st = toy
     sc = _with_extra_genes(sc)
-    if normalized:  # a "data" layer: log1p of scaled counts, taken as it is
+    if normalized:  # "data" layers: log1p of scaled counts, taken as they are
         sc.X = np.log1p(sc.X / sc.X.sum(axis=1, keepdims=True) * 1e4)
+        st = st.copy()
+        x = st.X.toarray() if sp.issparse(st.X) else np.asarray(st.X, dtype=np.float64)
+        st.X = np.log1p(x / np.maximum(x.sum(axis=1, keepdims=True), 1) * 1e4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = stemmap.STEM(sc, st, hidden=(8, 4), normalized=normalized)

@@ -102,8 +102,7 @@ test_that("axis genes, trends and neighbourhood enrichment", {
 # core holds them (cells x genes, model gene order).
 core_values <- function(fit) {
     blob <- stemmap:::.stem_store(fit)$model
-    res <- stemmap:::.run_python(stemmap:::.worker_analysis, fun = "model_expression",
-                                 args = list(model = blob))
+    res <- stemmap:::.run_bridge("model_expression", model = blob)
     x <- stemmap:::.unpack(res$x)
     dimnames(x) <- list(stemmap:::.chr(res$cells), stemmap:::.chr(res$genes))
     x

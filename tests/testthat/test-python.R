@@ -133,3 +133,24 @@ test_that("a fresh Rscript with no stemmap variable finds the Python recorded at
     expect_match(paste(out, collapse = "\n"), "existing python \\| recorded when stemmap was installed.*\\| [0-9]+\\.[0-9]+")
 })
 
+
+test_that("basilisk mode starts one Python process per R session and reuses it", {
+    stemmap:::.stem_basilisk_close()
+    withr::defer(stemmap:::.stem_basilisk_close())
+    started <- 0L
+    stopped <- 0L
+    start <- function() {
+        started <<- started + 1L
+        structure(list(id = started), class = "fake_proc")
+    }
+    stop_fun <- function(proc) stopped <<- stopped + 1L
+    p1 <- stemmap:::.stem_basilisk_proc(start = start, stop = stop_fun)
+    p2 <- stemmap:::.stem_basilisk_proc(start = start, stop = stop_fun)
+    expect_identical(started, 1L)
+    expect_identical(p1, p2)
+    stemmap:::.stem_basilisk_close()
+    expect_identical(stopped, 1L)
+    p3 <- stemmap:::.stem_basilisk_proc(start = start, stop = stop_fun)
+    expect_identical(started, 2L)  # a closed session starts afresh
+    expect_identical(p3$id, 2L)
+})

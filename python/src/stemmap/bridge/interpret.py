@@ -29,10 +29,8 @@ __all__ = [
 def expression(x: dict, normalized: Any = False) -> dict:
     """Normalise counts sent by R exactly as the core did for the model it trained.
 
-    :func:`stemmap._data.prepare` turns the counts of the shared genes into the model's
-    inputs with :func:`stemmap._data.dense_float32` and, unless ``normalized``, the private
-    :func:`stemmap._data._normalize_log1p_inplace` (log1p of counts scaled to 10,000 per
-    cell over those genes). The same two calls are made here, on the matrix laid out as
+    Calls the core's one normalisation, :func:`stemmap._expression.normalize_counts` (what
+    :func:`stemmap._data.prepare` does, bit for bit), on the matrix laid out as
     :func:`stemmap.bridge.verbs.run_stem` lays it out, so the values are the model's own.
 
     Parameters
@@ -50,14 +48,13 @@ def expression(x: dict, normalized: Any = False) -> dict:
     """
     import scipy.sparse as sp
 
-    from .._data import _normalize_log1p_inplace, dense_float32
+    from .._expression import normalize_counts
 
     mat = unpack(x)
     # observations in rows, as run_stem() hands the counts to the core
     mat = mat.T.tocsr() if sp.issparse(mat) else np.ascontiguousarray(np.asarray(mat).T)
-    out = dense_float32(mat)
-    if not normalized:
-        _normalize_log1p_inplace(out)
+    genes = [str(i) for i in range(mat.shape[1])]  # R sends exactly the model's genes, in order
+    out = normalize_counts(mat, genes, genes, normalized=bool(normalized), where="sc")
     return pack(out.astype(np.float64))
 
 
