@@ -58,6 +58,10 @@ test_that("stemReport() renders settings, loss, positions, deconvolution and con
         expect_true(grepl(paste0(">", s), txt, fixed = TRUE), label = paste("section", s))
     }
     expect_gte(lengths(regmatches(txt, gregexpr("<img", txt, fixed = TRUE))), 6L)
+    # where each argument came from: a table of its own, not one flattened settings row
+    expect_match(txt, "Where each argument came from", fixed = TRUE)
+    expect_match(txt, ">default</td>", fixed = TRUE)
+    expect_false(grepl("<td align=\"left\">resolved</td>", txt, fixed = TRUE))
     # from an .rds path, without the spatial object: the spot maps from the stored coordinates
     rds <- file.path(dir, "mapped.rds")
     saveRDS(out, rds)
