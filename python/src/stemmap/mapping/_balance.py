@@ -80,6 +80,8 @@ def fit_potentials(
     """
     m, n = n_cells, len(spot_w)
     n_fit = m if 8 * m * n <= cap else min(m, max(min_cells, int(cap // (8 * n))))
+    if n_fit < m:  # the sample's float32 kernel takes at most 2 × cap (fewer cells at 10⁵ spots)
+        n_fit = max(1, min(n_fit, int(2 * cap // (4 * n))))
     rows = (
         torch.arange(m)
         if n_fit >= m
@@ -88,7 +90,10 @@ def fit_potentials(
     n_fit = len(rows)
     target = torch.from_numpy(n_fit * spot_w)
     g, info = None, {}
-    if 8 * n_fit * n <= 2 * cap:
+    if n_fit < m:  # a sample: the stabilised float32 kernel, which cannot underflow
+        fit_tol = max(tol, 0.1 * pass_tol) if passes > 0 else tol
+        g, info = sinkhorn_sample(logits_of, rows, target, fit_tol, max_iter, chunk)
+    elif 8 * n_fit * n <= 2 * cap:
         L = torch.cat([logits_of(rows[a : a + chunk]) for a in range(0, n_fit, chunk)])
         if not bool(torch.isfinite(L).all()):
             raise non_finite("the readout logits", 0)
@@ -187,6 +192,47 @@ def sinkhorn_kernel(
             w = 1.0
         v = target / col if w == 1.0 else v * (target / (v * col)) ** w
     return v.double().log(), _log_balance(it, err, tol)
+
+
+def sinkhorn_sample(
+    logits_of: LogitsFn,
+    rows: torch.Tensor,
+    target: torch.Tensor,
+    tol: float,
+    max_iter: int,
+    chunk: int,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Sinkhorn on the stabilised float32 kernel of the cells ``rows`` (a sample, in memory).
+
+    The kernel is ``exp(L - max_j L - max_i(L - max_j L))``: shifted per row, then per column,
+    so every row and every column holds an entry 1 and none underflows entirely, however
+    wide the logits spread (at 10⁵ spots the plain row-shifted kernel of a sample underflows
+    in float32 and the iterations went to log space, one logits pass per iteration). Its
+    columns are then scaled to their targets (the first half-iteration, in log space, so
+    the shifts are absorbed into the potentials), and :func:`sinkhorn_kernel` iterates on it
+    in float32 with matrix-vector products only. One matrix, built in place: no float64
+    copy, no second logits pass. Returns g (float64, on the logits) and the iterations' info.
+    """
+    n_fit = len(rows)
+    K = torch.empty((n_fit, len(target)), dtype=torch.float32)
+    for a in range(0, n_fit, chunk):
+        L = logits_of(rows[a : a + chunk])
+        top = L.max(dim=1, keepdim=True).values
+        if not bool(torch.isfinite(top).all()):
+            raise non_finite("the readout logits", 0)
+        torch.sub(L, top, out=K[a : a + len(L)])
+        del L
+    shift = K.max(dim=0).values  # every column's largest entry becomes exp(0) = 1
+    K -= shift
+    K.exp_()
+    scale = target / K.sum(dim=0, dtype=torch.float64)  # sums in [1, n_fit]
+    K *= scale.float()
+    g0 = scale.log() - shift.double()
+    v, info = sinkhorn_kernel(K, target, tol, max_iter)
+    del K
+    if v is None:  # not expected: the scalings left float32's range
+        return sinkhorn_log(logits_of, rows, target.log(), tol, max_iter, chunk, g0=g0)
+    return g0 + v, info
 
 
 def sinkhorn_log(
