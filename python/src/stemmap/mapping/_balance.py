@@ -9,6 +9,7 @@ computed in chunks of cells. :func:`fit_potentials` chooses between the kernel i
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,11 +45,13 @@ def fit_potentials(
     ``exp(L - max_j L)`` (float32, or float64 where float32 underflows:
     :data:`KERNEL_DTYPES`). When the kernel of all cells would take more than
     ``cap`` bytes, g is fitted on an evenly spread sample of cells whose kernel fits (at
-    least ``min_cells``): g has only N entries and the sample estimates it well, while the
-    M × N iterations would cost hours at 10⁵–10⁶ cells; then up to ``passes`` passes over
-    all cells (``pass_dtype``), starting from the sample's g, until every column sum is
-    within ``pass_tol`` of its target. If the kernel underflows, the iterations run in log
-    space. A NaN or Inf in the logits or the potentials is a FloatingPointError within one
+    least ``min_cells``, at most ``2 cap`` bytes of float32): g has only N entries and the
+    sample estimates it, while the M × N iterations would cost hours at 10⁵–10⁶ cells. The
+    sample's kernel is the stabilised float32 one (:func:`sinkhorn_sample`, which cannot
+    underflow; to a tenth of ``pass_tol`` when passes follow); then up to ``passes`` passes
+    over all cells (``pass_dtype``), starting from the sample's g, until every column sum is
+    within ``pass_tol`` of its target. If the kernel of all cells underflows in float32 and
+    float64, the iterations run in log space. A NaN or Inf in the logits or the potentials is a FloatingPointError within one
     iteration (:func:`non_finite`), never an iteration to ``max_iter``.
 
     Parameters
@@ -75,8 +78,9 @@ def fit_potentials(
     Returns
     -------
     tuple
-        g (N,) float64, and ``{"iterations", "max_column_error", "cells"}`` of the last
-        iterations (``cells``: the cells g was fitted on).
+        g (N,) float64, and ``{"iterations", "max_column_error", "cells", "passes",
+        "seconds"}`` of the last iterations (``cells``: the cells g was fitted on;
+        ``seconds``: of the fit and of the passes over all cells).
     """
     m, n = n_cells, len(spot_w)
     n_fit = m if 8 * m * n <= cap else min(m, max(min_cells, int(cap // (8 * n))))
@@ -89,7 +93,7 @@ def fit_potentials(
     )
     n_fit = len(rows)
     target = torch.from_numpy(n_fit * spot_w)
-    g, info = None, {}
+    g, info, t0 = None, {}, time.perf_counter()
     if n_fit < m:  # a sample: the stabilised float32 kernel, which cannot underflow
         fit_tol = max(tol, 0.1 * pass_tol) if passes > 0 else tol
         g, info = sinkhorn_sample(logits_of, rows, target, fit_tol, max_iter, chunk)
@@ -107,7 +111,7 @@ def fit_potentials(
         del L
     if g is None:
         g, info = sinkhorn_log(logits_of, rows, target.log(), tol, max_iter, chunk)
-    info["passes"] = 0
+    info["passes"], fit_s = 0, time.perf_counter() - t0
     if n_fit < m:  # a few passes over all cells from the sample's potentials
         g = g + float(np.log(m / n_fit))
         if passes > 0:
@@ -125,6 +129,7 @@ def fit_potentials(
             )
             info["passes"] = info["iterations"]
     info["cells"] = n_fit
+    info["seconds"] = (round(fit_s, 3), round(time.perf_counter() - t0 - fit_s, 3))
     return g, info
 
 
@@ -290,6 +295,7 @@ def sinkhorn_log(
             raise non_finite("the log column sums", it)
         err = (torch.exp(g + col - log_target) - 1).abs().max().item()
         g = log_target - col
+        logger.debug("log-space pass %d over %d cells: column error %.3g", it, len(rows), err)
         if err < tol:
             break
     return g, _log_balance(it, err, tol, refine)
