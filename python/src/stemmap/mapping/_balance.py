@@ -48,7 +48,7 @@ def fit_potentials(
     least ``min_cells``, at most ``2 cap`` bytes of float32): g has only N entries and the
     sample estimates it, while the M × N iterations would cost hours at 10⁵–10⁶ cells. The
     sample's kernel is the stabilised float32 one (:func:`sinkhorn_sample`, which cannot
-    underflow; to a tenth of ``pass_tol`` when passes follow); then up to ``passes`` passes
+    underflow; to a tenth of ``pass_tol``); then up to ``passes`` passes
     over all cells (``pass_dtype``), starting from the sample's g, until every column sum is
     within ``pass_tol`` of its target. If the kernel of all cells underflows in float32 and
     float64, the iterations run in log space. A NaN or Inf in the logits or the potentials is a FloatingPointError within one
@@ -94,9 +94,12 @@ def fit_potentials(
     n_fit = len(rows)
     target = torch.from_numpy(n_fit * spot_w)
     g, info, t0 = None, {}, time.perf_counter()
-    if n_fit < m:  # a sample: the stabilised float32 kernel, which cannot underflow
-        fit_tol = max(tol, 0.1 * pass_tol) if passes > 0 else tol
-        g, info = sinkhorn_sample(logits_of, rows, target, fit_tol, max_iter, chunk)
+    if n_fit < m:  # a sample: the stabilised float32 kernel, which cannot underflow; to a
+        # tenth of pass_tol (a sample's potentials are an estimate: at 10⁵ spots a few
+        # thousand cells give each spot a few hundredths of a cell, far noisier than 1e-4)
+        g, info = sinkhorn_sample(
+            logits_of, rows, target, max(tol, 0.1 * pass_tol), max_iter, chunk
+        )
     elif 8 * n_fit * n <= 2 * cap:
         L = torch.cat([logits_of(rows[a : a + chunk]) for a in range(0, n_fit, chunk)])
         if not bool(torch.isfinite(L).all()):
