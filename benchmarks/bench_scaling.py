@@ -22,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -121,6 +122,7 @@ def child(
         "projected_400_epochs_s": 400 * step_s,
         "passes_over_cells_in_400": 400 * (cbs_ or sc.n_obs) / sc.n_obs,
         "outputs_s": out_s,
+        "threads": torch.get_num_threads(),
         "prepare_s": prepare_s,
         "end_to_end_s": prepare_s + 400 * step_s + out_s,
         "load": load,
@@ -221,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     header += ["s per step", "400 epochs (projected)", "passes over cells"]
     header += ["outputs s (readout)", "peak RSS GB", "status"]
     report.write_report(a.out, lines + report.table(header, [table_row(r) for r in rows]))
+    a.out.with_suffix(".json").write_text(json.dumps(rows, indent=1, default=str) + "\n")
     return 0
 
 

@@ -162,7 +162,12 @@ READOUT_BASE_BYTES = 1.0 * 2**30
 
 
 def readout_resources(
-    m: int, n: int, n_genes: int, hidden: tuple[int, ...], rounds: int = MAPPING["rounds"]
+    m: int,
+    n: int,
+    n_genes: int,
+    hidden: tuple[int, ...],
+    rounds: int = MAPPING["rounds"],
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Rough seconds and peak bytes of the default outputs of a mapping (CPU).
 
@@ -176,7 +181,7 @@ def readout_resources(
     dim = hidden[-1] + n_genes
     sampled = 8 * m * n > 2**30
     passes = 2 * rounds + (READOUT_BALANCE_PASSES if sampled else 1)
-    secs = passes * m * n * dim * READOUT_ENTRY_SECONDS / max(torch.get_num_threads(), 1)
+    secs = passes * m * n * dim * READOUT_ENTRY_SECONDS / max(threads or torch.get_num_threads(), 1)
     chunk = min(8192, max(1, 2**27 // n), m)
     kernel = min(2**31, 4 * m * n) if sampled else 8 * m * n
     side = 4 * (m + n) * (dim + 2 * n_genes) + (8 * 3 * n * n_genes if rounds > 1 else 0)
@@ -193,17 +198,10 @@ def readout_advice(
     msg = f"reading out the mapping needs about {fmt_bytes(need)} but {fmt_bytes(free)} is free"
     if rounds > 1 and readout_resources(m, n, n_genes, hidden, 1)["bytes"] <= 0.8 * free:
         return msg + "; `mapping(rounds=1)` would fit (one readout round)"
-    fit = next(
-        (
-            k
-            for k in range(2, 65)
-            if readout_resources(m, -(-n // k), n_genes, hidden, 1)["bytes"] <= 0.8 * free
-        ),
-        None,
-    )
-    if fit is None:
-        return msg + "; use a machine with more memory"
-    return msg + f"; bins {fit}× larger ({-(-n // fit)} spots) with `mapping(rounds=1)` would fit"
+    for k in range(2, 65):  # coarser bins: fewer spots
+        if readout_resources(m, -(-n // k), n_genes, hidden, 1)["bytes"] <= 0.8 * free:
+            return msg + f"; bins {k}× larger ({-(-n // k)} spots), `mapping(rounds=1)` would fit"
+    return msg + "; use a machine with more memory"
 
 
 def fmt_seconds(s: float) -> str:
