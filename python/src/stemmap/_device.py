@@ -176,16 +176,17 @@ def readout_resources(
     of all cells over 1 GiB) the balancing fits on a sample and refines with
     :data:`READOUT_BALANCE_PASSES` passes over all cells, else it iterates on the kernel of
     all cells (about one pass). Memory: the cell and spot sides, the expression proportions,
-    three chunks of rows of C (at most 2²⁷ entries each) and the sample kernel (≤ 2 GiB).
+    five chunks of rows of C (at most 2²⁷ entries each) or the sample kernel (≤ 2 GiB).
     """
     dim = hidden[-1] + n_genes
     sampled = 8 * m * n > 2**30
     passes = 2 * rounds + (READOUT_BALANCE_PASSES if sampled else 1)
     secs = passes * m * n * dim * READOUT_ENTRY_SECONDS / max(threads or torch.get_num_threads(), 1)
     chunk = min(8192, max(1, 2**27 // n), m)
-    kernel = min(2**31, 4 * m * n) if sampled else 8 * m * n
+    kernel = min(4 * m * n, max(20000 * n, 2**29), 2**31) if sampled else 8 * m * n
     side = 4 * (m + n) * (dim + 2 * n_genes) + (8 * 3 * n * n_genes if rounds > 1 else 0)
-    peak = READOUT_BASE_BYTES + side + max(kernel, 3 * 4 * chunk * n)
+    # five chunks: the deconvolution holds C_r, the rounds' mean and a float64 copy
+    peak = READOUT_BASE_BYTES + side + max(kernel, 5 * 4 * chunk * n)
     return {"seconds": secs, "bytes": int(peak), "passes": passes, "sampled": sampled}
 
 
