@@ -66,7 +66,14 @@ def test_warns_before_training_when_the_readout_will_not_fit(monkeypatch, caplog
 def test_estimate_within_25_percent_of_the_measured_table():
     rows = [r for r in json.loads(MEASURED.read_text()) if r.get("status") == "ok"]
     assert rows
+    threads = torch.get_num_threads()
     for r in rows:
+        torch.set_num_threads(r["threads"])  # the training estimate reads torch's threads
+        try:
+            plan = stemmap.estimate_resources(r["cells"], r["spots"], r["genes"], device="cpu")
+        finally:
+            torch.set_num_threads(threads)
+        assert plan["end_to_end_seconds"] == pytest.approx(r["end_to_end_s"], rel=0.25), r["size"]
         est = _device.readout_resources(
             r["cells"], r["spots"], r["genes"], (512, 256, 128), 2, r["threads"]
         )

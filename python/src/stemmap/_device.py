@@ -156,8 +156,8 @@ def step_seconds(m: int, n: int, h_in: int, hidden: tuple[int, ...], device: tor
 #: (``benchmarks/results/issue28``): seconds per cell × spot entry of one pass over C per
 #: logits dimension (h + G) and torch thread (the logits product, exp, sums, top-k), the
 #: balancing passes over all cells at scale, and the memory besides the readout's matrices
-READOUT_ENTRY_SECONDS = 1.0e-10
-READOUT_BALANCE_PASSES = 4
+READOUT_ENTRY_SECONDS = 3.5e-10
+READOUT_BALANCE_PASSES = 3
 READOUT_BASE_BYTES = 1.0 * 2**30
 
 
