@@ -184,7 +184,8 @@ def readout_resources(
     secs = passes * m * n * dim * READOUT_ENTRY_SECONDS / max(threads or torch.get_num_threads(), 1)
     chunk = min(8192, max(1, 2**27 // n), m)
     kernel = min(4 * m * n, max(20000 * n, 2**29), 2**31) if sampled else 8 * m * n
-    side = 4 * (m + n) * (dim + 2 * n_genes) + (8 * 3 * n * n_genes if rounds > 1 else 0)
+    # the sides and proportions, the inputs with the model's copy, the profiles' float64 temporaries
+    side = 4 * (m + n) * (dim + 4 * n_genes) + 8 * 3 * (m + (n if rounds > 1 else 0)) * n_genes
     # five chunks: the deconvolution holds C_r, the rounds' mean and a float64 copy
     peak = READOUT_BASE_BYTES + side + max(kernel, 5 * 4 * chunk * n)
     return {"seconds": secs, "bytes": int(peak), "passes": passes, "sampled": sampled}
