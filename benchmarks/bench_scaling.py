@@ -22,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from pathlib import Path
 from lib import report
 from lib.data import synthetic
 from lib.environments import RESULTS
-from lib.runner import batch_plan, peak_rss_gb, print_result, run_child
+from lib.runner import batch_plan, load_average, peak_rss_gb, print_result, run_child
 
 
 def child(
@@ -42,6 +43,8 @@ def child(
     sbs: int | None,
     readout: str = "hybrid",
     mixed_precision: bool | str = "auto",
+    deconvolve: bool = False,
+    progress: bool = False,
 ) -> dict:
     """Time training steps and the outputs at one size (in a fresh process)."""
     import numpy as np
@@ -49,11 +52,30 @@ def child(
     import torch
 
     stemmap.settings.progress = False
+    if progress:  # phases and balancing passes on stderr as they happen (long runs)
+        import logging
+
+        logging.getLogger("stemmap.mapping").setLevel(logging.DEBUG)
+        logging.basicConfig(format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+
+    def note(what: str) -> None:
+        if progress:
+            print(f"{time.strftime('%H:%M:%S')} load {load_average():.2f} {what}", file=sys.stderr)
+            sys.stderr.flush()
+
     t0 = time.perf_counter()
     sc, st = synthetic(cells, spots, genes)
     gen_s = time.perf_counter() - t0
+    note(f"generated {sc.n_obs} cells x {st.n_obs} spots in {gen_s:.1f} s")
     data_peak_gb = peak_rss_gb()
+    load = [load_average()]
+    t0 = time.perf_counter()
     model = stemmap.STEM(sc, st, seed=0, device=device)
+    prepare_s = time.perf_counter() - t0
+    note(f"prepared in {prepare_s:.1f} s")
+    est = stemmap.estimate_resources(
+        sc.n_obs, st.n_obs, genes, device=device, cell_batch_size=cbs, spot_batch_size=sbs
+    )
     cbs_, sbs_ = batch_plan(model, cbs, sbs)
     kw = {"cell_batch_size": cbs_, "spot_batch_size": sbs_, "mixed_precision": mixed_precision}
     model.train(epochs=1, **kw)  # warm-up
@@ -65,14 +87,30 @@ def child(
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     step_s = (time.perf_counter() - t0) / steps
+    note(f"{steps} steps: {step_s:.3f} s per step, peak RSS {peak_rss_gb():.2f} GB")
     t0 = time.perf_counter()
+    load.append(load_average())
+    phases: dict[str, float] = {}
     if readout == "none":  # training only (e.g. to measure the memory of a batch plan)
         m, topk, out_s = None, None, float("nan")
     else:
         m = model.mapping(readout=readout)
-        _ = m.coords, m.best_spot
+        phases["embed_s"] = time.perf_counter() - t0
+        note(f"embedded in {phases['embed_s']:.1f} s")
+        _ = m.balance_info, m.coords  # the balancing, then the one pass over C
+        phases["balance_and_pass_s"] = time.perf_counter() - t0 - phases["embed_s"]
+        note(f"balanced + output pass in {phases['balance_and_pass_s']:.1f} s: {m.balance_info}")
+        _ = m.best_spot
         topk = m.topk_mapping(10)
         out_s = time.perf_counter() - t0
+        if deconvolve:
+            t1 = time.perf_counter()
+            dec = m.deconvolve(sc.obs.loc[m.sc_names, "celltype"])
+            phases["deconvolve_s"] = time.perf_counter() - t1
+            phases["deconvolution_finite"] = bool(np.isfinite(dec.to_numpy()).all())
+            out_s += phases["deconvolve_s"]
+            note(f"deconvolved in {phases['deconvolve_s']:.1f} s, peak RSS {peak_rss_gb():.2f} GB")
+    load.append(load_average())
     res = {
         "cells": sc.n_obs,
         "spots": st.n_obs,
@@ -84,6 +122,12 @@ def child(
         "projected_400_epochs_s": 400 * step_s,
         "passes_over_cells_in_400": 400 * (cbs_ or sc.n_obs) / sc.n_obs,
         "outputs_s": out_s,
+        "threads": torch.get_num_threads(),
+        "prepare_s": prepare_s,
+        "end_to_end_s": prepare_s + 400 * step_s + out_s,
+        "load": load,
+        "estimate": {k: est[k] for k in ("total_seconds", "step_seconds", "step_bytes")},
+        **phases,
         "readout": readout,
         "mixed_precision": model.train_settings["mixed_precision"],
         "balance": None if m is None else m.balance_info,
@@ -140,12 +184,19 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="bfloat16 autocast in training (default: stemmap's, auto)",
     )
+    p.add_argument(
+        "--deconvolve",
+        action="store_true",
+        help="also time deconvolution (the issue-28 default outputs) and report end to end",
+    )
+    p.add_argument("--progress", action="store_true", help="with --child: log the phases to stderr")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
         c, s = (int(v) for v in a.child.split("x"))
         mixed = {"auto": "auto", "on": True, "off": False}[a.mixed_precision]
-        kw = {"readout": a.readout, "mixed_precision": mixed}
+        kw = {"readout": a.readout, "mixed_precision": mixed, "deconvolve": a.deconvolve}
+        kw["progress"] = a.progress
         cbs, sbs = a.cell_batch_size, a.spot_batch_size
         print_result(child(c, s, a.genes, a.steps, a.device, cbs, sbs, **kw))
         return 0
@@ -154,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, __file__, "--child", size, "--genes", str(a.genes)]
         cmd += ["--steps", str(a.steps), "--device", a.device, "--readout", a.readout]
         cmd += ["--mixed-precision", a.mixed_precision]
+        if a.deconvolve:
+            cmd += ["--deconvolve"]
         if a.cell_batch_size:
             cmd += ["--cell-batch-size", str(a.cell_batch_size)]
         if a.spot_batch_size:
@@ -170,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     header += ["s per step", "400 epochs (projected)", "passes over cells"]
     header += ["outputs s (readout)", "peak RSS GB", "status"]
     report.write_report(a.out, lines + report.table(header, [table_row(r) for r in rows]))
+    a.out.with_suffix(".json").write_text(json.dumps(rows, indent=1, default=str) + "\n")
     return 0
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._defaults import MODEL, TRAIN
+from ._defaults import MAPPING, MODEL, TRAIN
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +152,60 @@ def step_seconds(m: int, n: int, h_in: int, hidden: tuple[int, ...], device: tor
     return step_flops(m, n, h_in, hidden) / device_flops(device)
 
 
+#: the readout on CPU, calibrated on the 2-core development machine under its recorded load
+#: (``benchmarks/results/issue28``): seconds per cell × spot entry of one pass over C per
+#: logits dimension (h + G) and torch thread (the logits product, exp, sums, top-k), the
+#: balancing passes over all cells at scale, and the memory besides the readout's matrices
+READOUT_ENTRY_SECONDS = 3.5e-10
+READOUT_BALANCE_PASSES = 3
+READOUT_BASE_BYTES = 1.0 * 2**30
+
+
+def readout_resources(
+    m: int,
+    n: int,
+    n_genes: int,
+    hidden: tuple[int, ...],
+    rounds: int = MAPPING["rounds"],
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Rough seconds and peak bytes of the default outputs of a mapping (CPU).
+
+    The default outputs (coordinates, best spots, top-k, deconvolution) read every round's
+    rows of C twice (the one output pass, the deconvolution); at scale (the float64 kernel
+    of all cells over 1 GiB) the balancing fits on a sample and refines with
+    :data:`READOUT_BALANCE_PASSES` passes over all cells, else it iterates on the kernel of
+    all cells (about one pass). Memory: the cell and spot sides, the expression proportions,
+    five chunks of rows of C (at most 2²⁷ entries each) or the sample kernel (≤ 2 GiB).
+    """
+    dim = hidden[-1] + n_genes
+    sampled = 8 * m * n > 2**30
+    passes = 2 * rounds + (READOUT_BALANCE_PASSES if sampled else 1)
+    secs = passes * m * n * dim * READOUT_ENTRY_SECONDS / max(threads or torch.get_num_threads(), 1)
+    chunk = min(8192, max(1, 2**27 // n), m)
+    kernel = min(4 * m * n, max(20000 * n, 2**29), 2**31) if sampled else 8 * m * n
+    # the sides and proportions, the inputs with the model's copy, the profiles' float64 temporaries
+    side = 4 * (m + n) * (dim + 4 * n_genes) + 8 * 3 * (m + (n if rounds > 1 else 0)) * n_genes
+    # five chunks: the deconvolution holds C_r, the rounds' mean and a float64 copy
+    peak = READOUT_BASE_BYTES + side + max(kernel, 5 * 4 * chunk * n)
+    return {"seconds": secs, "bytes": int(peak), "passes": passes, "sampled": sampled}
+
+
+def readout_advice(
+    m: int, n: int, n_genes: int, hidden: tuple[int, ...], rounds: int, free: int
+) -> str:
+    """Empty when the readout fits ``free`` bytes, else what is short and the setting that fits."""
+    if (need := readout_resources(m, n, n_genes, hidden, rounds)["bytes"]) <= 0.8 * free:
+        return ""
+    msg = f"reading out the mapping needs about {fmt_bytes(need)} but {fmt_bytes(free)} is free"
+    if rounds > 1 and readout_resources(m, n, n_genes, hidden, 1)["bytes"] <= 0.8 * free:
+        return msg + "; `mapping(rounds=1)` would fit (one readout round)"
+    for k in range(2, 65):  # coarser bins: fewer spots
+        if readout_resources(m, -(-n // k), n_genes, hidden, 1)["bytes"] <= 0.8 * free:
+            return msg + f"; bins {k}× larger ({-(-n // k)} spots), `mapping(rounds=1)` would fit"
+    return msg + "; use a machine with more memory"
+
+
 def fmt_seconds(s: float) -> str:
     if s < 90:
         return f"{s:.1f} s"
@@ -279,6 +333,9 @@ def choose_batches(
         spot_batch_size,
         free=available_memory(device),
     )
+    advice = readout_advice(m, n, h_in, hidden, MAPPING["rounds"], plan["free_bytes"])
+    if advice:
+        logger.warning("after training, %s.", advice)
     if plan["reason"]:
         logger.warning(
             "a full-batch step (%d cells x %d spots) %s; training on batches of %d cells "
@@ -306,6 +363,7 @@ def estimate_resources(
     spot_batch_size: int | None = None,
     epochs: int = TRAIN["epochs"],
     memory_bytes: int | None = None,
+    rounds: int = MAPPING["rounds"],
 ) -> dict[str, Any]:
     """Memory and time of training before anything is allocated, and the batches chosen.
 
@@ -332,6 +390,8 @@ def estimate_resources(
         Free memory to plan for (default: what ``device`` has free now). With it, a device
         that is not present can be planned for, e.g. ``device="cuda",
         memory_bytes=80 * 2**30`` for an 80 GB GPU on a machine without one.
+    rounds
+        Readout rounds of the mapping (``STEM.mapping(rounds=)``), for the readout's time.
 
     Returns
     -------
@@ -339,8 +399,11 @@ def estimate_resources(
         ``cell_batch_size`` / ``spot_batch_size`` (None = all), ``step_bytes``,
         ``step_seconds``, ``total_seconds``, ``full_batch_bytes``,
         ``full_batch_step_seconds``, ``free_bytes``, ``device`` and ``reason`` (why batches
-        were chosen; empty for full batches). Raises ``MemoryError`` when even the smallest
-        batches do not fit.
+        were chosen; empty for full batches); for the whole run on CPU (:func:`readout_resources`:
+        the default outputs, coordinates, best spots, top-k and deconvolution):
+        ``readout_seconds``, ``readout_bytes``, ``end_to_end_seconds``, ``peak_bytes`` and
+        ``advice`` (empty when the readout fits the free memory, else the setting that
+        would). Raises ``MemoryError`` when even the smallest batches do not fit.
 
     Examples
     --------
@@ -377,4 +440,11 @@ def estimate_resources(
     )
     plan["total_seconds"] = plan["step_seconds"] * int(epochs)
     plan["device"] = str(dev)
+    out = readout_resources(int(n_cells), int(n_spots), int(n_genes), tuple(hidden), rounds)
+    plan["readout_seconds"], plan["readout_bytes"] = out["seconds"], out["bytes"]
+    plan["end_to_end_seconds"] = plan["total_seconds"] + out["seconds"]
+    plan["peak_bytes"] = max(out["bytes"], plan["step_bytes"] + READOUT_BASE_BYTES)
+    plan["advice"] = readout_advice(
+        int(n_cells), int(n_spots), int(n_genes), tuple(hidden), rounds, plan["free_bytes"]
+    )
     return plan

@@ -9,6 +9,7 @@ computed in chunks of cells. :func:`fit_potentials` chooses between the kernel i
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,11 +45,13 @@ def fit_potentials(
     ``exp(L - max_j L)`` (float32, or float64 where float32 underflows:
     :data:`KERNEL_DTYPES`). When the kernel of all cells would take more than
     ``cap`` bytes, g is fitted on an evenly spread sample of cells whose kernel fits (at
-    least ``min_cells``): g has only N entries and the sample estimates it well, while the
-    M × N iterations would cost hours at 10⁵–10⁶ cells; then up to ``passes`` passes over
-    all cells (``pass_dtype``), starting from the sample's g, until every column sum is
-    within ``pass_tol`` of its target. If the kernel underflows, the iterations run in log
-    space. A NaN or Inf in the logits or the potentials is a FloatingPointError within one
+    least ``min_cells``, at most ``2 cap`` bytes of float32): g has only N entries and the
+    sample estimates it, while the M × N iterations would cost hours at 10⁵–10⁶ cells. The
+    sample's kernel is the stabilised float32 one (:func:`sinkhorn_sample`, which cannot
+    underflow; to a tenth of ``pass_tol``); then up to ``passes`` passes
+    over all cells (``pass_dtype``), starting from the sample's g, until every column sum is
+    within ``pass_tol`` of its target. If the kernel of all cells underflows in float32 and
+    float64, the iterations run in log space. A NaN or Inf in the logits or the potentials is a FloatingPointError within one
     iteration (:func:`non_finite`), never an iteration to ``max_iter``.
 
     Parameters
@@ -75,11 +78,14 @@ def fit_potentials(
     Returns
     -------
     tuple
-        g (N,) float64, and ``{"iterations", "max_column_error", "cells"}`` of the last
-        iterations (``cells``: the cells g was fitted on).
+        g (N,) float64, and ``{"iterations", "max_column_error", "cells", "passes",
+        "seconds"}`` of the last iterations (``cells``: the cells g was fitted on;
+        ``seconds``: of the fit and of the passes over all cells).
     """
     m, n = n_cells, len(spot_w)
     n_fit = m if 8 * m * n <= cap else min(m, max(min_cells, int(cap // (8 * n))))
+    if n_fit < m:  # the sample's float32 kernel takes at most 2 × cap (fewer cells at 10⁵ spots)
+        n_fit = max(1, min(n_fit, int(2 * cap // (4 * n))))
     rows = (
         torch.arange(m)
         if n_fit >= m
@@ -87,8 +93,14 @@ def fit_potentials(
     )
     n_fit = len(rows)
     target = torch.from_numpy(n_fit * spot_w)
-    g, info = None, {}
-    if 8 * n_fit * n <= 2 * cap:
+    g, info, t0 = None, {}, time.perf_counter()
+    if n_fit < m:  # a sample: the stabilised float32 kernel, which cannot underflow; to a
+        # tenth of pass_tol (a sample's potentials are an estimate: at 10⁵ spots a few
+        # thousand cells give each spot a few hundredths of a cell, far noisier than 1e-4)
+        g, info = sinkhorn_sample(
+            logits_of, rows, target, max(tol, 0.1 * pass_tol), max_iter, chunk
+        )
+    elif 8 * n_fit * n <= 2 * cap:
         L = torch.cat([logits_of(rows[a : a + chunk]) for a in range(0, n_fit, chunk)])
         if not bool(torch.isfinite(L).all()):
             raise non_finite("the readout logits", 0)
@@ -102,7 +114,7 @@ def fit_potentials(
         del L
     if g is None:
         g, info = sinkhorn_log(logits_of, rows, target.log(), tol, max_iter, chunk)
-    info["passes"] = 0
+    info["passes"], fit_s = 0, time.perf_counter() - t0
     if n_fit < m:  # a few passes over all cells from the sample's potentials
         g = g + float(np.log(m / n_fit))
         if passes > 0:
@@ -120,6 +132,7 @@ def fit_potentials(
             )
             info["passes"] = info["iterations"]
     info["cells"] = n_fit
+    info["seconds"] = (round(fit_s, 3), round(time.perf_counter() - t0 - fit_s, 3))
     return g, info
 
 
@@ -189,6 +202,47 @@ def sinkhorn_kernel(
     return v.double().log(), _log_balance(it, err, tol)
 
 
+def sinkhorn_sample(
+    logits_of: LogitsFn,
+    rows: torch.Tensor,
+    target: torch.Tensor,
+    tol: float,
+    max_iter: int,
+    chunk: int,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Sinkhorn on the stabilised float32 kernel of the cells ``rows`` (a sample, in memory).
+
+    The kernel is ``exp(L - max_j L - max_i(L - max_j L))``: shifted per row, then per column,
+    so every row and every column holds an entry 1 and none underflows entirely, however
+    wide the logits spread (at 10⁵ spots the plain row-shifted kernel of a sample underflows
+    in float32 and the iterations went to log space, one logits pass per iteration). Its
+    columns are then scaled to their targets (the first half-iteration, in log space, so
+    the shifts are absorbed into the potentials), and :func:`sinkhorn_kernel` iterates on it
+    in float32 with matrix-vector products only. One matrix, built in place: no float64
+    copy, no second logits pass. Returns g (float64, on the logits) and the iterations' info.
+    """
+    n_fit = len(rows)
+    K = torch.empty((n_fit, len(target)), dtype=torch.float32)
+    for a in range(0, n_fit, chunk):
+        L = logits_of(rows[a : a + chunk])
+        top = L.max(dim=1, keepdim=True).values
+        if not bool(torch.isfinite(top).all()):
+            raise non_finite("the readout logits", 0)
+        torch.sub(L, top, out=K[a : a + len(L)])
+        del L
+    shift = K.max(dim=0).values  # every column's largest entry becomes exp(0) = 1
+    K -= shift
+    K.exp_()
+    scale = target / K.sum(dim=0, dtype=torch.float64)  # sums in [1, n_fit]
+    K *= scale.float()
+    g0 = scale.log() - shift.double()
+    v, info = sinkhorn_kernel(K, target, tol, max_iter)
+    del K
+    if v is None:  # not expected: the scalings left float32's range
+        return sinkhorn_log(logits_of, rows, target.log(), tol, max_iter, chunk, g0=g0)
+    return g0 + v, info
+
+
 def sinkhorn_log(
     logits_of: LogitsFn,
     rows: torch.Tensor,
@@ -244,6 +298,7 @@ def sinkhorn_log(
             raise non_finite("the log column sums", it)
         err = (torch.exp(g + col - log_target) - 1).abs().max().item()
         g = log_target - col
+        logger.debug("log-space pass %d over %d cells: column error %.3g", it, len(rows), err)
         if err < tol:
             break
     return g, _log_balance(it, err, tol, refine)

@@ -33,6 +33,10 @@ from . import _balance, _readout, _rounds, _values
 logger = logging.getLogger(__name__)
 
 
+#: most entries of a chunk of rows of C (float32: 512 MB); fewer cells per chunk at 10⁵ spots
+CHUNK_ENTRIES = 2**27
+
+
 class Tuning:
     """How the balancing scales (see :class:`stemmap.StemMapping`'s class attributes)."""
 
@@ -88,7 +92,9 @@ class ReadoutEngine:
         self._zsc, self._zst = zsc, zst
         self.balance, self.temperature = bool(balance), float(temperature)
         self.expression_weight, self.expression_profile = expression_weight, expression_profile
-        self.chunk_size, self.tuning, self.threads = int(chunk_size), tuning, threads
+        # at 10⁵ spots a chunk of rows of C is capped at CHUNK_ENTRIES (512 MB of float32)
+        self.chunk_size = max(1, min(int(chunk_size), CHUNK_ENTRIES // max(self.n_spots, 1)))
+        self.tuning, self.threads = tuning, threads
         self.spot_w = spot_w
         self.expression_scale = 0.0
         esc = est = None
@@ -116,6 +122,7 @@ class ReadoutEngine:
         self._g: list[torch.Tensor | None] = [None] * self.rounds  # each round's potentials
         self._lse: list[torch.Tensor | None] = [None] * self.rounds  # normalisers of Ĉ_r
         self._collected: dict[int, _rounds.Explained] = {}  # Ĉ_r P_SC read by a balancing pass
+        self._sums: list[torch.Tensor] | None = None  # each round's column sums of C_r
         #: how round 1's balancing went (``iterations``, ``max_column_error``, ``cells``, ...)
         self.balance_info: dict[str, Any] = {}
 
@@ -252,8 +259,33 @@ class ReadoutEngine:
             self._lse[r] = torch.logsumexp(torch.stack(parts), dim=0)
         return self._lse[r]
 
+    @property
+    def sampled(self) -> bool:
+        """Whether round 1's potentials were fitted on a sample of cells (the problem is large)."""
+        return self.balance and self.balance_info.get("cells", self.n_cells) < self.n_cells
+
+    def _round_sums(self) -> list[torch.Tensor]:
+        """Each round's column sums of C_r (float64; read by :meth:`read_once`, else a pass)."""
+        if self._sums is None:
+            sums = [torch.zeros(self.n_spots, dtype=torch.float64) for _ in range(self.rounds)]
+            for a, b in self.chunks():
+                for r in range(self.rounds):
+                    sums[r] += self.round_rows(r, a, b).sum(dim=0).double()
+            self._sums = sums
+        return self._sums
+
     def chat_block(self, a: int, b: int) -> torch.Tensor:
-        """Columns a:b of Ĉ, transposed ((b - a) × N, float32): the rounds' mean."""
+        """Columns a:b of Ĉ, transposed ((b - a) × N, float32): the rounds' mean.
+
+        Balanced, Ĉ_r is C_r with each column divided by its sum. At scale (potentials
+        fitted on a sample) it is read so, from the column sums the output pass collected:
+        one pass over the cells per round instead of two (a column ``logsumexp`` pass and
+        the rows); the same values to float32 rounding.
+        """
+        self.potentials(0)
+        if self.sampled:
+            inv = [(1.0 / s).float() for s in self._round_sums()]
+            return self._mean_of_rounds(lambda r: self.round_rows(r, a, b).mul_(inv[r]))
         return self._mean_of_rounds(
             lambda r: torch.exp(self._col_logits(r, a, b) - self._cell_lse(r))
         )
@@ -277,6 +309,7 @@ class ReadoutEngine:
         best, conf, coords, ptv, pti, tv, ti = [], [], [], [], [], [], []
         Yt = None if Y is None else torch.from_numpy(Y)
         col = torch.zeros(self.n_spots, dtype=torch.float64)
+        sums = [torch.zeros(self.n_spots, dtype=torch.float64) for _ in range(self.rounds)]
 
         def rows_of_c(a: int, b: int) -> torch.Tensor:
             P = self.round_rows(0, a, b)
@@ -289,7 +322,15 @@ class ReadoutEngine:
                 pv, pi = torch.topk(P, kept, dim=1)
                 ptv.append(pv)
                 pti.append(pi.int())
-            C = self.rows_of_c(a, b, first=P)
+            sums[0].add_(P.sum(dim=0).double())
+            C = P
+            if self.rounds > 1:  # as rows_of_c(a, b, first=P), each round's sums on the way
+                C = P.clone()
+                C *= self.share
+                for r in range(1, self.rounds):
+                    B = self.round_rows(r, a, b)
+                    sums[r].add_(B.sum(dim=0).double())
+                    C.add_(B, alpha=self.share)
             col.add_(C.sum(dim=0).double())
             return C
 
@@ -305,4 +346,5 @@ class ReadoutEngine:
             out["coords"] = np.concatenate(coords)
             _values.check_finite_output(out["coords"], "coords")
         out["column_sums"] = col
+        self._sums = sums
         return out

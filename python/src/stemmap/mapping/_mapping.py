@@ -358,7 +358,7 @@ class StemMapping:
         if placement and self.rounds > 1:
             rows = lambda a, b: self.engine.round_rows(0, a, b)  # noqa: E731
         if k > min(self._topk_kept, self.n_spots):
-            yield from chunked_topk(rows, self.n_cells, k, self.chunk_size)
+            yield from chunked_topk(rows, self.n_cells, k, self.engine.chunk_size)
             return
         v_all, i_all = self._per_cell("place_topk" if placement else "topk")
         for a, b in self.engine.chunks():
