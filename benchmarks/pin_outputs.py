@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -60,18 +59,13 @@ def fingerprint(sc, st, label_key: str, **train) -> dict[str, str]:
 
 
 def cases() -> dict[str, tuple]:
+    """Return the toy data and the embryo slice (an error when the shared data is missing)."""
     sc, st = stemmap.datasets.toy_data(seed=0)
     found = {"toy": (sc, st, "celltype")}
-    data = Path(
-        os.environ.get("STEMMAP_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data")
-    )
-    f = data / "embryo2_z2.h5ad"
-    if f.exists():
-        import anndata as ad
-
-        cells = ad.read_h5ad(f)
-        sc, st = stemmap.simulate.pseudo_spots(cells, grid=(15, 20), seed=0)
-        found["embryo"] = (sc, st, "celltype")
+    # the shared embryo (STEMMAP_SHARED_DATA or ../shared/data beside the checkout)
+    cells = stemmap.datasets.load_shared("embryo2_z2")
+    sc, st = stemmap.simulate.pseudo_spots(cells, grid=(15, 20), seed=0)
+    found["embryo"] = (sc, st, "celltype")
     return found
 
 
