@@ -152,11 +152,13 @@ def step_seconds(m: int, n: int, h_in: int, hidden: tuple[int, ...], device: tor
     return step_flops(m, n, h_in, hidden) / device_flops(device)
 
 
-#: the readout on CPU, calibrated on the 2-core development machine under its recorded load
-#: (``benchmarks/results/issue28``): seconds per cell × spot entry of one pass over C per
-#: logits dimension (h + G) and torch thread (the logits product, exp, sums, top-k), the
-#: balancing passes over all cells at scale, and the memory besides the readout's matrices
-READOUT_ENTRY_SECONDS = 3.5e-10
+#: the readout on CPU: seconds per cell × spot entry of one pass over C per logits dimension
+#: (h + G) and torch thread (the logits product, exp, sums, top-k), from the quiet 2-core
+#: development machine (``benchmarks/results/scaling_outputs.md``: 28.5 s per pass at
+#: 100,000 × 19,612, h + G = 479, 2 threads); the runs of ``benchmarks/results/issue28``, under
+#: a load of 5-9 on those 2 cores, took 3-6× longer. Also: the balancing passes over all cells
+#: at scale, and the memory besides the readout's matrices.
+READOUT_ENTRY_SECONDS = 6.1e-11
 READOUT_BALANCE_PASSES = 3
 READOUT_BASE_BYTES = 1.0 * 2**30
 
