@@ -115,6 +115,10 @@ def abundance(name: str) -> bool:
 
 
 # ------------------------------------------------------------------------- running
+def _cached(name: str, seed: int, cache: Path) -> bool:
+    return (cache / f"{name}_seed{seed}.npz").exists()
+
+
 def run_one(
     name: str,
     data: dict[str, Any],
@@ -123,8 +127,12 @@ def run_one(
     seed: int,
     opts: RunOptions,
     cache: Path,
+    cached_only: bool = False,
 ) -> tuple[dict[str, Any], pd.DataFrame | None]:
     """Run a method on a table with all genes and on every held-out fold; score both.
+
+    With ``cached_only`` nothing runs: cached driver outputs are scored again, missing ones
+    are reported as not run.
 
     Returns
     -------
@@ -136,7 +144,7 @@ def run_one(
         "split": data["split"],
         "method": name,
         "seed": seed,
-        "load_start": load_average(),
+        "load_start": np.nan if cached_only else load_average(),
     }
     t0 = time.perf_counter()
     # ---- all genes: placement and compositions
@@ -145,6 +153,9 @@ def run_one(
         t = time.perf_counter()
         res = _local_result(corr_baseline(*x), data)
         row.update(status="ok", train_s=time.perf_counter() - t)
+    elif cached_only and not _cached(name, seed, cache):
+        res = None
+        row["status"] = "not run"
     else:
         r, res = run_method(name, data, seed, opts, cache)
         row.update(status=r["status"], train_s=r.get("train_s"), peak_rss_mb=r.get("peak_rss_mb"))
@@ -154,6 +165,7 @@ def run_one(
         row["mae"] = row.pop("mae_steps")
         row["pcc"] = row.pop("pcc_mean")
         row["jsd"] = row.pop("jsd_mean")
+        row["pcc_comp"] = _pcc_compositions(res["sc_to_st"], data)
         if not data["positions"] or abundance(name) or name in LOCAL:
             row["hit50"] = row["mae"] = np.nan  # no placement to score
         for k in list(row):  # keep the yardstick's columns
@@ -171,6 +183,9 @@ def run_one(
             w = corr_baseline(folds["x_sc"][:, ~held], folds["x_st"][:, ~held])
             fit_s += time.perf_counter() - t
             mapping = w
+        elif cached_only and not _cached(name, seed, Path(fd["sc_path"]).parent):
+            failed.append(f"fold {fold}: not run")
+            continue
         else:
             r, res_f = run_method(name, fd, seed, opts, Path(fd["sc_path"]).parent)
             if res_f is None:
@@ -203,8 +218,23 @@ def run_one(
         per_gene.insert(0, "dataset", data["dataset"])
     row["heldout_status"] = "ok" if not failed else "; ".join(failed)[:300]
     row["wall_s"] = time.perf_counter() - t0
-    row["load_end"] = load_average()
+    row["load_end"] = np.nan if cached_only else load_average()
     return row, per_gene
+
+
+def _pcc_compositions(mapping: np.ndarray, data: dict[str, Any]) -> float:
+    """Return the cell-type PCC of the mapped compositions (each spot's mass scaled to 1).
+
+    :func:`stemmap.metrics.celltype_pcc` correlates each type's mapped mass per spot with
+    its true proportion, so a spot that gets more cells weighs in; scaling every spot's
+    mass to 1 first compares the compositions themselves (as deconvolution benchmarks do).
+    """
+    from stemmap import metrics
+
+    c = np.asarray(mapping, dtype=np.float64)
+    cs = c.sum(axis=0, keepdims=True)
+    c = c / np.where(cs > 0, cs, 1.0)
+    return float(metrics.celltype_pcc(c, data["labels"], data["proportions"]).mean())
 
 
 def _local_result(w_cells_spots: np.ndarray, data: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -260,7 +290,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (d, split), sub in runs.groupby(["dataset", "split"], sort=False):
         g = sub.groupby("method", sort=False)
-        cols = [c for c in [*METRICS, "frac_spearman_gt_0_3"] if c in sub]
+        cols = [c for c in [*METRICS, "frac_spearman_gt_0_3", "pcc_comp"] if c in sub]
         mean, sd = g[cols].mean(), g[cols].std()
         ranks = pd.DataFrame(index=mean.index)
         for c, (_, higher) in METRICS.items():
@@ -333,7 +363,9 @@ def write_markdown(
         "cell2location and the correlation baseline (abundances / spot weights, no placement). "
         "PCC: mean over cell types of corr(mapped mass of the type per spot, true proportion); "
         "JSD: mean over spots of the Jensen–Shannon distance (base 2) of the mapped and the true "
-        "type composition (lower is better).",
+        "type composition (lower is better). `PCC (comp.)` (not ranked): the PCC of the "
+        "compositions, each spot's mapped mass scaled to 1 first (for cell2location: its "
+        "abundances as proportions).",
         "- **cell2location** estimates cell-type abundances per spot, not a cell mapping: its "
         "`sc_to_st` spreads each spot's abundance of a type evenly over that type's SC cells, "
         "so it is scored on PCC, JSD and held-out genes (abundance-weighted type means) only.",
@@ -375,7 +407,7 @@ def write_markdown(
             ),
             "",
         ]
-    header = ["method", "seeds", "hit@50", "MAE (steps)", "cell-type PCC", "JSD"]
+    header = ["method", "seeds", "hit@50", "MAE (steps)", "cell-type PCC", "JSD", "PCC (comp.)"]
     header += ["held-out median Spearman", "frac. > 0.3", "s (full map)", "s (folds)"]
     header += ["mean rank (n)", "status"]
     for data in cases:
@@ -414,6 +446,7 @@ def write_markdown(
                     _cell(r, "mae", ".2f"),
                     _cell(r, "pcc", ".3f"),
                     _cell(r, "jsd", ".3f"),
+                    _cell(r, "pcc_comp", ".3f"),
                     _cell(r, "spearman_median", ".3f"),
                     _cell(r, "frac_spearman_gt_0_3", ".2f")
                     if "frac_spearman_gt_0_3_mean" in r
@@ -434,7 +467,7 @@ def write_markdown(
         if not ctrl.empty:
             c = ctrl.iloc[0]
             rows.append(
-                ["spatial control (6 nearest spots)", "–", "–", "–", "–", "–"]
+                ["spatial control (6 nearest spots)", "–", "–", "–", "–", "–", "–"]
                 + [f"{c['spearman_median']:.3f}", f"{c['frac_spearman_gt_0_3']:.2f}"]
                 + ["–", "–", "–", "control"]
             )
@@ -445,7 +478,7 @@ def write_markdown(
         ]
         lines += [f"## {data['name']}", "", about + ".", "", *report.table(header, rows), ""]
         if missing:
-            lines += [f"Not run (time): {', '.join(missing)}.", ""]
+            lines += [f"Not run (see the notes): {', '.join(missing)}.", ""]
     if args.notes:
         lines += ["## Notes", "", *args.notes, ""]
     report.write_report(path, lines, echo=False)
@@ -580,6 +613,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--reuse", action="store_true", help="reuse cached driver outputs")
     p.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="run nothing: score the cached outputs again (tables of earlier or parallel "
+        "runs; missing runs are listed as not run)",
+    )
+    p.add_argument(
         "--c2l-study",
         default=None,
         metavar="DATASET:SPLIT",
@@ -632,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     c2l_seeds = args.seeds if args.c2l_seeds is None else args.c2l_seeds
     c2l_splits = args.splits if args.c2l_splits is None else args.c2l_splits
     args.run_c2l = lambda data: data["split"] in c2l_splits
-    opts = RunOptions(args.epochs, "cpu", args.timeout, args.reuse)
+    opts = RunOptions(args.epochs, "cpu", args.timeout, args.reuse or args.cached_only)
     # primary tables first
     order = sorted(args.splits, key=lambda s: (s not in PRIMARY, args.splits.index(s)))
     cases = []
@@ -673,7 +712,12 @@ def main(argv: list[str] | None = None) -> int:
                         skipped.append(f"{data['name']} / {m} / seed {seed}")
                         continue
                     cache = args.cache / data["name"]
-                    row, per_gene = run_one(m, data, folds, fold_data, seed, opts, cache)
+                    row, per_gene = run_one(
+                        m, data, folds, fold_data, seed, opts, cache, args.cached_only
+                    )
+                    if args.cached_only and row["status"] == "not run":
+                        skipped.append(f"{data['name']} / {m} / seed {seed}")
+                        continue
                     report.record(rows, row, data["name"])
                     if per_gene is not None:
                         gene_parts.append(per_gene)
@@ -684,10 +728,10 @@ def main(argv: list[str] | None = None) -> int:
         df.insert(0, "machine", args.machine)
         report.write_csv(df, csv)
         if skipped:
+            why = "no cached output" if args.cached_only else f"past {args.deadline} UTC"
             args.notes = [
                 *args.notes,
-                f"Not run: {len(skipped)} method runs were past the deadline "
-                f"({args.deadline} UTC): " + "; ".join(skipped) + ".",
+                f"Not run ({why}): {len(skipped)} method × seed runs: " + "; ".join(skipped) + ".",
             ]
     summ = summarise(df)
     report.write_csv(summ, args.out / f"{args.stem}_summary.csv")

@@ -58,7 +58,7 @@ class Method:
 
 
 #: cell2location's spatial-model epochs on the CPU (``bench_yardstick.py --c2l-study``)
-C2L_EPOCHS = 3000
+C2L_EPOCHS = 1000
 STEMMAP = "stemmap_driver.py"
 
 METHODS: dict[str, Method] = {
