@@ -201,7 +201,7 @@ def run_one(
             )
         )
     per_gene = None
-    if parts:
+    if parts and not failed:  # a median over some of the folds would not be comparable
         per_gene = pd.concat(parts, ignore_index=True)
         s = per_gene["spearman"]
         row.update(
@@ -485,6 +485,11 @@ def write_markdown(
 
 
 # ------------------------------------------------------------------------- c2l epochs
+def res_abundance(path: Path) -> np.ndarray:
+    """Return the spots × types abundances a cell2location output holds."""
+    return np.load(path, allow_pickle=False)["abundance"].astype(np.float64)
+
+
 def c2l_study(args: argparse.Namespace) -> int:
     """Score cell2location after several epoch counts of one run (its checkpoints).
 
@@ -516,17 +521,32 @@ def c2l_study(args: argparse.Namespace) -> int:
         cmd += ["--checkpoints", *map(str, args.c2l_checkpoints)]
         with open(out.with_suffix(".log"), "w") as fh:
             subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=True)
+    runs = [("c2l_study", args.c2l_checkpoints, args.c2l_study_epochs)]
+    if args.c2l_long:  # a longer run made separately (its driver output beside)
+        runs.append(("c2l_long", args.c2l_long[1:], args.c2l_long[0]))
     rows = []
-    for e in [*sorted(args.c2l_checkpoints), args.c2l_study_epochs]:
-        f = out if e == args.c2l_study_epochs else out.with_suffix(f".e{e}.npz")
-        if not f.exists():
-            continue
-        meta, res = read_output(f)
-        row = {"epochs": e, "spatial_s": meta["spatial_s"], "ref_s": meta["ref_s"]}
-        score(row, align(res, data), data)
-        row["elbo"] = meta["elbo_last"][-1] if meta.get("elbo_last") else np.nan
-        rows.append({k: row[k] for k in ("epochs", "spatial_s", "ref_s", "pcc_mean", "jsd_mean")})
-        rows[-1]["elbo_last"] = row["elbo"]
+    for stem, checkpoints, epochs in runs:
+        base = cache / f"{stem}_seed{args.seeds[0]}.npz"
+        for e in [*sorted(checkpoints), epochs]:
+            f = base if e == epochs else base.with_suffix(f".e{e}.npz")
+            if not f.exists():
+                continue
+            meta, res = read_output(f)
+            row = {"run": f"{epochs} epochs", "epochs": e, "spatial_s": meta["spatial_s"]}
+            row["ref_s"] = meta["ref_s"]
+            score(row, align(res, data), data)
+            w = res_abundance(f)
+            rows.append(
+                {
+                    **{k: row[k] for k in ("run", "epochs", "spatial_s", "ref_s")},
+                    "pcc_mean": row["pcc_mean"],
+                    "jsd_mean": row["jsd_mean"],
+                    "pcc_comp": _pcc_compositions(align(res, data)["sc_to_st"], data),
+                    "top_share": float((w / w.sum(axis=1, keepdims=True)).max(axis=1).mean()),
+                    "cells_per_spot": float(np.median(w.sum(axis=1))),
+                    "elbo_last": meta["elbo_last"][-1] if meta.get("elbo_last") else np.nan,
+                }
+            )
     df = pd.DataFrame(rows)
     report.write_csv(df, args.out / "c2l_epochs.csv")
     lines = report.heading(
@@ -544,16 +564,34 @@ def c2l_study(args: argparse.Namespace) -> int:
         f"- Machine: {report.machine_description('cpu')}; load average (1 min) now "
         f"{load_average():.1f} (shared machine). `spatial s`: cumulative wall time of the "
         "spatial model and its exports (1,000 posterior samples each), one torch thread.",
-        "- ELBO: the last epoch's training loss (lower is better).",
+        "- ELBO: the last epoch's training loss (lower is better). `mean top share`: the "
+        "largest type share of a spot's abundances, mean over spots (uniform over the "
+        f"{data['proportions'].shape[1]} types: {1 / data['proportions'].shape[1]:.3f}); "
+        "`median cells / spot`: of the abundances' totals (true mean "
+        f"{data['mean_cells_per_spot']:.2f}).",
         "",
         *report.table(
-            ["epochs", "spatial s", "cell-type PCC", "JSD", "ELBO (last epoch)"],
+            [
+                "run",
+                "epochs",
+                "spatial s",
+                "cell-type PCC",
+                "JSD",
+                "PCC (comp.)",
+                "mean top share",
+                "median cells / spot",
+                "ELBO (last epoch)",
+            ],
             [
                 [
+                    r["run"],
                     int(r["epochs"]),
                     f"{r['spatial_s']:.0f}",
                     f"{r['pcc_mean']:.3f}",
                     f"{r['jsd_mean']:.3f}",
+                    f"{r['pcc_comp']:.3f}",
+                    f"{r['top_share']:.3f}",
+                    f"{r['cells_per_spot']:.1f}",
                     f"{r['elbo_last']:.4g}",
                 ]
                 for _, r in df.iterrows()
@@ -625,7 +663,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only the cell2location epoch study on this table (e.g. osmfish_cortex:disjoint)",
     )
     p.add_argument("--c2l-study-epochs", type=int, default=3000)
-    p.add_argument("--c2l-checkpoints", nargs="*", type=int, default=[250, 500, 1000, 2000])
+    p.add_argument("--c2l-checkpoints", nargs="*", type=int, default=[500, 1000, 2000])
+    p.add_argument(
+        "--c2l-long",
+        nargs="*",
+        type=int,
+        default=[],
+        metavar="EPOCHS [CHECKPOINT ...]",
+        help="also score a longer run's outputs (cache/<table>/c2l_long_seed<s>[.e<N>].npz, "
+        "made by the driver with --checkpoints)",
+    )
     p.add_argument(
         "--tables-only", action="store_true", help="rebuild the tables from <out>/<stem>.csv"
     )

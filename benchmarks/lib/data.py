@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,8 +405,12 @@ def write_inputs(
     st_in.var_names = pd.Index(sc_genes if st_genes is None else st_genes)
     st_in.obsm["spatial"] = np.asarray(coords)
     st_in.uns.update(st_uns or {})
-    sc_in.write_h5ad(cache / "sc.h5ad")
-    st_in.write_h5ad(cache / "st.h5ad")
+    for adata, name in ((sc_in, "sc.h5ad"), (st_in, "st.h5ad")):
+        # written beside and renamed: a driver of a parallel run reading it never sees a
+        # half-written file
+        tmp = cache / f".{os.getpid()}.tmp.{name}"
+        adata.write_h5ad(tmp)
+        os.replace(tmp, cache / name)
     return {"sc_path": cache / "sc.h5ad", "st_path": cache / "st.h5ad"}
 
 
