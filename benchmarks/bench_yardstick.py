@@ -688,7 +688,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=RESULTS / "issue27")
     p.add_argument("--cache", type=Path, default=CACHE / "issue27")
     args = p.parse_args(argv)
-    args.argv = sys.argv[1:] if argv is None else argv
+    raw = sys.argv[1:] if argv is None else argv
+    # the command line as the reports show it: the notes are printed in the report itself
+    args.argv = [
+        a for i, a in enumerate(raw) if a != "--note" and (i == 0 or raw[i - 1] != "--note")
+    ]
     for f in args.datasets:
         if not f.exists():
             p.error(f"--datasets: {f} not found")
