@@ -377,20 +377,26 @@ def write_markdown(
     ]
     # overall ranking
     if not summ.empty:
-        prim = summ[summ["split"].isin(PRIMARY)]
+        # only tables where every method ran: ranks among a few methods are not comparable
+        full = summ.groupby(["dataset", "split"])["method"].transform(
+            lambda m: set(args.methods) <= set(m)
+        )
+        done = summ[full.astype(bool)]
+        prim = done[done["split"].isin(PRIMARY)]
         overall = pd.DataFrame(
             {
                 "primary": prim.groupby("method")["mean_rank"].mean(),
                 "tables_primary": prim.groupby("method")["mean_rank"].count(),
-                "all": summ.groupby("method")["mean_rank"].mean(),
-                "tables_all": summ.groupby("method")["mean_rank"].count(),
+                "all": done.groupby("method")["mean_rank"].mean(),
+                "tables_all": done.groupby("method")["mean_rank"].count(),
             }
         ).sort_values(["primary", "all"])
         lines += [
             "## Overall: mean rank over the tables",
             "",
             "Primary = the disjoint and cross-region tables of both data sets; a method's mean "
-            "rank over the tables it ran on (their number in brackets).",
+            "rank over the tables (their number in brackets); only tables where every method "
+            "ran count. The other tables rank only the methods that ran in them.",
             "",
             *report.table(
                 ["method", "primary tables", "all tables"],
