@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,9 @@ class SimSettings:
         Seed of the disjoint split.
     noise
         Gaussian noise level R on the SC counts (0: none).
+    platform_sigma
+        σ of the gene-wise log-normal factors of the ``*_platform`` splits
+        (:func:`stemmap.simulate.platform_effect`, seed ``split_seed``, Poisson-resampled).
     """
 
     grid: tuple[int, int] = (30, 40)
@@ -166,11 +170,16 @@ class SimSettings:
     label_key: str = "celltype"
     split_seed: int = 0
     noise: float = 0.0
+    platform_sigma: float = 0.5
 
 
 def case_name(path: Path, split: str) -> str:
     """Name a data set × split as the tables and the cache do."""
     return path.stem if split == "standard" else f"{path.stem}_{split}"
+
+
+#: the splits :func:`prepare_dataset` builds
+SPLITS = ("standard", "disjoint", "cross_region", "disjoint_platform", "cross_region_platform")
 
 
 def prepare_dataset(
@@ -183,21 +192,31 @@ def prepare_dataset(
     path
         A single-cell-resolution ``.h5ad`` (counts, ``obsm["spatial"]``, cell types).
     sim
-        Grid, window, noise and split seed.
+        Grid, window, noise, split seed and platform σ.
     cache
         Folder of the driver inputs ``sc.h5ad`` and ``st.h5ad`` (created).
     split
         ``"standard"``: the paper's pseudo spots, every cell is also an SC cell;
-        ``"disjoint"``: spots from a random half of the cells, the other half is the SC input.
+        ``"disjoint"``: spots from a random half of the cells, the other half is the SC input;
+        ``"cross_region"``: spots from one half of the section (cut on the shorter axis), the
+        SC input is the cells of the other half (:func:`stemmap.simulate.cross_region_pseudo_spots`:
+        positions cannot be scored); ``"<split>_platform"``: that split with gene-wise
+        log-normal factors on the spots (:func:`stemmap.simulate.platform_effect`).
 
     Returns
     -------
     dict
         Paths of the inputs, the truth (coordinates, labels, proportions, cells outside
-        spots), the grid step, σ (half the mean nearest-neighbour spot distance) and sizes.
+        spots), the grid step, σ (half the mean nearest-neighbour spot distance), sizes,
+        ``positions`` (whether placements can be scored) and the AnnData ``sc`` / ``st``.
+        The SC input carries the SC cell types (``obs[label_key]``, the annotation a user
+        has; drivers that need labels read it) and the ST input the mean number of cells per
+        spot (``uns["mean_cells_per_spot"]``, cell2location's ``N_cells_per_location``).
     """
     from stemmap import simulate
 
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     adata = read_h5ad(path)
     spot_kw = {
         "grid": tuple(sim.grid),
@@ -205,14 +224,31 @@ def prepare_dataset(
         "min_cells": sim.min_cells,
         "label_key": sim.label_key,
     }
-    if split == "disjoint":  # spots from a random half, the other half is the SC input
+    base = split.removesuffix("_platform")
+    if base == "disjoint":  # spots from a random half, the other half is the SC input
         sc, st = simulate.disjoint_pseudo_spots(adata, fraction=0.5, seed=sim.split_seed, **spot_kw)
+    elif base == "cross_region":  # spots from one half of the section, SC from the other
+        sc, st = simulate.cross_region_pseudo_spots(adata, fraction=0.5, **spot_kw)
     else:
         sc, st = simulate.pseudo_spots(adata, **spot_kw)
+    if split.endswith("_platform"):
+        st = simulate.platform_effect(st, sigma=sim.platform_sigma, seed=sim.split_seed)
     if sim.noise > 0:
         sc = simulate.add_noise(sc, sim.noise, seed=0)
     coords = np.asarray(st.obsm["spatial"])
-    paths = write_inputs(sc.X, sc.obs_names, sc.var_names, st.X, st.obs_names, coords, cache)
+    labels = sc.obs[sim.label_key].astype(str).to_numpy()
+    n_per_spot = float(st.obs["n_cells"].mean())
+    paths = write_inputs(
+        sc.X,
+        sc.obs_names,
+        sc.var_names,
+        st.X,
+        st.obs_names,
+        coords,
+        cache,
+        sc_obs=pd.DataFrame({sim.label_key: labels}, index=sc.obs_names),
+        st_uns={"mean_cells_per_spot": n_per_spot},
+    )
     d, _ = cKDTree(coords).query(coords, k=2)
     return {
         "name": case_name(path, split),
@@ -221,7 +257,8 @@ def prepare_dataset(
         **paths,
         "true_coords": np.asarray(sc.obsm["spatial_true"]),
         "outside": sc.obs["spot"].isna().to_numpy(),
-        "labels": sc.obs[sim.label_key].astype(str).to_numpy(),
+        "labels": labels,
+        "label_key": sim.label_key,
         "proportions": st.obsm["proportions"],
         "spot_coords": coords,
         "step": float(st.uns["simulation"]["step"]),
@@ -231,7 +268,95 @@ def prepare_dataset(
         "n_spots": st.n_obs,
         "n_genes": st.n_vars,
         "n_in_spots": int(st.uns["simulation"]["n_cells_in_spots"]),
+        "mean_cells_per_spot": n_per_spot,
+        "positions": base != "cross_region",
+        "simulation": dict(st.uns["simulation"]),
+        "sc": sc,
+        "st": st,
     }
+
+
+def semisim_folds(
+    data: dict[str, Any], folds: int = 5, fold_seed: int = 0, min_spots: int = 5
+) -> dict[str, Any]:
+    """Split a semi-simulation's genes into held-out folds (``heldout-genes.md``).
+
+    Genes with counts in >= 1 SC cell and >= ``min_spots`` spots, ``folds`` folds drawn as
+    :func:`heldout_data` draws them (``numpy.random.default_rng(fold_seed)``); the
+    log-normalised SC and spot expression (log1p of 10,000 × counts / the row's total over
+    all genes of the data set) of those genes.
+
+    Parameters
+    ----------
+    data
+        :func:`prepare_dataset`'s result.
+    folds, fold_seed, min_spots
+        The protocol's k = 5, fold seed 0 and 5 spots.
+
+    Returns
+    -------
+    dict
+        ``genes``, ``fold_of``, ``x_sc`` (cells × genes), ``x_st`` (spots × genes),
+        ``folds``, ``fold_seed``.
+    """
+    sc, st = data["sc"], data["st"]
+    c_sc, c_st = dense(sc.X), dense(st.X)
+    ok = ((c_sc > 0).sum(axis=0) >= 1) & ((c_st > 0).sum(axis=0) >= min_spots)
+    idx = np.flatnonzero(ok)
+    rng = np.random.default_rng(fold_seed)
+    fold_of = np.empty(idx.size, dtype=np.int64)
+    fold_of[rng.permutation(idx.size)] = np.arange(idx.size) % folds
+    return {
+        "genes": [str(g) for g in np.asarray(sc.var_names)[idx]],
+        "fold_of": fold_of,
+        "x_sc": lognorm(c_sc[:, idx], c_sc.sum(axis=1)),
+        "x_st": lognorm(c_st[:, idx], c_st.sum(axis=1)),
+        "folds": folds,
+        "fold_seed": fold_seed,
+    }
+
+
+def semisim_fold_inputs(
+    data: dict[str, Any], folds: dict[str, Any], fold: int, cache: Path
+) -> dict[str, Any]:
+    """Write the driver inputs of one held-out fold of a semi-simulation.
+
+    The SC input keeps all genes, the ST input loses the genes of ``fold``.
+
+    Parameters
+    ----------
+    data
+        :func:`prepare_dataset`'s result.
+    folds
+        :func:`semisim_folds`'s result.
+    fold
+        The held-out fold.
+    cache
+        Folder of the inputs (and of the drivers' outputs).
+
+    Returns
+    -------
+    dict
+        ``data`` with the fold's input paths and name (what :func:`lib.runner.run_method`
+        needs).
+    """
+    held = {g for g, f in zip(folds["genes"], folds["fold_of"]) if f == fold}
+    st = data["st"]
+    keep = [g for g in map(str, st.var_names) if g not in held]
+    sc = data["sc"]
+    paths = write_inputs(
+        sc.X,
+        sc.obs_names,
+        sc.var_names,
+        st[:, keep].X,
+        st.obs_names,
+        data["spot_coords"],
+        cache,
+        st_genes=keep,
+        sc_obs=pd.DataFrame({data["label_key"]: data["labels"]}, index=sc.obs_names),
+        st_uns={"mean_cells_per_spot": data["mean_cells_per_spot"]},
+    )
+    return {**data, **paths, "name": f"{data['name']} fold {fold}"}
 
 
 def write_inputs(
@@ -243,6 +368,8 @@ def write_inputs(
     coords: np.ndarray,
     cache: Path,
     st_genes: Any = None,
+    sc_obs: pd.DataFrame | None = None,
+    st_uns: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write the driver inputs ``sc.h5ad`` and ``st.h5ad``: counts, names, spot coordinates.
 
@@ -256,6 +383,10 @@ def write_inputs(
         Folder to write to (created).
     st_genes
         Gene names of ``st_x`` (default: ``sc_genes``).
+    sc_obs
+        Columns for the SC input's ``obs`` (e.g. the SC cell types), indexed by cell.
+    st_uns
+        Entries for the ST input's ``uns`` (e.g. the mean number of cells per spot).
 
     Returns
     -------
@@ -265,13 +396,21 @@ def write_inputs(
     import anndata as ad
 
     cache.mkdir(parents=True, exist_ok=True)
-    sc_in = ad.AnnData(sc_x, obs=pd.DataFrame(index=pd.Index(sc_names)))
+    obs = pd.DataFrame(index=pd.Index(sc_names))
+    if sc_obs is not None:
+        obs = pd.concat([obs, sc_obs.set_axis(obs.index)], axis=1)
+    sc_in = ad.AnnData(sc_x, obs=obs)
     sc_in.var_names = pd.Index(sc_genes)
     st_in = ad.AnnData(st_x, obs=pd.DataFrame(index=pd.Index(st_names)))
     st_in.var_names = pd.Index(sc_genes if st_genes is None else st_genes)
     st_in.obsm["spatial"] = np.asarray(coords)
-    sc_in.write_h5ad(cache / "sc.h5ad")
-    st_in.write_h5ad(cache / "st.h5ad")
+    st_in.uns.update(st_uns or {})
+    for adata, name in ((sc_in, "sc.h5ad"), (st_in, "st.h5ad")):
+        # written beside and renamed: a driver of a parallel run reading it never sees a
+        # half-written file
+        tmp = cache / f".{os.getpid()}.tmp.{name}"
+        adata.write_h5ad(tmp)
+        os.replace(tmp, cache / name)
     return {"sc_path": cache / "sc.h5ad", "st_path": cache / "st.h5ad"}
 
 

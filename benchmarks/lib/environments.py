@@ -36,7 +36,9 @@ def ensure_env(name: str, requirement: str) -> Path:
     name
         Folder name under ``benchmarks/.envs``.
     requirement
-        The pip requirement of the method (e.g. ``"tacco==0.5.0"``).
+        The pip requirement of the method (e.g. ``"tacco==0.5.0"``); several requirements
+        separated by spaces are installed together (e.g. ``"cell2location==0.1.5
+        pyro-ppl>=1.8,<1.9"``).
 
     Returns
     -------
@@ -57,7 +59,7 @@ def ensure_env(name: str, requirement: str) -> Path:
     subprocess.run([base, "-m", "venv", str(env)], check=True)
     pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, TORCH_PIN], check=True)  # first: keep the CPU wheel, never CUDA
-    subprocess.run([*pip, TORCH_PIN, requirement], check=True)
+    subprocess.run([*pip, TORCH_PIN, *requirement.split()], check=True)
     marker.write_text(requirement + "\n")
     return py
 

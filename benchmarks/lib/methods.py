@@ -34,6 +34,14 @@ class Method:
         Further driver arguments.
     source
         ``(method, readout)``: no run; the saved ``readout`` output of ``method``'s run.
+    epochs
+        Epochs of this method whatever the run's ``--epochs`` (None: the run's).
+    abundance
+        The method estimates cell-type abundances per spot, not a cell mapping: its driver's
+        ``sc_to_st`` spreads each spot's abundance of a type over the cells of that type, so
+        compositions and held-out genes are scored, placements are not.
+    deterministic
+        The same output for every seed: benchmarks may run it once and use it for all seeds.
     """
 
     label: str
@@ -44,8 +52,13 @@ class Method:
     readouts: tuple[str, ...] = ()
     extra: tuple[str, ...] = ()
     source: tuple[str, str] | None = None
+    epochs: int | None = None
+    abundance: bool = False
+    deterministic: bool = False
 
 
+#: cell2location's spatial-model epochs on the CPU (``bench_yardstick.py --c2l-study``)
+C2L_EPOCHS = 1000
 STEMMAP = "stemmap_driver.py"
 
 METHODS: dict[str, Method] = {
@@ -93,6 +106,19 @@ METHODS: dict[str, Method] = {
         sigma_mult=None,
         extra=("--mixed-precision", "off"),
     ),
+    # the yardstick's (bench_yardstick.py): the default and preset quick without the extra
+    # readouts and with a short SC-SC neighbour list (placement, compositions and held-out
+    # genes need only the mapping)
+    "stemmap_y": Method(
+        "stemmap (default)", STEMMAP, stem=True, sigma_mult=None, extra=("--adjacency-k", "10")
+    ),
+    "stemmap_quick_y": Method(
+        "stemmap, preset quick",
+        STEMMAP,
+        stem=True,
+        sigma_mult=None,
+        extra=("--preset", "quick", "--adjacency-k", "10"),
+    ),
     "stemmap_1thread": Method("stemmap, threads=1", STEMMAP, stem=True, extra=("--threads", "1")),
     "stem_ref": Method(
         "STEM reference (scSTEM 0.0.2)",
@@ -107,12 +133,22 @@ METHODS: dict[str, Method] = {
         "TACCO 0.5.0 (OT, every cell its own category)",
         "tacco_driver.py",
         ("tacco", "tacco==0.5.0"),
+        deterministic=True,
     ),
     # moscot's spatial mapping tutorial: fused GW, SC PCA vs spot coordinates, α 0.5, ε 0.01
     "moscot": Method(
         "moscot 0.5.2 (FGW, α 0.5, ε 0.01)", "moscot_driver.py", ("moscot", "moscot==0.5.2")
     ),
-    "baseline": Method("baseline (best-correlated spot)", "baseline_driver.py"),
+    "baseline": Method("baseline (best-correlated spot)", "baseline_driver.py", deterministic=True),
+    # cell2location's reference regression + spatial model (N cells per spot from the data,
+    # detection_alpha 20); pyro-ppl 1.9 removed an import cell2location 0.1.5 uses
+    "cell2location": Method(
+        f"cell2location 0.1.5 ({C2L_EPOCHS} epochs; abundances)",
+        "cell2location_driver.py",
+        ("cell2location", "cell2location==0.1.5 pyro-ppl>=1.8,<1.9"),
+        epochs=C2L_EPOCHS,
+        abundance=True,
+    ),
 }
 
 #: the methods of ``run_benchmark.py`` by default (the speed study's variants are extra)
@@ -126,6 +162,9 @@ DEFAULT_METHODS = [
         "stemmap_quick",
         "stemmap_1thread",
         "stemmap_fp32",
+        "cell2location",
+        "stemmap_y",
+        "stemmap_quick_y",
     )
 ]
 

@@ -81,7 +81,7 @@ def driver_command(
     sc_path, st_path, out
         Driver inputs and output ``.npz``.
     epochs, seed, device
-        Passed on.
+        Passed on (a method with its own ``epochs`` gets those).
     sigma
         The data's σ (half the mean NN spot distance); STEM methods get ``sigma_mult`` × it.
 
@@ -93,6 +93,7 @@ def driver_command(
     spec = METHODS[name]
     cmd = [str(python_for(spec)), str(DRIVERS / spec.driver)]
     cmd += ["--sc", str(sc_path), "--st", str(st_path), "--out", str(out)]
+    epochs = spec.epochs if spec.epochs is not None else epochs
     cmd += ["--epochs", str(epochs), "--seed", str(seed), "--device", device]
     if spec.stem and spec.sigma_mult is not None and sigma is not None:
         cmd += ["--sigma", repr(spec.sigma_mult * sigma)]

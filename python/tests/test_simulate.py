@@ -242,3 +242,183 @@ def test_disjoint_pseudo_spots_seed_decides_the_split():
 def test_disjoint_pseudo_spots_errors(kwargs, error, message):
     with pytest.raises(error, match=message):
         simulate.disjoint_pseudo_spots(_uniform(), **kwargs)
+
+
+# --------------------------------------------------------------- cross-region split
+def _strip(m: int = 400, seed: int = 2) -> ad.AnnData:
+    """Cells on [0, 4] × [0, 1]: a section longer along x, types by y-band and x-half."""
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform([0, 0], [4, 1], size=(m, 2))
+    types = np.where(xy[:, 1] < 0.5, "a", "b").astype(object)
+    types[(xy[:, 0] > 3.0) & (xy[:, 1] > 0.8)] = "c"  # only at the high-x end
+    adata = ad.AnnData(
+        sp.csr_matrix(rng.poisson(3.0, size=(m, 5)).astype(np.int64)),
+        obs=pd.DataFrame({"celltype": types}, index=[f"c{i}" for i in range(m)]),
+    )
+    adata.var_names = [f"g{i}" for i in range(5)]
+    adata.obsm["spatial"] = xy
+    return adata
+
+
+def test_cross_region_default_axis_is_the_shorter_side():
+    adata = _strip()
+    before = adata.X.toarray().copy()
+    kw = {"grid": (9, 3), "window": 0.8, "min_cells": 1}
+    sc, st = simulate.cross_region_pseudo_spots(adata, **kw)
+    np.testing.assert_array_equal(adata.X.toarray(), before)  # input untouched
+    assert "spatial" in adata.obsm
+    assert "spot" not in adata.obs
+    sim = st.uns["simulation"]
+    assert sim["split"] == "cross_region"
+    assert sim["axis"] == 1  # y spans 1, x spans 4: the cut runs along x
+    assert sim["n_cells_spot_part"] == 200
+    assert sim["n_cells_spot_part"] + sim["n_cells_sc_part"] + sim["n_cells_between"] == 400
+    assert sc.n_obs == sim["n_cells_sc_part"]
+    y_sc = sc.obsm["spatial_true"][:, 1]
+    # every SC cell lies beyond the reach of every spot window
+    half = 0.5 * 0.8 * sim["step_xy"][1]
+    spot_y = st.obsm["spatial"][:, 1]
+    assert y_sc.min() > spot_y.max() + half
+    assert sim["sc_from"] == pytest.approx(sim["cut"] + half)
+    assert "spatial" not in sc.obsm
+    assert sc.obs["spot"].isna().all()
+    assert list(sc.obs["spot"].cat.categories) == list(st.obs_names)
+    np.testing.assert_array_equal(sc.X.toarray(), adata[sc.obs_names].X.toarray())
+    # the spots are exactly the pseudo spots of region A on its own grid
+    part_a = adata[adata.obsm["spatial"][:, 1] <= sim["cut"]]
+    assert part_a.n_obs == 200
+    _, st_a = simulate.pseudo_spots(part_a, grid=tuple(sim["grid"]), window=0.8, min_cells=1)
+    np.testing.assert_array_equal(st.X.toarray(), st_a.X.toarray())
+    np.testing.assert_allclose(st.obsm["proportions"], st_a.obsm["proportions"])
+    # region A's half spans about half the y range: its grid keeps about the full step
+    assert sim["grid"][0] == 9
+    assert sim["grid"][1] == 2
+    assert 0.0 <= sim["composition_tv"] <= 1.0
+
+
+def test_cross_region_axis_side_and_gap():
+    adata = _strip()
+    kw = {"grid": (9, 3), "window": 0.5, "min_cells": 1}
+    sc, st = simulate.cross_region_pseudo_spots(adata, axis=0, spot_side="high", **kw)
+    sim = st.uns["simulation"]
+    assert sim["axis"] == 0
+    assert sim["spot_side"] == "high"
+    x_sc = sc.obsm["spatial_true"][:, 0]
+    half = 0.5 * 0.5 * sim["step_xy"][0]
+    assert x_sc.max() < st.obsm["spatial"][:, 0].min() - half
+    assert sim["cut"] == pytest.approx(st.obsm["spatial"][:, 0].min())
+    # type c lives only at the high-x end: in the spots, absent from the SC cells
+    assert sim["types_absent_from_sc"] == ["c"]
+    assert sim["composition_tv"] > 0
+    # the grid of the right half keeps the full section's step (4 / 8 = 0.5) within rounding
+    assert sim["step_xy"][0] == pytest.approx(0.5, rel=0.1)
+    sc_gap, st_gap = simulate.cross_region_pseudo_spots(
+        adata, axis=0, spot_side="high", gap=0.25, **kw
+    )
+    gap_x = sc_gap.obsm["spatial_true"][:, 0]
+    assert gap_x.max() < st_gap.uns["simulation"]["cut"] - half - 0.25 * 4 + 1e-9
+    assert sc_gap.n_obs < sc.n_obs
+    # deterministic
+    sc2, st2 = simulate.cross_region_pseudo_spots(adata, axis=0, spot_side="high", **kw)
+    assert list(sc2.obs_names) == list(sc.obs_names)
+    np.testing.assert_array_equal(st2.X.toarray(), st.X.toarray())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"axis": 2}, ValueError, "`axis`"),
+        ({"axis": True}, ValueError, "`axis`"),
+        ({"fraction": 1.0}, ValueError, "`fraction`"),
+        ({"fraction": "half"}, TypeError, "`fraction`"),
+        ({"fraction": 0.001}, ValueError, "leaves a part empty"),
+        ({"spot_side": "left"}, ValueError, "`spot_side`"),
+        ({"gap": -0.1}, ValueError, "`gap`"),
+        ({"gap": 0.9}, ValueError, "No cell lies beyond"),
+        ({"seed": 1.5}, TypeError, "`seed`"),
+        ({"window": 2.0}, ValueError, "`window`"),
+    ],
+)
+def test_cross_region_errors(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        simulate.cross_region_pseudo_spots(_strip(), **{"grid": (9, 3), **kwargs})
+
+
+@pytest.mark.parametrize("name", ["embryo2_z2.h5ad", "osmfish_cortex.h5ad"])
+def test_cross_region_real_data(name):
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} not found; set STEMMAP_SHARED_DATA to the shared data folder")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        adata = ad.read_h5ad(path)
+    sc, st = simulate.cross_region_pseudo_spots(adata)
+    sim = st.uns["simulation"]
+    assert sim["axis"] == 0  # both sections are longer along y
+    assert sc.obsm["spatial_true"][:, 0].min() > st.obsm["spatial"][:, 0].max()
+    assert 100 < st.n_obs < 300
+    assert sc.n_obs > 2000
+    np.testing.assert_allclose(st.obsm["proportions"].sum(axis=1), 1.0)
+    assert not set(sc.obs_names) & set(adata.obs_names[adata.obsm["spatial"][:, 0] <= sim["cut"]])
+
+
+# --------------------------------------------------------------- platform effect
+def test_platform_effect_factors_and_resampling():
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(50.0, size=(3000, 40)).astype(np.int64)
+    adata = ad.AnnData(sp.csr_matrix(counts))
+    out = simulate.platform_effect(adata, sigma=0.5, seed=4)
+    assert sp.issparse(adata.X)
+    assert np.array_equal(adata.X.toarray(), counts)
+    assert "platform_factor" not in adata.var
+    f = out.var["platform_factor"].to_numpy()
+    # log-normal factors: log f ~ N(0, 0.5²)
+    assert abs(np.log(f).std() - 0.5) < 0.15
+    assert abs(np.log(f).mean()) < 0.2
+    x = out.X.toarray()
+    assert sp.issparse(out.X)
+    assert np.issubdtype(x.dtype, np.integer)
+    # Poisson around the scaled counts: gene means follow the factors
+    np.testing.assert_allclose(x.mean(axis=0), counts.mean(axis=0) * f, rtol=0.03)
+    assert out.uns["platform_effect"] == {
+        "sigma": 0.5,
+        "seed": 4,
+        "layer": None,
+        "resample": "poisson",
+    }
+    again = simulate.platform_effect(adata, sigma=0.5, seed=4)
+    np.testing.assert_array_equal(again.X.toarray(), x)
+    other = simulate.platform_effect(adata, sigma=0.5, seed=5)
+    assert not np.allclose(other.var["platform_factor"], f)
+
+
+def test_platform_effect_round_none_dense_layer_and_zero_sigma():
+    adata = _toy()
+    adata.layers["counts"] = adata.X.toarray()
+    exact = simulate.platform_effect(adata, sigma=0.3, seed=1, resample="none", layer="counts")
+    f = exact.var["platform_factor"].to_numpy()
+    np.testing.assert_allclose(exact.layers["counts"], adata.layers["counts"] * f[None, :])
+    np.testing.assert_array_equal(exact.X.toarray(), adata.X.toarray())  # X untouched
+    rounded = simulate.platform_effect(adata, sigma=0.3, seed=1, resample="round")
+    np.testing.assert_array_equal(
+        rounded.X.toarray(), np.rint(adata.X.toarray() * f[None, :]).astype(np.int64)
+    )
+    same = simulate.platform_effect(adata, sigma=0.0, resample="round")
+    np.testing.assert_array_equal(same.X.toarray(), adata.X.toarray())
+    np.testing.assert_allclose(same.var["platform_factor"], 1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"sigma": -0.5}, ValueError, "`sigma`"),
+        ({"sigma": float("inf")}, ValueError, "`sigma`"),
+        ({"sigma": "0.5"}, TypeError, "`sigma`"),
+        ({"seed": 0.5}, TypeError, "`seed`"),
+        ({"resample": "binomial"}, ValueError, "`resample`"),
+        ({"layer": "nope"}, KeyError, "layer"),
+    ],
+)
+def test_platform_effect_errors(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        simulate.platform_effect(_toy(), **kwargs)
