@@ -152,12 +152,9 @@ def step_seconds(m: int, n: int, h_in: int, hidden: tuple[int, ...], device: tor
     return step_flops(m, n, h_in, hidden) / device_flops(device)
 
 
-#: the readout on CPU: seconds per cell × spot entry of one pass over C per logits dimension
-#: (h + G) and torch thread (the logits product, exp, sums, top-k), from the quiet 2-core
-#: development machine (``benchmarks/results/scaling_outputs.md``: 28.5 s per pass at
-#: 100,000 × 19,612, h + G = 479, 2 threads); the runs of ``benchmarks/results/issue28``, under
-#: a load of 5-9 on those 2 cores, took 3-6× longer. Also: the balancing passes over all cells
-#: at scale, and the memory besides the readout's matrices.
+#: the readout on CPU: seconds per cell × spot entry × logits dimension (h + G) / thread of one
+#: pass over C, quiet 2-core machine (results/scaling_outputs.md: 28.5 s per pass at 100,000 ×
+#: 19,612, 2 threads; results/issue28 ran 3-6× slower under load); passes; other memory.
 READOUT_ENTRY_SECONDS = 6.1e-11
 READOUT_BALANCE_PASSES = 3
 READOUT_BASE_BYTES = 1.0 * 2**30
