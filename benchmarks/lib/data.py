@@ -488,19 +488,8 @@ def heldout_data(
 def fold_inputs(data: dict[str, Any], fold: int, cache: Path) -> dict[str, Any]:
     """Write the driver inputs of one fold: SC with all genes, ST with the training genes.
 
-    Parameters
-    ----------
-    data
-        :func:`heldout_data`'s result.
-    fold
-        The held-out fold.
-    cache
-        Folder of the inputs (and of the drivers' outputs).
-
-    Returns
-    -------
-    dict
-        What :func:`lib.runner.run_method` needs of a data set.
+    ``data`` is :func:`heldout_data`'s result; ``fold`` and ``cache`` as in
+    :func:`semisim_fold_inputs`. Returns what :func:`lib.runner.run_method` needs of a data set.
     """
     sc, st = data["sc"], data["st"]
     train = [g for g, f in zip(data["genes"], data["fold_of"]) if f != fold]

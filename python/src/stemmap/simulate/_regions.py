@@ -10,7 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._validate import check_anndata, get_coords, get_matrix
-from ._spots import _check_grid, pseudo_spots
+from ._spots import _check_grid, _part_size, pseudo_spots
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +77,9 @@ def cross_region_pseudo_spots(
 
     Returns
     -------
-    sc
-        Copy of the cells of B: ``X`` their counts, ``obsm["spatial_true"]`` their true
-        coordinates, ``obs["spot"]`` all NA (categorical, categories = the spot names).
-    st
-        The pseudo spots of A, as returned by :func:`pseudo_spots`; ``uns["simulation"]``
-        also records ``split="cross_region"``, ``axis``, ``cut`` (A's edge), ``sc_from``
+    sc, st
+        As :func:`disjoint_pseudo_spots` returns them, with B the cells of the other region
+        and A the spots' region; ``st.uns["simulation"]`` records ``split="cross_region"``, ``axis``, ``cut`` (A's edge), ``sc_from``
         (B's nearest coordinate allowed), ``spot_side``, ``fraction``, ``gap``, the number
         of cells in each part and between them, ``composition_tv`` and
         ``types_absent_from_sc``.
@@ -132,12 +129,7 @@ def cross_region_pseudo_spots(
         axis = int(np.argmin(span))
     axis = int(axis)
     m = adata.n_obs
-    n_a = int(round(fraction * m))
-    if n_a < 1 or n_a > m - 1:
-        raise ValueError(
-            f"`fraction={fraction!r}` of {m} cells leaves a part empty; both the spot region "
-            "and the SC region need at least one cell."
-        )
+    n_a = _part_size(fraction, m, "region")
     # signed coordinate: A is the n_a cells with the smallest t (ties by cell order)
     t = xy[:, axis] if spot_side == "low" else -xy[:, axis]
     order = np.argsort(t, kind="stable")

@@ -15,6 +15,17 @@ from .._validate import check_anndata, check_integers, get_coords, get_matrix
 logger = logging.getLogger(__name__)
 
 
+def _part_size(fraction: float, m: int, what: str) -> int:
+    """Cells in the spots' part: ``fraction`` of ``m``, leaving both parts non-empty."""
+    n_a = int(round(fraction * m))
+    if n_a < 1 or n_a > m - 1:
+        raise ValueError(
+            f"`fraction={fraction!r}` of {m} cells leaves a part empty; both the spot {what} "
+            f"and the SC {what} need at least one cell."
+        )
+    return n_a
+
+
 def _check_grid(grid: Any) -> tuple[int, int]:
     if isinstance(grid, (str, bytes)) or not isinstance(grid, Sequence) or len(grid) != 2:
         raise TypeError(
@@ -306,12 +317,7 @@ def disjoint_pseudo_spots(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"`seed` must be an integer; found {seed!r}.")
     m = adata.n_obs
-    n_a = int(round(fraction * m))
-    if n_a < 1 or n_a > m - 1:
-        raise ValueError(
-            f"`fraction={fraction!r}` of {m} cells leaves a part empty; both the spot part "
-            "and the SC part need at least one cell."
-        )
+    n_a = _part_size(fraction, m, "part")
     perm = np.random.default_rng(seed).permutation(m)
     part_a = np.sort(perm[:n_a])
     part_b = np.sort(perm[n_a:])
