@@ -62,8 +62,8 @@ import pandas as pd
 from lib import report
 from lib.data import (
     SimSettings,
+    add_data_args,
     case_name,
-    data_dir,
     prepare_dataset,
     semisim_fold_inputs,
     semisim_folds,
@@ -615,21 +615,9 @@ def c2l_study(args: argparse.Namespace) -> int:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    d = data_dir()
-    p.add_argument(
-        "--datasets",
-        nargs="+",
-        type=Path,
-        default=[d / "osmfish_cortex.h5ad", d / "embryo2_z2.h5ad"],
-    )
-    p.add_argument(
-        "--splits",
-        nargs="+",
-        default=["disjoint", "cross_region", "standard", "disjoint_platform"],
-        choices=["standard", "disjoint", "cross_region", "disjoint_platform"],
-    )
+    splits = ["disjoint", "cross_region", "standard", "disjoint_platform"]
+    add_data_args(p, splits, [0, 1, 2], split_choices=splits)
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=[*METHODS, *LOCAL])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=400, help="stemmap default's epochs")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--fold-seed", type=int, default=0)

@@ -37,7 +37,12 @@ def data_dir() -> Path:
     return stemmap.datasets.shared_data_dir() or REPO.parent / "shared" / "data"
 
 
-def add_data_args(p: argparse.ArgumentParser, splits: list[str], seeds: list[int]) -> None:
+def add_data_args(
+    p: argparse.ArgumentParser,
+    splits: list[str],
+    seeds: list[int],
+    split_choices: list[str] | None = None,
+) -> None:
     """Add ``--datasets`` (default: osmFISH and the embryo), ``--splits`` and ``--seeds``.
 
     Parameters
@@ -46,6 +51,8 @@ def add_data_args(p: argparse.ArgumentParser, splits: list[str], seeds: list[int
         The parser.
     splits, seeds
         The defaults of ``--splits`` and ``--seeds``.
+    split_choices
+        The splits ``--splits`` accepts (default: any).
     """
     d = data_dir()
     p.add_argument(
@@ -54,7 +61,7 @@ def add_data_args(p: argparse.ArgumentParser, splits: list[str], seeds: list[int
         type=Path,
         default=[d / "osmfish_cortex.h5ad", d / "embryo2_z2.h5ad"],
     )
-    p.add_argument("--splits", nargs="+", default=splits)
+    p.add_argument("--splits", nargs="+", default=splits, choices=split_choices)
     p.add_argument("--seeds", nargs="+", type=int, default=seeds)
 
 

@@ -8,7 +8,6 @@ import torch
 
 import stemmap
 from stemmap.mapping import _balance, _engine
-from stemmap.mapping._engine import ReadoutEngine
 
 
 def _wide_logits(n_cells: int = 400, n_spots: int = 300, spread: float = 200.0) -> torch.Tensor:
@@ -81,17 +80,11 @@ def test_chat_at_scale_is_C_normalised_per_spot(trained, monkeypatch, rounds):
     np.testing.assert_allclose(D, expect.T @ T, rtol=1e-5, atol=1e-7)
 
 
-def test_deconvolution_at_scale_reads_each_round_once(trained, monkeypatch):
+def test_deconvolution_at_scale_reads_each_round_once(trained, monkeypatch, count_round_rows):
     _scaled(monkeypatch, trained.mapping())
     m = trained.mapping()
     _ = m.coords
-    calls: list[tuple[int, int]] = []
-    orig = ReadoutEngine.round_rows
-    monkeypatch.setattr(
-        ReadoutEngine,
-        "round_rows",
-        lambda self, r, a, b: calls.append((r, a)) or orig(self, r, a, b),
-    )
+    calls = count_round_rows()
     m.deconvolve(np.arange(m.n_cells) % 3)
     assert sorted(calls) == sorted((r, a) for r in range(2) for a, _ in m.engine.chunks())
 

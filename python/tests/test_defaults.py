@@ -166,29 +166,10 @@ def test_bridge_defaults_are_builtins():
 R_ARGS = {"labels": None, "transfer": None, "mapping": "topk", "mapping_k": 10}
 
 
-def _packed(adata):
-    x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
-    return _wire.pack(np.asarray(x, dtype=np.float64).T)
-
-
-def _bridge_inputs(sc, st):
-    sc_in = {"x": _packed(sc), "genes": list(sc.var_names), "cells": list(sc.obs_names)}
-    st_in = [
-        {
-            "x": _packed(st),
-            "genes": list(st.var_names),
-            "spots": list(st.obs_names),
-            "coords": _wire.pack(np.asarray(st.obsm["spatial"])),
-            "name": "s",
-        }
-    ]
-    return sc_in, st_in
-
-
-def test_bridge_leaves_unset_arguments_to_the_core(toy):
+def test_bridge_leaves_unset_arguments_to_the_core(toy, bridge_inputs):
     """What R leaves NULL is not sent; the bridge then behaves as the Python defaults."""
     sc, st = toy
-    sc_in, st_in = _bridge_inputs(sc, st)
+    sc_in, st_in = bridge_inputs(sc, st)
     res = verbs.run_stem(
         sc_in, st_in, {"epochs": 3, "hidden": [16, 8], "sigma_scale": None}, **R_ARGS
     )
@@ -208,9 +189,9 @@ def test_bridge_leaves_unset_arguments_to_the_core(toy):
     )
 
 
-def test_bridge_preset_paper_is_the_python_preset(toy):
+def test_bridge_preset_paper_is_the_python_preset(toy, bridge_inputs):
     sc, st = toy
-    sc_in, st_in = _bridge_inputs(sc, st)
+    sc_in, st_in = bridge_inputs(sc, st)
     stemmap.PRESETS["_short_paper"] = {**stemmap.PRESETS["paper"], "epochs": 4}
     try:
         res = verbs.run_stem(
@@ -235,8 +216,8 @@ def test_bridge_preset_paper_is_the_python_preset(toy):
     ("params", "match"),
     [({"readout": "nope"}, "`readout` must be one of"), ({"preset": "turbo"}, "`preset`")],
 )
-def test_bridge_checks_choices_before_training(toy, params, match):
+def test_bridge_checks_choices_before_training(toy, params, match, bridge_inputs):
     sc, st = toy
-    sc_in, st_in = _bridge_inputs(sc, st)
+    sc_in, st_in = bridge_inputs(sc, st)
     with pytest.raises(ValueError, match=match):
         verbs.run_stem(sc_in, st_in, {"epochs": 1, **params}, **R_ARGS)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import stemmap
-from stemmap.mapping._engine import ReadoutEngine
 
 
 @pytest.mark.parametrize("k", [1, 5, 16, 17, 40])
@@ -23,23 +22,11 @@ def test_topk_outputs_match_dense_C(trained, k):
     np.testing.assert_allclose(m.topk_coords(k), Y[place].mean(axis=1), atol=1e-9)
 
 
-def _count_round_rows(monkeypatch) -> list[tuple[int, int]]:
-    """Record (round, first cell) of every read of a round's rows of C from now on."""
-    calls: list[tuple[int, int]] = []
-    orig = ReadoutEngine.round_rows
-    monkeypatch.setattr(
-        ReadoutEngine,
-        "round_rows",
-        lambda self, r, a, b: calls.append((r, a)) or orig(self, r, a, b),
-    )
-    return calls
-
-
 @pytest.mark.parametrize("rounds", [1, 2])
-def test_one_pass_serves_coords_and_topk(trained, monkeypatch, rounds):
+def test_one_pass_serves_coords_and_topk(trained, monkeypatch, rounds, count_round_rows):
     m = trained.mapping(rounds=rounds)
     m.engine.potentials(rounds - 1)  # the balancing (not counted here)
-    calls = _count_round_rows(monkeypatch)
+    calls = count_round_rows()
     _ = m.coords, m.best_spot, m.confidence, m.topk_mapping(10), m.topk_coords(5)
     # each round's rows were read once: round 1's serve the placement and C
     assert sorted(calls) == sorted((r, a) for r in range(rounds) for a, _ in m.engine.chunks())
@@ -81,13 +68,13 @@ def test_log_column_sums_match_float64(low):
     np.testing.assert_allclose(got.numpy(), expect.numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_residual_round_at_scale_reads_the_balancing_pass(trained, monkeypatch):
+def test_residual_round_at_scale_reads_the_balancing_pass(trained, monkeypatch, count_round_rows):
     """At scale round 1's balancing pass also collects Ĉ₁ P_SC; the output pass measures C."""
     exact = trained.mapping()
     monkeypatch.setattr("stemmap.mapping._values.free_cpu", lambda: 4 * 8 * 100 * exact.n_spots)
     monkeypatch.setattr(stemmap.StemMapping, "_balance_min_cells", 100)
     m = trained.mapping()
-    calls = _count_round_rows(monkeypatch)
+    calls = count_round_rows()
     _ = m.coords
     assert m.balance_info["cells"] == 100
     assert m.balance_info["passes"] >= 1

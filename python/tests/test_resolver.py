@@ -4,7 +4,6 @@ bridge R calls. R's own tests: ``tests/testthat/test-resolver.R``."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -250,29 +249,11 @@ def test_cli_checks_every_option_before_reading_data(files, capsys):
 
 
 # ------------------------------------------------------------------ the bridge R calls
-def _bridge_inputs(sc, st):
-    def packed(adata):
-        x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
-        return _wire.pack(np.asarray(x, dtype=np.float64).T)
-
-    sc_in = {"x": packed(sc), "genes": list(sc.var_names), "cells": list(sc.obs_names)}
-    st_in = [
-        {
-            "x": packed(st),
-            "genes": list(st.var_names),
-            "spots": list(st.obs_names),
-            "coords": _wire.pack(np.asarray(st.obsm["spatial"])),
-            "name": "s",
-        }
-    ]
-    return sc_in, st_in
-
-
 R_ARGS = {"labels": None, "transfer": None, "mapping": "none", "mapping_k": 10}
 
 
-def test_bridge_explicit_arguments_beat_the_preset(data):
-    sc_in, st_in = _bridge_inputs(*data)
+def test_bridge_explicit_arguments_beat_the_preset(data, bridge_inputs):
+    sc_in, st_in = bridge_inputs(*data)
     params = {"preset": "quick", "epochs": 2, "rounds": 1, "hidden": [8], "adjacency_k": 0}
     res = verbs.run_stem(sc_in, st_in, params, **R_ARGS)
     s = res["settings"]

@@ -18,6 +18,16 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = Path(os.environ.get("STEMMAP_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def _shared(name: str) -> ad.AnnData:
+    """A shared real data set; skipped (an allowed reason) where the data are absent."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} not found; set STEMMAP_SHARED_DATA to the shared data folder")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ad.read_h5ad(path)
+
+
 def _toy() -> ad.AnnData:
     """Cells on [0, 2]²; a 3 × 3 grid has step 1, window 0.5 → half-side 0.25."""
     xy = np.array(
@@ -161,12 +171,7 @@ def test_add_noise_errors(R, error):
     ("name", "n_spots"), [("embryo2_z2.h5ad", 495), ("osmfish_cortex.h5ad", 283)]
 )
 def test_pseudo_spots_real_data(name, n_spots):
-    path = SHARED_DATA / name
-    if not path.exists():
-        pytest.skip(f"{path} not found; set STEMMAP_SHARED_DATA to the shared data folder")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        adata = ad.read_h5ad(path)
+    adata = _shared(name)
     sc, st = simulate.pseudo_spots(adata, grid=(30, 40))
     assert st.n_obs == n_spots
     assert (st.obs["n_cells"] >= 3).all()
@@ -346,12 +351,7 @@ def test_cross_region_errors(kwargs, error, message):
 
 @pytest.mark.parametrize("name", ["embryo2_z2.h5ad", "osmfish_cortex.h5ad"])
 def test_cross_region_real_data(name):
-    path = SHARED_DATA / name
-    if not path.exists():
-        pytest.skip(f"{path} not found; set STEMMAP_SHARED_DATA to the shared data folder")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        adata = ad.read_h5ad(path)
+    adata = _shared(name)
     sc, st = simulate.cross_region_pseudo_spots(adata)
     sim = st.uns["simulation"]
     assert sim["axis"] == 0  # both sections are longer along y
