@@ -283,7 +283,9 @@ methods::setMethod(".stem_annotate", "SingleCellExperiment", function(st, res, c
 })
 
 # The cells of a SingleCellExperiment `sc` at their pseudo-coordinates, as a
-# SpatialExperiment (cells without coordinates left out).
+# SpatialExperiment (cells without coordinates left out). After a run on several slices a
+# cell's pseudo-coordinates are in the frame of its best slice: that slice is its
+# `sample_id` (a `sample_id` column of the cells' own is kept as `sc_sample_id`).
 methods::setGeneric(".stem_as_spatial", function(sc) standardGeneric(".stem_as_spatial"))
 methods::setMethod(".stem_as_spatial", "ANY", function(sc) {
     .stem_abort("{.arg sc} must be a SingleCellExperiment returned by {.fn runSTEM}; found {.cls {class(sc)}}.")
@@ -292,9 +294,15 @@ methods::setMethod(".stem_as_spatial", "SingleCellExperiment", function(sc) {
     xy <- .stem_coords(sc)
     keep <- stats::complete.cases(xy)
     sc <- sc[, keep]
+    cd <- SummarizedExperiment::colData(sc)
+    slice <- cd[[.stem_key("best_slice", "SingleCellExperiment")]]
+    if (!is.null(slice)) {
+        if ("sample_id" %in% colnames(cd)) cd$sc_sample_id <- cd$sample_id
+        cd$sample_id <- as.character(slice)
+    }
     SpatialExperiment::SpatialExperiment(
         assays = SummarizedExperiment::assays(sc),
-        colData = SummarizedExperiment::colData(sc),
+        colData = cd,
         rowData = SummarizedExperiment::rowData(sc),
         reducedDims = SingleCellExperiment::reducedDims(sc),
         spatialCoords = xy[keep, , drop = FALSE],

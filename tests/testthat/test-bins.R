@@ -133,3 +133,30 @@ test_that("SeuratObject 5: one assay per bin size, each with its own spots and i
     out <- runSTEM(sc, st, st.assay = "Spatial.016um", epochs = 2, verbose = FALSE)
     expect_true(in_frame(SeuratObject::Embeddings(out, "STEM_spatial"), xy_016))
 })
+
+test_that("SpatialExperiment, several samples in pixels: results in the same units, per sample", {
+    testthat::skip_if_not_installed("SpatialExperiment")
+    skip_if_no_core_model()
+    # two samples on full-resolution pixel frames far apart (Visium: ~100 px per 55 um spot)
+    px <- rbind(d$coords[1:10, ] * 180 + 3000, d$coords[11:20, ] * 180 + 9000)
+    rownames(px) <- colnames(d$st)
+    spe <- SpatialExperiment::SpatialExperiment(
+        assays = list(counts = d$st), spatialCoords = px,
+        sample_id = rep(c("A1", "B1"), each = 10)
+    )
+    sce <- SingleCellExperiment::SingleCellExperiment(list(counts = d$sc))
+    out <- runSTEM(sce, spe, epochs = 2, verbose = FALSE)
+    st <- S4Vectors::metadata(out)$STEM
+    expect_equal(unname(st$spot_coords), unname(px))  # the pixels as given
+    expect_identical(st$spot_slice, spe$sample_id)
+    xy <- SingleCellExperiment::reducedDim(out, "STEM_spatial")
+    expect_true(all(out$STEM_slice %in% c("A1", "B1")))
+    for (s in c("A1", "B1")) {  # each cell in the pixel frame of its best sample
+        cells <- which(out$STEM_slice == s)
+        expect_true(in_frame(xy[cells, , drop = FALSE], px[spe$sample_id == s, ]))
+    }
+    # the cells at their pseudo-coordinates keep the sample whose frame these are in
+    ps <- stemPseudoSpatial(out)
+    expect_identical(ps$sample_id, out$STEM_slice)
+    expect_equal(unname(SpatialExperiment::spatialCoords(ps)), unname(xy))
+})
