@@ -160,3 +160,54 @@ test_that("SpatialExperiment, several samples in pixels: results in the same uni
     expect_identical(ps$sample_id, out$STEM_slice)
     expect_equal(unname(SpatialExperiment::spatialCoords(ps)), unname(xy))
 })
+
+# Every cells x spots matrix in `x` (a list, walked down): list(path, class, nnz).
+cells_by_spots <- function(x, m, n, path = "") {
+    if (is.list(x) && !is.data.frame(x)) {
+        out <- list()
+        for (nm in names(x)) out <- c(out, cells_by_spots(x[[nm]], m, n, paste0(path, "$", nm)))
+        return(out)
+    }
+    if (!identical(as.integer(dim(x)), c(m, n))) return(list())
+    nnz <- if (methods::is(x, "sparseMatrix")) Matrix::nnzero(x) else length(x)
+    list(list(path = path, sparse = methods::is(x, "sparseMatrix"), nnz = nnz,
+              bytes = as.numeric(utils::object.size(x))))
+}
+
+test_that("at bin scale R stores top-k sparse mappings, never a dense cells x bins matrix", {
+    skip_if_no_core_model()
+    # more bins than cells' top-k, as at bin scale: 60 cells x 160 bins, k = 3
+    b <- make_stem_data(seed = 2, nx = 16, ny = 10)
+    m <- ncol(b$sc)
+    n <- ncol(b$st)
+    k <- 3L
+    dense_bytes <- 8 * m * n
+    check <- function(store, what) {
+        found <- cells_by_spots(store, m, n)
+        paths <- vapply(found, `[[`, "", "path")
+        expect_setequal(paths, c("$mapping", "$placement"))
+        for (f in found) {
+            expect_true(f$sparse, label = paste(what, f$path, "is sparse"))
+            expect_lte(f$nnz, k * m)
+            expect_lt(f$bytes, dense_bytes / 4)
+        }
+    }
+    res <- runSTEM(b$sc, b$st, coords = b$coords, labels = b$celltype, k = k, epochs = 2,
+                   verbose = FALSE)
+    check(res, "matrix sc")
+    sce <- SingleCellExperiment::SingleCellExperiment(list(counts = b$sc))
+    sce$celltype <- b$celltype
+    stc <- SingleCellExperiment::SingleCellExperiment(list(counts = b$st))
+    stc$x <- b$coords[, 1]
+    stc$y <- b$coords[, 2]
+    out <- runSTEM(sce, stc, coords = c("x", "y"), labels = "celltype", k = k, epochs = 2,
+                   verbose = FALSE)
+    check(S4Vectors::metadata(out)$STEM, "SingleCellExperiment sc")
+    # the deconvolution is bins x types, the spot embedding bins x d: no cells on either side
+    decon <- S4Vectors::metadata(out)$STEM$deconvolution$celltype
+    expect_identical(dim(decon), c(n, 2L))
+    expect_length(cells_by_spots(SummarizedExperiment::colData(out), m, n), 0L)
+    # only a caller who asks for it gets the dense matrix
+    dn <- runSTEM(b$sc, b$st, coords = b$coords, mapping = "dense", epochs = 2, verbose = FALSE)
+    expect_false(cells_by_spots(dn, m, n)[[1]]$sparse)
+})
