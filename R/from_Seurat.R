@@ -30,8 +30,9 @@
     .stem_require("SeuratObject", "to read Seurat objects")
     if (is.null(assay)) assay <- SeuratObject::DefaultAssay(obj)
     if (!assay %in% SeuratObject::Assays(obj)) {
+        assay_arg <- if (arg == "st") "st.assay" else "assay"
         .stem_abort(c(
-            "{.arg {arg}} has no assay {.val {assay}} (argument {.arg {if (arg == 'st') 'st.assay' else 'assay'}}).",
+            "{.arg {arg}} has no assay {.val {assay}} (argument {.arg {assay_arg}}).",
             x = "Its assays: {.val {SeuratObject::Assays(obj)}}."
         ))
     }
@@ -113,7 +114,8 @@
             i = "Use a Seurat object with a spatial image (VisiumV1, VisiumV2, SlideSeq, FOV), or name its coordinates with {.arg coords} (2 meta.data columns, a reduction, or a spots x 2 matrix)."
         ))
     }
-    own <- SeuratObject::Images(st, assay = if (is.null(assay)) SeuratObject::DefaultAssay(st) else assay)
+    of_assay <- if (is.null(assay)) SeuratObject::DefaultAssay(st) else assay
+    own <- SeuratObject::Images(st, assay = of_assay)
     if (length(own) || is.null(assay)) return(if (length(own)) own else imgs)
     of <- vapply(imgs, function(im) SeuratObject::DefaultAssay(st[[im]]), "")
     .stem_abort(c(
