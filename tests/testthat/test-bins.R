@@ -114,12 +114,15 @@ test_that("SeuratObject 5: one assay per bin size, each with its own spots and i
     colnames(c8) <- sprintf("s_008um_%05d-1", seq_len(ncol(c8)))
     xy8 <- xy_008[rep(seq_len(nrow(xy_008)), each = 4), ] +
         cbind(rep(c(0, 4, 0, 4), 20), rep(c(0, 0, 4, 4), 20))
-    a16 <- SeuratObject::CreateAssay5Object(counts = c16)
-    a8 <- SeuratObject::CreateAssay5Object(counts = c8)
-    st <- SeuratObject::CreateSeuratObject(counts = a8, assay = "Spatial.008um")
-    st[["Spatial.016um"]] <- a16
-    st[["slice1.008um"]] <- slide_seq(xy8, colnames(c8), "Spatial.008um", "s008_")
-    st[["slice1.016um"]] <- slide_seq(xy_016, colnames(c16), "Spatial.016um", "s016_")
+    # one object per bin size, merged, as Load10X_Spatial(bin.size = c(8, 16)) does
+    o8 <- SeuratObject::CreateSeuratObject(counts = SeuratObject::CreateAssay5Object(c8),
+                                           assay = "Spatial.008um")
+    o8[["slice1.008um"]] <- slide_seq(xy8, colnames(c8), "Spatial.008um", "s008_")
+    o16 <- SeuratObject::CreateSeuratObject(counts = SeuratObject::CreateAssay5Object(c16),
+                                            assay = "Spatial.016um")
+    o16[["slice1.016um"]] <- slide_seq(xy_016, colnames(c16), "Spatial.016um", "s016_")
+    st <- merge(o8, o16)
+    expect_setequal(SeuratObject::Images(st), c("slice1.008um", "slice1.016um"))
     st$bin_size <- ifelse(grepl("016um", colnames(st)), "16um", "8um")
     got <- stemmap:::.st_input(st, st.assay = "Spatial.016um")
     expect_identical(got$names, colnames(c16))
