@@ -270,9 +270,12 @@ methods::setMethod(".stem_annotate", "SingleCellExperiment", function(st, res, c
 .stem_set_method(".stem_annotate", "Seurat", function(st, res, cols) {
     emb <- res$spot_embedding
     colnames(emb) <- paste0("STEM_", seq_len(ncol(emb)))
-    # the assay the spots were read from (st.assay; several bin sizes: one assay each)
-    assay <- res$params$st.assay
-    if (is.null(assay)) assay <- SeuratObject::DefaultAssay(st)
+    # the assay the spots were read from (st.assay; several bin sizes: one assay each), where
+    # `st` has it (`[[`: `$` would match st.assay.type partially)
+    assay <- res$params[["st.assay"]]
+    if (is.null(assay) || !assay %in% SeuratObject::Assays(st)) {
+        assay <- SeuratObject::DefaultAssay(st)
+    }
     st[["stem"]] <- SeuratObject::CreateDimReducObject(embeddings = emb, key = "STEM_",
                                                        assay = assay)
     if (length(cols)) {
