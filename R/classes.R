@@ -121,20 +121,29 @@ methods::setMethod(".seurat_assay_matrix", "ANY", function(a, obj, assay, layer,
 
 # ---- per-column metadata -------------------------------------------------------------
 
-methods::setGeneric(".stem_meta", function(x) standardGeneric(".stem_meta"))
+# `cells`: the names of the columns read (NULL: all). Only a Seurat object has columns of
+# its own beyond those read: a SeuratObject 5 assay may hold a subset of the object's cells
+# (one assay per Visium HD bin size), so its meta.data rows are those of the assay's cells.
+methods::setGeneric(".stem_meta", function(x, cells = NULL) standardGeneric(".stem_meta"))
 # (a matrix: none; its columns may repeat names, so none are used as row names)
-methods::setMethod(".stem_meta", "ANY", function(x) data.frame(row.names = seq_len(NCOL(x))))
-methods::setMethod(".stem_meta", "SummarizedExperiment", function(x) {
+methods::setMethod(".stem_meta", "ANY", function(x, cells = NULL) {
+    data.frame(row.names = seq_len(NCOL(x)))
+})
+methods::setMethod(".stem_meta", "SummarizedExperiment", function(x, cells = NULL) {
     SummarizedExperiment::colData(x)  # (a DataFrame: its column names as they are)
 })
-.stem_set_method(".stem_meta", "Seurat", function(x) x[[]])
+.stem_set_method(".stem_meta", "Seurat", function(x, cells = NULL) {
+    md <- x[[]]
+    if (is.null(cells) || identical(rownames(md), cells)) md else md[cells, , drop = FALSE]
+})
 
 # ---- read coordinates and images -----------------------------------------------------
 
 # list(xy = coordinates (matrix/data.frame, rows named by spot or in spot order), where =
 # where they came from (for messages), sample_id = the class's default slices or NULL).
-# `names`: the spot names (columns of the counts read).
-methods::setGeneric(".stem_st_coords", function(st, coords, names, image = NULL) {
+# `names`: the spot names (columns of the counts read); `assay`: the Seurat assay they were
+# read from (`st.assay`, NULL: the default one), whose images hold their coordinates.
+methods::setGeneric(".stem_st_coords", function(st, coords, names, image = NULL, assay = NULL) {
     standardGeneric(".stem_st_coords")
 })
 
@@ -145,7 +154,8 @@ methods::setGeneric(".stem_st_coords", function(st, coords, names, image = NULL)
     ))
 }
 
-methods::setMethod(".stem_st_coords", "ANY", function(st, coords, names, image = NULL) {
+methods::setMethod(".stem_st_coords", "ANY", function(st, coords, names, image = NULL,
+                                                     assay = NULL) {
     if (is.null(coords)) {
         .stem_no_coords(st, "Pass {.arg coords}: a numeric matrix with one row per spot and 2 columns.")
     }
@@ -153,7 +163,8 @@ methods::setMethod(".stem_st_coords", "ANY", function(st, coords, names, image =
 })
 
 methods::setMethod(".stem_st_coords", "SummarizedExperiment", function(st, coords, names,
-                                                                       image = NULL) {
+                                                                       image = NULL,
+                                                                       assay = NULL) {
     if (is.null(coords)) {
         .stem_no_coords(st, "Name them with {.code coords = c(\"x\", \"y\")} (colData columns) or {.code coords = \"spatial\"} (a reducedDim), or pass a SpatialExperiment.")
     }
@@ -173,7 +184,8 @@ methods::setMethod(".stem_st_coords", "SummarizedExperiment", function(st, coord
 })
 
 methods::setMethod(".stem_st_coords", "SingleCellExperiment", function(st, coords, names,
-                                                                       image = NULL) {
+                                                                       image = NULL,
+                                                                       assay = NULL) {
     if (is.character(coords) && length(coords) == 1L &&
         coords %in% SingleCellExperiment::reducedDimNames(st)) {
         return(list(xy = SingleCellExperiment::reducedDim(st, coords),
@@ -185,7 +197,7 @@ methods::setMethod(".stem_st_coords", "SingleCellExperiment", function(st, coord
 # A SpatialExperiment: spatialCoords() (row names: the spot names, repeated across samples
 # after cbind()) and its sample_id as slices, unless `coords` names others.
 .stem_set_method(".stem_st_coords", "SpatialExperiment", function(st, coords, names,
-                                                                  image = NULL) {
+                                                                  image = NULL, assay = NULL) {
     if (!is.null(coords)) return(methods::callNextMethod())
     list(xy = .spe_spatial_coords(st), where = "spatialCoords(st)", sample_id = st$sample_id)
 })
@@ -195,12 +207,13 @@ methods::setMethod(".stem_st_coords", "SingleCellExperiment", function(st, coord
     SpatialExperiment::spatialCoords(st)
 }
 
-.stem_set_method(".stem_st_coords", "Seurat", function(st, coords, names, image = NULL) {
+.stem_set_method(".stem_st_coords", "Seurat", function(st, coords, names, image = NULL,
+                                                     assay = NULL) {
     if (!is.null(coords)) {
         nc <- .seurat_named_coords(st, coords, names)
         return(list(xy = nc$xy, where = nc$where, sample_id = NULL))
     }
-    .seurat_image_xy(st, names, image)
+    .seurat_image_xy(st, names, image, assay)  # the images of assay `assay` (R/from_Seurat.R)
 })
 
 methods::setGeneric(".stem_reduced_dim_names", function(x) standardGeneric(".stem_reduced_dim_names"))
@@ -257,8 +270,14 @@ methods::setMethod(".stem_annotate", "SingleCellExperiment", function(st, res, c
 .stem_set_method(".stem_annotate", "Seurat", function(st, res, cols) {
     emb <- res$spot_embedding
     colnames(emb) <- paste0("STEM_", seq_len(ncol(emb)))
+    # the assay the spots were read from (st.assay; several bin sizes: one assay each), where
+    # `st` has it (`[[`: `$` would match st.assay.type partially)
+    assay <- res$params[["st.assay"]]
+    if (is.null(assay) || !assay %in% SeuratObject::Assays(st)) {
+        assay <- SeuratObject::DefaultAssay(st)
+    }
     st[["stem"]] <- SeuratObject::CreateDimReducObject(embeddings = emb, key = "STEM_",
-                                                       assay = SeuratObject::DefaultAssay(st))
+                                                       assay = assay)
     if (length(cols)) {
         st <- SeuratObject::AddMetaData(st, as.data.frame(cols, row.names = colnames(st),
                                                           check.names = FALSE))
@@ -267,7 +286,9 @@ methods::setMethod(".stem_annotate", "SingleCellExperiment", function(st, res, c
 })
 
 # The cells of a SingleCellExperiment `sc` at their pseudo-coordinates, as a
-# SpatialExperiment (cells without coordinates left out).
+# SpatialExperiment (cells without coordinates left out). After a run on several slices a
+# cell's pseudo-coordinates are in the frame of its best slice: that slice is its
+# `sample_id` (a `sample_id` column of the cells' own is kept as `sc_sample_id`).
 methods::setGeneric(".stem_as_spatial", function(sc) standardGeneric(".stem_as_spatial"))
 methods::setMethod(".stem_as_spatial", "ANY", function(sc) {
     .stem_abort("{.arg sc} must be a SingleCellExperiment returned by {.fn runSTEM}; found {.cls {class(sc)}}.")
@@ -276,9 +297,15 @@ methods::setMethod(".stem_as_spatial", "SingleCellExperiment", function(sc) {
     xy <- .stem_coords(sc)
     keep <- stats::complete.cases(xy)
     sc <- sc[, keep]
+    cd <- SummarizedExperiment::colData(sc)
+    slice <- cd[[.stem_key("best_slice", "SingleCellExperiment")]]
+    if (!is.null(slice)) {
+        if ("sample_id" %in% colnames(cd)) cd$sc_sample_id <- cd$sample_id
+        cd$sample_id <- as.character(slice)
+    }
     SpatialExperiment::SpatialExperiment(
         assays = SummarizedExperiment::assays(sc),
-        colData = SummarizedExperiment::colData(sc),
+        colData = cd,
         rowData = SummarizedExperiment::rowData(sc),
         reducedDims = SingleCellExperiment::reducedDims(sc),
         spatialCoords = xy[keep, , drop = FALSE],

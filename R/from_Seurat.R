@@ -30,8 +30,9 @@
     .stem_require("SeuratObject", "to read Seurat objects")
     if (is.null(assay)) assay <- SeuratObject::DefaultAssay(obj)
     if (!assay %in% SeuratObject::Assays(obj)) {
+        assay_arg <- if (arg == "st") "st.assay" else "assay"
         .stem_abort(c(
-            "{.arg {arg}} has no assay {.val {assay}}.",
+            "{.arg {arg}} has no assay {.val {assay}} (argument {.arg {assay_arg}}).",
             x = "Its assays: {.val {SeuratObject::Assays(obj)}}."
         ))
     }
@@ -92,31 +93,63 @@
     ))
 }
 
-# The coordinates of the spots `cells` in the images of a Seurat `st` (default all), one
-# slice per image when there are several: list(xy, where, sample_id).
-.seurat_image_xy <- function(st, cells, image = NULL) {
+# The images of a Seurat `st` that hold the coordinates of assay `assay` (NULL: none was
+# named): `image` when the caller named it (the caller wins); else the images whose assay is
+# `assay` (SeuratObject::Images(st, assay = ), the same in SeuratObject 4 and 5: a Visium HD
+# object of SeuratObject 5 has one assay per bin size, "Spatial.008um", "Spatial.016um",
+# each with its own image). With no assay named, the images of the default assay, or every
+# image when none is of that one (e.g. a "SCT" default assay next to a "Spatial" image).
+.seurat_images_of <- function(st, assay = NULL, image = NULL) {
     imgs <- SeuratObject::Images(st)
     if (!is.null(image)) {
         miss <- setdiff(image, imgs)
         if (length(miss)) {
             .stem_abort("{.arg image} {.val {miss}} not found in {.arg st}; its images: {.val {imgs}}.")
         }
-        imgs <- image
+        return(image)
     }
     if (!length(imgs)) {
         .stem_abort(c(
             "{.arg st} must have spatial coordinates; found no image in this {.cls Seurat} object.",
-            i = "Use a Seurat object with a spatial image (VisiumV1, SlideSeq, FOV), or name its coordinates with {.arg coords} (2 meta.data columns, a reduction, or a spots x 2 matrix)."
+            i = "Use a Seurat object with a spatial image (VisiumV1, VisiumV2, SlideSeq, FOV), or name its coordinates with {.arg coords} (2 meta.data columns, a reduction, or a spots x 2 matrix)."
         ))
     }
+    of_assay <- if (is.null(assay)) SeuratObject::DefaultAssay(st) else assay
+    own <- SeuratObject::Images(st, assay = of_assay)
+    if (length(own) || is.null(assay)) return(if (length(own)) own else imgs)
+    of <- vapply(imgs, function(im) SeuratObject::DefaultAssay(st[[im]]), "")
+    .stem_abort(c(
+        "{.arg st.assay} = {.val {assay}} has no image in {.arg st}.",
+        x = "Its images and their assays: {.val {paste0(imgs, ' (', of, ')')}}.",
+        i = "Name the image to read with {.arg image}, or give the coordinates with {.arg coords}."
+    ))
+}
+
+# The coordinates of the spots `cells` in the images of a Seurat `st` that belong to assay
+# `assay` (.seurat_images_of()), one slice per image when there are several:
+# list(xy, where, sample_id). Images without any of `cells` are left out (another bin size's
+# image); a spot in two of the images is an error (which one holds its position is
+# ambiguous), naming `image`.
+.seurat_image_xy <- function(st, cells, image = NULL, assay = NULL) {
+    imgs <- .seurat_images_of(st, assay, image)
     xy <- matrix(NA_real_, length(cells), 2L)
     sid <- rep(NA_character_, length(cells))
+    used <- character()
     for (im in imgs) {
         img <- st[[im]]
         c_im <- intersect(cells, SeuratObject::Cells(img))
+        if (!length(c_im) && is.null(image)) next
         pos <- match(c_im, cells)
+        twice <- pos[!is.na(sid[pos])]
+        if (length(twice)) {
+            .stem_abort(c(
+                "Several images of {.arg st} hold the same spots: {.val {unique(sid[twice])}} and {.val {im}} share {length(twice)} spot{?s}, e.g. {.val {utils::head(cells[twice], 3)}}.",
+                i = "Choose one with {.arg image} (or the assay with {.arg st.assay})."
+            ))
+        }
         xy[pos, ] <- .seurat_image_coords(img, c_im)
         sid[pos] <- im
+        used <- c(used, im)
     }
     keep <- !is.na(sid) & stats::complete.cases(xy)
     if (!all(keep)) {
@@ -125,9 +158,9 @@
             x = "{sum(!keep)} of {length(keep)} spots have none in image{?s} {.val {imgs}}."
         ))
     }
-    list(xy = xy, where = sprintf("image%s %s", if (length(imgs) > 1L) "s" else "",
-                                  paste(imgs, collapse = ", ")),
-         sample_id = if (length(imgs) > 1L) sid)
+    list(xy = xy, where = sprintf("image%s %s", if (length(used) > 1L) "s" else "",
+                                  paste(used, collapse = ", ")),
+         sample_id = if (length(used) > 1L) sid)
 }
 
 # runSTEM() for a Seurat sc: its counts and meta.data into the one implementation for

@@ -163,7 +163,7 @@
     rd <- .stem_counts(st, "st", assay.type = if (is.null(st.assay.type)) "counts" else st.assay.type,
                        assay = st.assay, layer = if (is.null(st.layer)) "counts" else st.layer)
     x <- .with_colnames(rd$x, "spot")
-    meta <- .stem_meta(st)
+    meta <- .stem_meta(st, colnames(x))  # (the spots read: those of `st.assay`)
     if (is.character(sample_id) && length(sample_id) == 1L && ncol(x) != 1L) {
         if (!sample_id %in% colnames(meta)) {
             .stem_abort(c(
@@ -173,7 +173,7 @@
         }
         sample_id <- meta[[sample_id]]
     }
-    xy <- .stem_st_coords(st, coords, colnames(x), image)
+    xy <- .stem_st_coords(st, coords, colnames(x), image, st.assay)
     if (is.null(sample_id)) sample_id <- xy$sample_id
     out <- .slices(x, .as_coords(xy$xy, ncol(x), xy$where, colnames(x)), sample_id)
     out$coldata <- meta

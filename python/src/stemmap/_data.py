@@ -195,6 +195,42 @@ def _warn_slice_genes(
         )
 
 
+def _libraries(st: Any) -> tuple[list[Any], list[str] | None]:
+    """Split one ST AnnData holding several Visium libraries into slices, one per library.
+
+    The scanpy/squidpy layout keeps each library's images and scale factors in
+    ``uns["spatial"][library_id]`` and says which spot is of which library in an ``obs``
+    column (``library_id`` by squidpy's default; any column whose values are library ids).
+    Each library has its own pixel frame, so its spots are a slice of their own. Returns the
+    slices (views of ``st``) and their names, or ``[st]`` and None when there is nothing to
+    split (no ``uns["spatial"]``, one library, or the spots of one library only).
+    """
+    libs = st.uns.get("spatial") if hasattr(st, "uns") else None
+    if not isinstance(libs, dict) or len(libs) < 2:
+        return [st], None
+    ids = {str(k) for k in libs}
+    cols = ["library_id", *(c for c in st.obs.columns if c != "library_id")]
+    for col in cols:
+        if col not in st.obs or st.obs[col].isna().any():
+            continue
+        values = st.obs[col].astype(str)
+        found = list(dict.fromkeys(values))
+        if not set(found) <= ids:
+            continue
+        if len(found) == 1:
+            return [st], None
+        logger.info("`st` holds %d libraries (obs[%r]): one slice each", len(found), col)
+        return [st[(values == lib).to_numpy()] for lib in found], found
+    warnings.warn(
+        f"`st.uns['spatial']` holds {len(libs)} libraries ({sorted(ids)[:3]}...) but no "
+        "`st.obs` column names each spot's library, so their spots are treated as one slice "
+        "(one coordinate frame). Add `st.obs['library_id']`, or pass a list of AnnData.",
+        StemInputWarning,
+        stacklevel=4,
+    )
+    return [st], None
+
+
 def prepare(
     sc: Any,
     st: Any,
@@ -215,7 +251,10 @@ def prepare(
         Single-cell AnnData (cells × genes), raw counts in ``X`` or ``layer``.
     st
         Spatial AnnData (spots × genes) with coordinates in ``obsm[spatial_key]``, or a list of
-        them (slices trained jointly).
+        them (slices trained jointly). One AnnData with several libraries in the
+        scanpy/squidpy layout (``uns["spatial"][library_id]`` and an ``obs`` column of library
+        ids, e.g. ``obs["library_id"]``) is split into one slice per library, named by it
+        (unless ``slice_names`` is given).
     spatial_key
         Key of ``st.obsm`` with the spot coordinates.
     layer, st_layer
@@ -238,11 +277,18 @@ def prepare(
     """
     check_anndata(sc, "sc")
     st_list = list(st) if isinstance(st, (list, tuple)) else [st]
+    libraries = None  # the library ids of one AnnData split into slices (_libraries())
+    if len(st_list) == 1 and slice_names is None:
+        check_anndata(st_list[0], "st")
+        st_list, libraries = _libraries(st_list[0])
+        slice_names = libraries
     if len(st_list) == 0:
         raise ValueError("`st` is an empty list; expected one AnnData or a list of slices.")
     for i, s in enumerate(st_list):
         check_anndata(s, "st" if len(st_list) == 1 else f"st[{i}]")
     st_names = ["st" if len(st_list) == 1 else f"st[{i}]" for i in range(len(st_list))]
+    if libraries is not None:
+        st_names = [f"st[library {n!r}]" for n in libraries]
     if slice_names is None:
         slice_names = ["st"] if len(st_list) == 1 else [f"slice{i}" for i in range(len(st_list))]
     slice_names = [str(s) for s in slice_names]

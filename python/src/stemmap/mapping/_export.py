@@ -6,6 +6,7 @@ AnnData key names it writes are the ones documented there.
 
 from __future__ import annotations
 
+import copy as copy_module
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,9 +29,14 @@ def to_anndata(
 
     SC (``sc``): ``obsm["X_stem"]`` embedding, ``obsm["stem_spatial"]`` pseudo-coordinates
     (single slice), ``obs["stem_best_spot"]``, ``obs["stem_best_slice"]`` (several slices),
-    ``obs["stem_confidence"]``, ``uns["stem"]`` settings. ST (``st``, single slice):
-    ``obsm["X_stem"]`` and, with ``label_key``, ``obsm["stem_deconvolution"]``
-    (a DataFrame of proportions of ``sc.obs[label_key]``). Coordinates, best spots and
+    ``obs["stem_confidence"]``, ``uns["stem"]`` settings, and the scanpy/squidpy
+    ``uns["spatial"]`` (images, scale factors) of ``st`` where ``sc`` has none: the
+    pseudo-coordinates are in the units of ``st.obsm["spatial"]``, so
+    ``sc.pl.spatial(sc_out, basis="stem_spatial")`` draws the cells on the tissue image. ST
+    (``st``, any slices, spots matched by name; everything else of ``st``, ``uns["spatial"]``
+    included, as it was): ``obsm["X_stem"]`` and, with ``label_key``,
+    ``obsm["stem_deconvolution"]`` (a DataFrame of proportions of ``sc.obs[label_key]``).
+    Coordinates, best spots and
     confidences read the placement (:attr:`placement`), the deconvolution Ĉ
     (:attr:`st_to_sc`). Cells dropped before training
     get NaN.
@@ -55,9 +61,8 @@ def to_anndata(
     _check_names_known(sc.obs_names, ok, self.dropped.get("sc", []), "sc", "cells")
     if st is not None:
         check_anndata(st, "st")
-        if len(self.slices) == 1:
-            sok = pd.Index(self.spot_names).get_indexer(st.obs_names.map(str)) >= 0
-            _check_names_known(st.obs_names, sok, self.dropped.get("st", []), "st", "spots")
+        sok = pd.Index(self.spot_names).get_indexer(st.obs_names.map(str)) >= 0
+        _check_names_known(st.obs_names, sok, self.dropped.get("st", []), "st", "spots")
     if label_key is not None and label_key not in sc.obs:
         raise KeyError(
             f"`label_key={label_key!r}` is not a column of `sc.obs` "
@@ -85,21 +90,20 @@ def to_anndata(
     sc.uns[layout.uns_settings] = layout.settings_to_uns(self.settings)
     if st is None:
         return sc
+    if "spatial" in st.uns and "spatial" not in sc.uns:
+        sc.uns["spatial"] = copy_module.deepcopy(st.uns["spatial"])
     st = st.copy() if copy else st
-    if len(self.slices) == 1:
-        spos = pd.Index(self.spot_names).get_indexer(st.obs_names.map(str))
-        sok = spos >= 0
-        semb = np.full((st.n_obs, h), np.nan, dtype=np.float32)
-        semb[sok] = self.st_embedding[spos[sok]]
-        st.obsm[layout.obsm_embedding] = semb
-        if label_key is not None:
-            labels = sc.obs[label_key].iloc[np.flatnonzero(ok)]
-            labels.index = np.asarray(self.sc_names)[pos[ok]]
-            dec = deconvolve_as(self, labels, f"label_key={label_key!r}")
-            st.obsm["stem_deconvolution"] = dec.reindex(st.obs_names.map(str)).set_axis(
-                st.obs_names
-            )
-        st.uns[layout.uns_settings] = layout.settings_to_uns(self.settings)
+    spos = pd.Index(self.spot_names).get_indexer(st.obs_names.map(str))
+    sok = spos >= 0
+    semb = np.full((st.n_obs, h), np.nan, dtype=np.float32)
+    semb[sok] = self.st_embedding[spos[sok]]
+    st.obsm[layout.obsm_embedding] = semb
+    if label_key is not None:
+        labels = sc.obs[label_key].iloc[np.flatnonzero(ok)]
+        labels.index = np.asarray(self.sc_names)[pos[ok]]
+        dec = deconvolve_as(self, labels, f"label_key={label_key!r}")
+        st.obsm["stem_deconvolution"] = dec.reindex(st.obs_names.map(str)).set_axis(st.obs_names)
+    st.uns[layout.uns_settings] = layout.settings_to_uns(self.settings)
     return sc, st
 
 
