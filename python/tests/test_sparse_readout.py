@@ -24,11 +24,11 @@ def _problem(m: int = 1500, side: int = 30, seed: int = 0):
     stx = np.log1p(rng.poisson(prof[types] * 5)).astype(np.float32)
     scx = np.log1p(rng.poisson(prof[types[true]] * 5)).astype(np.float32)
     labels = np.array([f"t{t}" for t in types[true]])
-    return zsc, zst, xy, scx, stx, labels
+    return zsc, zst, xy, scx, stx, labels, true
 
 
 def _mapping(monkeypatch, sparse: bool, temperature: float = 1.0, **kw) -> StemMapping:
-    zsc, zst, xy, scx, stx, _ = _problem()
+    zsc, zst, xy, scx, stx, *_ = _problem()
     monkeypatch.setattr(StemMapping, "_sparse_entries", 0 if sparse else 2**32)
     monkeypatch.setattr(StemMapping, "_sparse_kept", 32)
     monkeypatch.setattr(StemMapping, "_sparse_sample", 16)
@@ -139,8 +139,37 @@ def test_tail_estimate_is_unbiased():
 
 @pytest.mark.parametrize(("kept", "sample"), [(32, 16)])
 def test_sparse_mode_needs_many_more_bins_than_entries(monkeypatch, kept, sample):
-    zsc, zst, xy, scx, stx, _ = _problem(m=200, side=9)
+    zsc, zst, xy, scx, stx, *_ = _problem(m=200, side=9)
     monkeypatch.setattr(StemMapping, "_sparse_entries", 0)
     names = [f"c{i}" for i in range(200)], [f"s{j}" for j in range(81)]
     m = StemMapping(zsc, zst, xy, *names, ["a"] * 81, sc_expr=scx, st_expr=stx)
     assert not m.engine.sparse  # 81 bins: the exact readout
+
+
+def test_profile_axes_keep_the_expression_term_on_its_main_axes(monkeypatch):
+    # all axes: the product over the axes is the product over the genes
+    gen = torch.Generator().manual_seed(0)
+    esc, est = torch.randn(50, 30, generator=gen), torch.randn(80, 30, generator=gen)
+    V = _sparse.profile_axes(est, 30)
+    np.testing.assert_allclose((V.T @ V).numpy(), np.eye(30), atol=1e-5)
+    np.testing.assert_allclose(((esc @ V) @ (est @ V).T).numpy(), (esc @ est.T).numpy(), atol=1e-4)
+    # a few axes of profiles that vary along a few directions lose little
+    low = torch.randn(80, 3, generator=gen) @ torch.randn(3, 30, generator=gen)
+    V3 = _sparse.profile_axes(low, 3)
+    np.testing.assert_allclose(
+        ((esc @ V3) @ (low @ V3).T).numpy(), (esc @ low.T).numpy(), atol=1e-3
+    )
+    # in a mapping: the logits' width is h + rank, and the readout stays close to all genes'
+    monkeypatch.setattr(StemMapping, "_sparse_rank", 16)
+    ranked = _mapping(monkeypatch, True)
+    assert ranked.engine.logits(slice(0, 2)).shape == (2, 900)
+    assert ranked.engine._cells.shape[1] == 12 + 16
+    monkeypatch.setattr(StemMapping, "_sparse_rank", 0)
+    full = _mapping(monkeypatch, True)
+    assert full.engine._cells.shape[1] == 12 + 40
+    # the cells' true places: on these six-type profiles the main axes place cells as well
+    # (better: the dropped axes are mostly counting noise)
+    zsc, zst, xy, scx, stx, lab, true = _problem()
+    err = [np.linalg.norm(m.coords - xy[true], axis=1).mean() for m in (ranked, full)]
+    assert err[0] <= err[1] + 0.05
+    assert (ranked.best_spot == true).mean() >= (full.best_spot == true).mean() - 0.01

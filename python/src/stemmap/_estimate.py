@@ -77,7 +77,9 @@ def readout_resources(
     if sparse:
         passes = rounds
         fit = min(m, kernel // (4 * n))  # the sample fit's cells, one product each round
-        secs = rounds * (m + fit) * n * (dim * SPARSE_ENTRY_SECONDS + SPARSE_TOPK_SECONDS)
+        rank = SPARSE_READOUT["rank"]  # the expression term on the spots' main axes
+        width = hidden[-1] + (min(rank, n_genes) if rank else n_genes)
+        secs = rounds * (m + fit) * n * (width * SPARSE_ENTRY_SECONDS + SPARSE_TOPK_SECONDS)
         secs = (secs + (2 * rounds + 1) * m * n * SPARSE_DENSE_SECONDS) / threads
     else:
         passes = 2 * rounds + (READOUT_BALANCE_PASSES if sampled else 1)

@@ -88,6 +88,12 @@ class ReadoutEngine:
         self.tuning, self.threads = tuning, threads
         self.spot_w = spot_w
         self.expression_scale = 0.0
+        #: the sparse readout (:mod:`._sparse`): above ``tuning.sparse_entries`` cells × spots,
+        #: when a cell's kept and tail entries are far fewer than the spots
+        t = tuning
+        width = t.sparse_kept + t.sparse_sample
+        self.sparse = self.n_cells * self.n_spots > t.sparse_entries and self.n_spots > 2 * width
+        self._basis: torch.Tensor | None = None  # the sparse readout's profile axes
         esc = est = None
         psc = pst = None
         if expression_weight > 0:
@@ -100,6 +106,9 @@ class ReadoutEngine:
                 self.n_spots,
                 keep=rounds > 1 and self.balance,
             )
+            if self.sparse and 0 < t.sparse_rank < est.shape[1]:
+                self._basis = _sparse.profile_axes(est, t.sparse_rank)
+                esc, est = esc @ self._basis, est @ self._basis
             ratio = _readout.spread_ratio(zsc, zst, esc, est)
             self.expression_scale = _values.check_scale(expression_weight * ratio)
         self.rounds = rounds if esc is not None and self.balance else 1
@@ -116,9 +125,6 @@ class ReadoutEngine:
         self._sums: list[torch.Tensor] | None = None  # each round's column sums of C_r
         #: the sparse readout (:mod:`._sparse`): above ``tuning.sparse_entries`` cells × spots,
         #: when a cell's kept and tail entries are far fewer than the spots
-        t = tuning
-        width = t.sparse_kept + t.sparse_sample
-        self.sparse = self.n_cells * self.n_spots > t.sparse_entries and self.n_spots > 2 * width
         self._sparse: list[_sparse.SparseRound | None] = [None] * self.rounds
         #: how round 1's balancing went (``iterations``, ``max_column_error``, ``cells``, ...)
         self.balance_info: dict[str, Any] = {}
@@ -148,6 +154,8 @@ class ReadoutEngine:
             k = len(self._sides)
             self._resid = np.clip(self._resid - self.share * self.explained(k - 1), 0.0, None)
             est = _rounds.residual_profiles(self._resid, self.expression_profile)
+            if self._basis is not None:
+                est = est @ self._basis
             esc = self._cells[:, self._zsc.shape[1] :]
             scale = self.expression_weight * _readout.spread_ratio(self._zsc, self._zst, esc, est)
             scale = _values.check_scale(scale, f"round {k + 1}'s expression scale")

@@ -139,6 +139,7 @@ class StemMapping:
     #: largest entries and a sample of its tail, one pass per round (10⁵ × 10⁵ bins)
     _sparse_entries = SPARSE_READOUT["entries"]
     _sparse_kept, _sparse_sample = SPARSE_READOUT["kept"], SPARSE_READOUT["sample"]
+    _sparse_rank = SPARSE_READOUT["rank"]
 
     def __init__(
         self,

@@ -39,6 +39,22 @@ logger = logging.getLogger(__name__)
 RowsFn = Callable[[int, int], torch.Tensor]
 
 
+def profile_axes(est: torch.Tensor, rank: int) -> torch.Tensor:
+    """(G × rank) main axes of the spots' expression profiles (float32, orthonormal columns).
+
+    The expression term's product ``E_SC E_STᵀ`` over G genes becomes ``(E_SC V)(E_ST V)ᵀ``
+    over the ``rank`` axes that hold most of the spots' profile variance: the pass's logits
+    product shrinks from h + G to h + ``rank`` columns (G: hundreds to thousands of genes).
+    The eigenvectors of the G × G Gram matrix (float64, deterministic).
+    """
+    gram = torch.zeros((est.shape[1], est.shape[1]), dtype=torch.float64)
+    for a in range(0, est.shape[0], 65536):
+        x = est[a : a + 65536].double()
+        gram += x.T @ x
+    _, vecs = torch.linalg.eigh(gram)  # ascending eigenvalues
+    return vecs[:, -rank:].flip(1).float().contiguous()
+
+
 def read_entries(
     logits_of: RowsFn,
     g0: torch.Tensor,
