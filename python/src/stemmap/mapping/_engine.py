@@ -236,27 +236,14 @@ class ReadoutEngine:
         """Round ``r``'s sparse C (:mod:`._sparse`): one pass, then balanced on its entries."""
         if self._sparse[r] is None:
             t = self.tuning
-            g0 = self._fit(r) if self.balance else torch.zeros(self.n_spots, dtype=torch.float64)
-            logk, cols = _sparse.read_entries(
+            rnd = _sparse.build_round(
                 lambda a, b: self.logits(slice(a, b), r),
-                g0,
-                self.n_cells,
-                self.chunk_size,
-                t.sparse_kept,
-                t.sparse_sample,
-                seed=r,
+                (lambda: self._fit(r)) if self.balance else None,
+                (self.n_cells, self.n_spots, self.chunk_size),
+                (t.sparse_kept, t.sparse_sample),
+                torch.from_numpy(self.n_cells * self.spot_w),
+                r,
             )
-            rnd = _sparse.SparseRound(logk, cols, t.sparse_kept, g0)
-            if self.balance:
-                info = rnd.balance(torch.from_numpy(self.n_cells * self.spot_w), 1e-3, 500)
-                logger.info(
-                    "round %d: sparse readout balanced in %d iterations (largest relative "
-                    "column error %.2g, %d bins in no cell's entries)",
-                    r + 1,
-                    info["iterations"],
-                    info["max_column_error"],
-                    info["unreached"],
-                )
             self._sparse[r] = rnd
             if r == 0:
                 self.balance_info.update(rnd.info)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -243,6 +244,42 @@ class SparseRound:
         """(N × G) Ĉ P_SC: each bin's expected expression proportions (all entries)."""
         col = self.column_sums().numpy()
         return self.transposed_product(sc_props) / np.maximum(col, 1e-300)[:, None]
+
+
+def build_round(
+    logits_of: RowsFn,
+    fit: Callable[[], torch.Tensor] | None,
+    sizes: tuple[int, int, int],
+    entries: tuple[int, int],
+    target: torch.Tensor,
+    r: int,
+) -> SparseRound:
+    """Round ``r``'s sparse C: potentials ``fit()`` on a sample, one pass, balanced on the entries.
+
+    ``fit`` None: no balancing (zero potentials). ``sizes``: (cells, spots, cells per chunk);
+    ``entries``: (kept, sample); ``target``: (N,) column sums. ``info["seconds"]``: the sample
+    fit, the pass and the balancing.
+    """
+    m, n, chunk = sizes
+    t0 = time.perf_counter()
+    g0 = fit() if fit is not None else torch.zeros(n, dtype=torch.float64)
+    t1 = time.perf_counter()
+    logk, cols = read_entries(logits_of, g0, m, chunk, entries[0], entries[1], seed=r)
+    rnd = SparseRound(logk, cols, entries[0], g0)
+    t2 = time.perf_counter()
+    if fit is not None:
+        rnd.balance(target, 1e-3, 500)
+    rnd.info["seconds"] = tuple(round(x, 2) for x in (t1 - t0, t2 - t1, time.perf_counter() - t2))
+    logger.info(
+        "round %d: sparse readout (sample fit, pass, balancing: %s s) balanced in %d "
+        "iterations (largest relative column error %.2g, %d bins in no cell's entries)",
+        r + 1,
+        rnd.info["seconds"],
+        rnd.info.get("iterations", 0),
+        rnd.info.get("max_column_error", 0.0),
+        rnd.info.get("unreached", 0),
+    )
+    return rnd
 
 
 def kept_rows(rounds: list[SparseRound], a: int, b: int, placement: bool) -> torch.Tensor:
