@@ -78,10 +78,14 @@ def test_estimate_within_25_percent_of_the_measured_table():
         )
         # memory does not depend on the machine's load: within 25 %
         assert est["bytes"] == pytest.approx(r["peak_rss_gb"] * 2**30, rel=0.25), r["size"]
+        if max(r["load"]) <= 2.5:  # a quiet row (2 cores): the estimate within 25 %
+            assert est["seconds"] == pytest.approx(r["outputs_s"], rel=0.25), r["size"]
+            assert plan["end_to_end_seconds"] == pytest.approx(r["end_to_end_s"], rel=0.25)
+            continue
         # time does: these rows ran under a load of 5-9 on 2 cores, the estimate is for a quiet
         # machine (calibrated on results/scaling_outputs.md), so it must lie below each
         # measurement but within the 3-6x that the load cost (8x at most)
-        assert min(r["load"]) >= 4, "a quiet row: compare within 25 % instead"
+        assert min(r["load"]) >= 4, f"{r['size']}: neither quiet nor loaded"
         assert r["outputs_s"] / 8 <= est["seconds"] <= r["outputs_s"], r["size"]
         assert r["end_to_end_s"] / 8 <= plan["end_to_end_seconds"] <= r["end_to_end_s"], r["size"]
         assert est["bytes"] / 2**30 == pytest.approx(r["peak_rss_gb"], rel=0.25), r["size"]

@@ -58,7 +58,7 @@ def test_sparse_readout_matches_the_exact_one_where_rows_are_peaked(monkeypatch)
     same = np.sort(a.indices.reshape(-1, 3)) == np.sort(b.indices.reshape(-1, 3))
     assert same.all(axis=1).mean() > 0.99
     # balanced on its entries: every bin its share, every row sums to 1
-    assert sparse.balance_info["output_column_error"] < 2e-3
+    assert sparse.balance_info["output_column_error"] < 1e-2  # _sparse.BALANCE_TOL
     assert sparse.balance_info["sparse"]["tail_mass"] < 1e-3
     rows = sparse.engine.round_rows(0, 0, 100)
     np.testing.assert_allclose(rows.sum(dim=1).numpy(), 1.0, rtol=1e-5)
@@ -70,7 +70,7 @@ def test_sparse_outputs_read_the_matrix_they_name(monkeypatch):
     P, C, Y = m.placement.astype(np.float64), m.sc_to_st.astype(np.float64), m.spot_coords
     assert m.balance_info["sparse"]["tail_mass"] > 0.3
     np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(C.sum(axis=0), m.n_cells / m.n_spots, rtol=2e-3)
+    np.testing.assert_allclose(C.sum(axis=0), m.n_cells / m.n_spots, rtol=1e-2)
     np.testing.assert_allclose(m.coords, P @ Y, rtol=1e-4, atol=1e-4)  # with the tail
     # best bins, confidences and top-k read the kept entries: a drawn tail bin stands for
     # N / sample bins and is no single bin's value
@@ -173,3 +173,15 @@ def test_profile_axes_keep_the_expression_term_on_its_main_axes(monkeypatch):
     err = [np.linalg.norm(m.coords - xy[true], axis=1).mean() for m in (ranked, full)]
     assert err[0] <= err[1] + 0.05
     assert (ranked.best_spot == true).mean() >= (full.best_spot == true).mean() - 0.01
+
+
+def test_sparse_balancing_without_a_solution_stays_finite():
+    # bins 1 and 2 are reached by cell 0 alone: their two shares cannot both be met
+    logk = torch.log(torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]))
+    cols = torch.tensor([[0, 1, 2], [0, 0, 0], [0, 0, 0]], dtype=torch.int32)
+    rnd = _sparse.SparseRound(logk, cols, 3, torch.zeros(3, dtype=torch.float64))
+    info = rnd.balance(torch.ones(3, dtype=torch.float64), 1e-3, 500)
+    assert info["iterations"] < 500  # stopped once the error stalled
+    assert info["max_column_error"] > 0.1  # reported, not hidden
+    assert torch.isfinite(rnd.potentials).all()
+    np.testing.assert_allclose(rnd.dense(0, 3).sum(dim=1).numpy(), 1.0, rtol=1e-5)
