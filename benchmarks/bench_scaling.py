@@ -45,6 +45,8 @@ def child(
     mixed_precision: bool | str = "auto",
     deconvolve: bool = False,
     progress: bool = False,
+    tissue_cells: int | None = None,
+    epochs: int | None = None,
 ) -> dict:
     """Time training steps and the outputs at one size (in a fresh process)."""
     import numpy as np
@@ -64,7 +66,10 @@ def child(
             sys.stderr.flush()
 
     t0 = time.perf_counter()
-    sc, st = synthetic(cells, spots, genes)
+    sc, st = synthetic(max(cells, tissue_cells or 0), spots, genes)
+    if tissue_cells and cells < sc.n_obs:  # bins of a larger tissue, a reference of `cells`
+        keep = np.random.default_rng(0).choice(sc.n_obs, cells, replace=False)
+        sc = sc[np.sort(keep)].copy()
     gen_s = time.perf_counter() - t0
     note(f"generated {sc.n_obs} cells x {st.n_obs} spots in {gen_s:.1f} s")
     data_peak_gb = peak_rss_gb()
@@ -88,6 +93,12 @@ def child(
         torch.cuda.synchronize()
     step_s = (time.perf_counter() - t0) / steps
     note(f"{steps} steps: {step_s:.3f} s per step, peak RSS {peak_rss_gb():.2f} GB")
+    train_s = None
+    if epochs:  # train the whole run (measured, not projected from the timed steps)
+        t0 = time.perf_counter()
+        model.train(epochs=epochs, **kw)
+        train_s = time.perf_counter() - t0
+        note(f"trained {epochs} more epochs in {train_s:.1f} s")
     t0 = time.perf_counter()
     load.append(load_average())
     phases: dict[str, float] = {}
@@ -124,9 +135,22 @@ def child(
         "outputs_s": out_s,
         "threads": torch.get_num_threads(),
         "prepare_s": prepare_s,
-        "end_to_end_s": prepare_s + 400 * step_s + out_s,
+        "end_to_end_s": prepare_s + (train_s if train_s else 400 * step_s) + out_s,
+        "train_s": train_s,
+        "epochs_trained": 1 + steps + (epochs or 0),
         "load": load,
-        "estimate": {k: est[k] for k in ("total_seconds", "step_seconds", "step_bytes")},
+        "estimate": {
+            k: est[k]
+            for k in (
+                "total_seconds",
+                "step_seconds",
+                "step_bytes",
+                "readout_seconds",
+                "readout_bytes",
+                "end_to_end_seconds",
+                "peak_bytes",
+            )
+        },
         **phases,
         "readout": readout,
         "mixed_precision": model.train_settings["mixed_precision"],
@@ -190,6 +214,20 @@ def main(argv: list[str] | None = None) -> int:
         help="also time deconvolution (the issue-28 default outputs) and report end to end",
     )
     p.add_argument("--progress", action="store_true", help="with --child: log the phases to stderr")
+    p.add_argument(
+        "--tissue-cells",
+        type=int,
+        default=None,
+        help="with --child: bins from a tissue of this many cells, the reference a sample of "
+        "CELLS of them (more bins than reference cells, e.g. 100000x500000)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="with --child: train this many more epochs after the timed steps (measured end to "
+        "end instead of projected)",
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
@@ -197,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         mixed = {"auto": "auto", "on": True, "off": False}[a.mixed_precision]
         kw = {"readout": a.readout, "mixed_precision": mixed, "deconvolve": a.deconvolve}
         kw["progress"] = a.progress
+        kw["tissue_cells"], kw["epochs"] = a.tissue_cells, a.epochs
         cbs, sbs = a.cell_batch_size, a.spot_batch_size
         print_result(child(c, s, a.genes, a.steps, a.device, cbs, sbs, **kw))
         return 0

@@ -9,7 +9,7 @@ import pytest
 
 import stemmap
 from stemmap import _defaults
-from stemmap._device import estimate_resources
+from stemmap._estimate import estimate_resources
 from stemmap._module import STEMModule
 from stemmap.attribution import integrated_gradients
 from stemmap.bridge import _wire, interpret, verbs

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import stemmap
-from stemmap import _device
+from stemmap import _estimate
 
 MEASURED = Path(__file__).parents[2] / "benchmarks" / "results" / "issue28" / "measured.json"
 
@@ -20,8 +20,8 @@ def test_advice_names_a_setting_that_fits():
     assert big["advice"] == ""
     assert big["readout_seconds"] > 0
     assert big["end_to_end_seconds"] == pytest.approx(big["total_seconds"] + big["readout_seconds"])
-    one = _device.readout_resources(300_000, 150_000, 351, (512, 256, 128), 1)["bytes"]
-    two = _device.readout_resources(300_000, 150_000, 351, (512, 256, 128), 2)["bytes"]
+    one = _estimate.readout_resources(300_000, 150_000, 351, (512, 256, 128), 1)["bytes"]
+    two = _estimate.readout_resources(300_000, 150_000, 351, (512, 256, 128), 2)["bytes"]
     for free in ((one + two) / 1.6, 0.9 * one / 0.8):  # rounds=1 fits; then coarser bins too
         est = stemmap.estimate_resources(
             300_000, 150_000, 351, device="cpu", memory_bytes=int(free)
@@ -35,28 +35,28 @@ def test_advice_names_a_setting_that_fits():
 
 def test_the_advice_fits_by_the_same_estimate():
     hidden = (512, 256, 128)
-    two = _device.readout_resources(300_000, 150_000, 351, hidden, 2)["bytes"]
-    assert _device.readout_advice(300_000, 150_000, 351, hidden, 2, int(two / 0.8)) == ""
-    assert "`mapping(rounds=1)` would fit" in _device.readout_advice(
+    two = _estimate.readout_resources(300_000, 150_000, 351, hidden, 2)["bytes"]
+    assert _estimate.readout_advice(300_000, 150_000, 351, hidden, 2, int(two / 0.8)) == ""
+    assert "`mapping(rounds=1)` would fit" in _estimate.readout_advice(
         300_000, 150_000, 351, hidden, 2, int(0.99 * two / 0.8)
     )
     assert (
-        _device.readout_resources(300_000, 150_000, 351, hidden, 1)["bytes"]
-        < (_device.readout_resources(300_000, 150_000, 351, hidden, 2)["bytes"])
+        _estimate.readout_resources(300_000, 150_000, 351, hidden, 1)["bytes"]
+        < (_estimate.readout_resources(300_000, 150_000, 351, hidden, 2)["bytes"])
     )
 
 
 def test_warns_before_training_when_the_readout_will_not_fit(monkeypatch, caplog):
-    monkeypatch.setattr(_device, "available_memory", lambda device: 4 * 2**30)
+    monkeypatch.setattr(_estimate, "available_memory", lambda device: 4 * 2**30)
     with caplog.at_level(logging.WARNING, logger="stemmap"):
-        _device.choose_batches(
+        _estimate.choose_batches(
             300_000, 150_000, 351, (512, 256, 128), torch.device("cpu"), None, None
         )
     assert any("after training, reading out" in r.getMessage() for r in caplog.records)
     caplog.clear()
-    monkeypatch.setattr(_device, "available_memory", lambda device: 64 * 2**30)
+    monkeypatch.setattr(_estimate, "available_memory", lambda device: 64 * 2**30)
     with caplog.at_level(logging.WARNING, logger="stemmap"):
-        _device.choose_batches(
+        _estimate.choose_batches(
             300_000, 150_000, 351, (512, 256, 128), torch.device("cpu"), None, None
         )
     assert not any("reading out" in r.getMessage() for r in caplog.records)
@@ -73,19 +73,23 @@ def test_estimate_within_25_percent_of_the_measured_table():
             plan = stemmap.estimate_resources(r["cells"], r["spots"], r["genes"], device="cpu")
         finally:
             torch.set_num_threads(threads)
-        est = _device.readout_resources(
+        est = _estimate.readout_resources(
             r["cells"], r["spots"], r["genes"], (512, 256, 128), 2, r["threads"]
         )
         # memory does not depend on the machine's load: within 25 %
         assert est["bytes"] == pytest.approx(r["peak_rss_gb"] * 2**30, rel=0.25), r["size"]
+        if max(r["load"]) <= 2.5:  # a quiet row (2 cores): the estimate within 25 %
+            assert est["seconds"] == pytest.approx(r["outputs_s"], rel=0.25), r["size"]
+            assert plan["end_to_end_seconds"] == pytest.approx(r["end_to_end_s"], rel=0.25)
+            continue
         # time does: these rows ran under a load of 5-9 on 2 cores, the estimate is for a quiet
         # machine (calibrated on results/scaling_outputs.md), so it must lie below each
         # measurement but within the 3-6x that the load cost (8x at most)
-        assert min(r["load"]) >= 4, "a quiet row: compare within 25 % instead"
+        assert min(r["load"]) >= 4, f"{r['size']}: neither quiet nor loaded"
         assert r["outputs_s"] / 8 <= est["seconds"] <= r["outputs_s"], r["size"]
         assert r["end_to_end_s"] / 8 <= plan["end_to_end_seconds"] <= r["end_to_end_s"], r["size"]
         assert est["bytes"] / 2**30 == pytest.approx(r["peak_rss_gb"], rel=0.25), r["size"]
     for r in json.loads(MEASURED.read_text()):  # runs stopped early: the peak so far
         if r.get("status", "").startswith("partial"):
-            est = _device.readout_resources(r["cells"], r["spots"], r["genes"], (512, 256, 128))
+            est = _estimate.readout_resources(r["cells"], r["spots"], r["genes"], (512, 256, 128))
             assert est["bytes"] / 2**30 == pytest.approx(r["peak_rss_gb_so_far"], rel=0.25)

@@ -19,7 +19,7 @@ if "torch" not in _sys.modules:
 
 from . import analysis, attribution, datasets, metrics, plotting, simulate  # noqa: E402
 from ._defaults import PRESETS  # noqa: E402
-from ._device import estimate_resources  # noqa: E402
+from ._estimate import estimate_resources  # noqa: E402
 from ._model import STEM  # noqa: E402
 from ._runtime import choose_threads  # noqa: E402
 from ._settings import settings  # noqa: E402

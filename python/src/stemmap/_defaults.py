@@ -184,6 +184,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 #: the keys of a preset that set the model where the caller left them to the default and the
 #: model is untrained (``STEM(sigma_scale=None)``, ``STEM(hidden=None)``)
+#: the sparse readout at bin scale (``mapping/_sparse.py``): above ``entries`` cells × spots,
+#: each cell keeps its ``kept`` largest entries of C and ``sample`` drawn bins of its tail,
+#: one pass over the cells per round, the expression term on the spots' ``rank`` main
+#: profile axes (0: every gene) (``benchmarks/results/issue28/scaling.md``)
+SPARSE_READOUT: MappingProxyType[str, int] = MappingProxyType(
+    {"entries": 2**32, "kept": 256, "sample": 128, "rank": 64}
+)
+
 PRESET_MODEL_KEYS = ("sigma_scale", "hidden")
 #: the keys of a preset that are the defaults of ``STEM.mapping()`` for a model trained with it
 PRESET_MAPPING_KEYS = ("readout", "expression_weight", "rounds")

@@ -24,6 +24,41 @@ LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 Collect = Callable[[int | None, torch.Tensor | None], None]
 
 
+class Tuning:
+    """How the balancing scales (see :class:`stemmap.StemMapping`'s class attributes).
+
+    ``sparse``: (entries, kept, sample, rank): above ``entries`` cells × spots the readout is
+    sparse (:mod:`._sparse`: each cell's ``kept`` largest entries and ``sample`` tail bins;
+    the expression term on the spots' ``rank`` main profile axes, 0: all genes).
+    """
+
+    def __init__(
+        self,
+        min_cells: int,
+        passes: int,
+        pass_tol: float,
+        pass_dtype: torch.dtype,
+        sparse: tuple[int, int, int, int] = (2**62, 256, 128, 0),
+    ) -> None:
+        self.min_cells, self.passes = int(min_cells), int(passes)
+        self.pass_tol, self.pass_dtype = float(pass_tol), pass_dtype
+        self.sparse_entries, self.sparse_kept, self.sparse_sample, self.sparse_rank = (
+            int(x) for x in sparse
+        )
+
+    @classmethod
+    def of(cls, mapping: Any) -> Tuning:
+        """Return the tuning that a :class:`stemmap.StemMapping`'s class attributes set."""
+        m = mapping
+        return cls(
+            m._balance_min_cells,
+            m._balance_passes,
+            m._balance_pass_tol,
+            m._pass_dtype,
+            (m._sparse_entries, m._sparse_kept, m._sparse_sample, m._sparse_rank),
+        )
+
+
 def fit_potentials(
     logits_of: LogitsFn,
     n_cells: int,

@@ -28,23 +28,14 @@ import torch
 from .._device import native_bf16
 from .._runtime import compute
 from .._topk import chunked_topk
-from . import _balance, _readout, _rounds, _values
+from . import _balance, _readout, _rounds, _sparse, _values
+from ._balance import Tuning
 
 logger = logging.getLogger(__name__)
 
 
 #: most entries of a chunk of rows of C (float32: 512 MB); fewer cells per chunk at 10⁵ spots
 CHUNK_ENTRIES = 2**27
-
-
-class Tuning:
-    """How the balancing scales (see :class:`stemmap.StemMapping`'s class attributes)."""
-
-    def __init__(
-        self, min_cells: int, passes: int, pass_tol: float, pass_dtype: torch.dtype
-    ) -> None:
-        self.min_cells, self.passes = int(min_cells), int(passes)
-        self.pass_tol, self.pass_dtype = float(pass_tol), pass_dtype
 
 
 class ReadoutEngine:
@@ -97,6 +88,12 @@ class ReadoutEngine:
         self.tuning, self.threads = tuning, threads
         self.spot_w = spot_w
         self.expression_scale = 0.0
+        #: the sparse readout (:mod:`._sparse`): above ``tuning.sparse_entries`` cells × spots,
+        #: when a cell's kept and tail entries are far fewer than the spots
+        t = tuning
+        width = t.sparse_kept + t.sparse_sample
+        self.sparse = self.n_cells * self.n_spots > t.sparse_entries and self.n_spots > 2 * width
+        self._basis: torch.Tensor | None = None  # the sparse readout's profile axes
         esc = est = None
         psc = pst = None
         if expression_weight > 0:
@@ -109,6 +106,9 @@ class ReadoutEngine:
                 self.n_spots,
                 keep=rounds > 1 and self.balance,
             )
+            if self.sparse and 0 < t.sparse_rank < est.shape[1]:
+                self._basis = _sparse.profile_axes(est, t.sparse_rank)
+                esc, est = esc @ self._basis, est @ self._basis
             ratio = _readout.spread_ratio(zsc, zst, esc, est)
             self.expression_scale = _values.check_scale(expression_weight * ratio)
         self.rounds = rounds if esc is not None and self.balance else 1
@@ -123,6 +123,9 @@ class ReadoutEngine:
         self._lse: list[torch.Tensor | None] = [None] * self.rounds  # normalisers of Ĉ_r
         self._collected: dict[int, _rounds.Explained] = {}  # Ĉ_r P_SC read by a balancing pass
         self._sums: list[torch.Tensor] | None = None  # each round's column sums of C_r
+        #: the sparse readout (:mod:`._sparse`): above ``tuning.sparse_entries`` cells × spots,
+        #: when a cell's kept and tail entries are far fewer than the spots
+        self._sparse: list[_sparse.SparseRound | None] = [None] * self.rounds
         #: how round 1's balancing went (``iterations``, ``max_column_error``, ``cells``, ...)
         self.balance_info: dict[str, Any] = {}
 
@@ -151,6 +154,8 @@ class ReadoutEngine:
             k = len(self._sides)
             self._resid = np.clip(self._resid - self.share * self.explained(k - 1), 0.0, None)
             est = _rounds.residual_profiles(self._resid, self.expression_profile)
+            if self._basis is not None:
+                est = est @ self._basis
             esc = self._cells[:, self._zsc.shape[1] :]
             scale = self.expression_weight * _readout.spread_ratio(self._zsc, self._zst, esc, est)
             scale = _values.check_scale(scale, f"round {k + 1}'s expression scale")
@@ -170,6 +175,16 @@ class ReadoutEngine:
         """
         if not self.balance:
             return torch.zeros(self.n_spots, dtype=torch.float64)
+        if self.sparse:
+            return self.sparse_round(r).potentials
+        return self._fit(r, tol, max_iter)
+
+    def _fit(self, r: int, tol: float = 1e-4, max_iter: int = 5000) -> torch.Tensor:
+        """Fit round ``r``'s potentials once (:func:`._balance.fit_potentials`; cached).
+
+        The sparse readout keeps the sample fit (no passes over all cells): its one pass
+        reads the entries under them and balances on the entries.
+        """
         if self._g[r] is None:
             # the residual rounds keep the potentials of their sample fit at scale (one
             # pass less each); round 1's pass also collects Ĉ₁ P_SC for round 2
@@ -185,7 +200,7 @@ class ReadoutEngine:
                 tol=tol,
                 max_iter=max_iter,
                 min_cells=t.min_cells,
-                passes=t.passes if r == 0 else 0,
+                passes=t.passes if r == 0 and not self.sparse else 0,
                 pass_tol=t.pass_tol,
                 pass_dtype=t.pass_dtype,
                 collect=collect,
@@ -206,6 +221,8 @@ class ReadoutEngine:
         refined by a pass over all cells, that pass collected it already (under the
         potentials the pass started from).
         """
+        if self.sparse:
+            return self.sparse_round(r).explained(self._sc_props)
         self.potentials(r)
         if r in self._collected:
             return self._collected.pop(r).result()
@@ -214,12 +231,54 @@ class ReadoutEngine:
             acc(a, self.round_rows(r, a, b))
         return acc.result()
 
+    @compute
+    def sparse_round(self, r: int) -> _sparse.SparseRound:
+        """Round ``r``'s sparse C (:mod:`._sparse`): one pass, then balanced on its entries."""
+        if self._sparse[r] is None:
+            t = self.tuning
+            rnd = _sparse.build_round(
+                lambda a, b: self.logits(slice(a, b), r),
+                (lambda: self._fit(r)) if self.balance else None,
+                (self.n_cells, self.n_spots, self.chunk_size),
+                (t.sparse_kept, t.sparse_sample),
+                torch.from_numpy(self.n_cells * self.spot_w),
+                r,
+            )
+            self._sparse[r] = rnd
+            if r == 0:
+                self.balance_info.update(rnd.info)
+                self.balance_info["sparse"] = {
+                    "kept": t.sparse_kept,
+                    "sample": t.sparse_sample,
+                    "tail_mass": round(rnd.tail_mass(), 6),
+                }
+        return self._sparse[r]
+
+    def topk_rows(self, k: int, placement: bool) -> Iterator[Any]:
+        """Yield (a, b, values, spots): each chunk's ``k`` largest entries of C (C₁: ``placement``).
+
+        Sparse: of the kept entries (a tail entry stands for many bins, not one).
+        """
+        if self.sparse:
+            rounds = [self.sparse_round(r) for r in range(self.rounds)]
+            for a, b in self.chunks():
+                v, i = torch.topk(_sparse.kept_rows(rounds, a, b, placement), k, dim=1)
+                yield a, b, v, i
+            return
+        rows = self.rows_of_c
+        if placement and self.rounds > 1:
+            rows = lambda a, b: self.round_rows(0, a, b)  # noqa: E731
+        yield from chunked_topk(rows, self.n_cells, k, self.chunk_size)
+
     # ------------------------------------------------------------ rows of C, Ĉ
     def round_rows(self, r: int, a: int, b: int) -> torch.Tensor:
         """Rows a:b of round ``r``'s C_r (float32; softmax over spots of the balanced logits).
 
-        ``r`` counts from 0: ``round_rows(0, a, b)`` are rows of the placement C₁.
+        ``r`` counts from 0: ``round_rows(0, a, b)`` are rows of the placement C₁. Sparse:
+        the kept and tail entries at their bins (:meth:`._sparse.SparseRound.dense`).
         """
+        if self.sparse:
+            return self.sparse_round(r).dense(a, b)
         L = self.logits(slice(a, b), r)
         if self.balance:
             L += self.potentials(r).float()
@@ -266,6 +325,8 @@ class ReadoutEngine:
 
     def _round_sums(self) -> list[torch.Tensor]:
         """Each round's column sums of C_r (float64; read by :meth:`read_once`, else a pass)."""
+        if self._sums is None and self.sparse:
+            self._sums = [self.sparse_round(r).column_sums() for r in range(self.rounds)]
         if self._sums is None:
             sums = [torch.zeros(self.n_spots, dtype=torch.float64) for _ in range(self.rounds)]
             for a, b in self.chunks():
@@ -283,12 +344,28 @@ class ReadoutEngine:
         the rows); the same values to float32 rounding.
         """
         self.potentials(0)
-        if self.sampled:
+        if self.sampled or (self.sparse and self.balance):
             inv = [(1.0 / s).float() for s in self._round_sums()]
             return self._mean_of_rounds(lambda r: self.round_rows(r, a, b).mul_(inv[r]))
         return self._mean_of_rounds(
             lambda r: torch.exp(self._col_logits(r, a, b) - self._cell_lse(r))
         )
+
+    @compute
+    def aggregate(self, V: torch.Tensor) -> torch.Tensor:
+        """(N × k) Ĉ V of an (M × k) float64 tensor (Ĉ: the rounds' mean; chunks of cells).
+
+        Sparse and balanced: from the entries (each round's Cᵀ V over its column sums).
+        """
+        if self.sparse and self.balance:
+            acc = np.zeros((self.n_spots, V.shape[1]))
+            for r, s in enumerate(self._round_sums()):
+                acc += self.sparse_round(r).transposed_product(V.numpy()) / s.numpy()[:, None]
+            return torch.from_numpy(acc * self.share)
+        acc = torch.zeros((self.n_spots, V.shape[1]), dtype=torch.float64)
+        for a, b in self.chunks():
+            acc += self.chat_block(a, b).double().T @ V[a:b]
+        return acc
 
     # ------------------------------------------------------------- one pass
     @compute
@@ -306,6 +383,15 @@ class ReadoutEngine:
             ``best``, ``conf``, ``coords`` (with ``Y``), ``topk``, ``place_topk`` (values
             and spot indices) and ``column_sums`` (float64 tensor).
         """
+        if self.sparse:
+            rounds = [self.sparse_round(r) for r in range(self.rounds)]
+            out = _sparse.read_outputs(rounds, Y, kept, list(self.chunks()))
+            for key in ("conf", "coords"):
+                if key in out:
+                    _values.check_finite_output(out[key], key)
+            _values.check_finite_output(out["column_sums"].numpy(), "sc_to_st")
+            self._sums = [r.column_sums() for r in rounds]
+            return out
         best, conf, coords, ptv, pti, tv, ti = [], [], [], [], [], [], []
         Yt = None if Y is None else torch.from_numpy(Y)
         col = torch.zeros(self.n_spots, dtype=torch.float64)

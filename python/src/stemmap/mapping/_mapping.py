@@ -18,12 +18,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .._defaults import MAPPING
+from .._defaults import MAPPING, SPARSE_READOUT
 from .._runtime import compute
-from .._topk import TopkBlock, chunked_topk, topk_csr
+from .._topk import TopkBlock, topk_csr
 from .._validate import check_choice, check_positive, check_threads
 from . import _export, _graph, _readout, _transfer, _values
-from ._engine import ReadoutEngine, Tuning
+from ._balance import Tuning
+from ._engine import ReadoutEngine
 from ._values import check_dense, check_k, check_single_slice
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,9 @@ class StemMapping:
     ``max_P Σ P_ij L_ij + H(P)`` with uniform row sums and the given column sums by Sinkhorn
     iterations; only the N column potentials are stored, so C is still computed in chunks.
     Evidence for the default (both shared datasets, 3 seeds): ``benchmarks/results/readout.md``.
+    At bin scale (more than ``SPARSE_READOUT["entries"]`` cells × spots) C is read sparse
+    (``mapping/_sparse.py``): each cell's 256 largest entries and a drawn sample of the rest,
+    one pass per round, balanced on the entries (``balance_info["sparse"]``).
 
     With several rounds, C (:attr:`sc_to_st`, :meth:`topk_mapping`) and Ĉ (:attr:`st_to_sc`)
     and what reads them (:meth:`deconvolve`, :meth:`transfer`, :meth:`spot_aggregate`,
@@ -131,6 +135,11 @@ class StemMapping:
     _balance_pass_tol = 0.1
     #: each cell's largest entries of C kept from the per-cell pass (for top-k outputs)
     _topk_kept = 16
+    #: the sparse readout (``mapping._sparse``) above this many cells × spots: each cell's
+    #: largest entries and a sample of its tail, one pass per round (10⁵ × 10⁵ bins)
+    _sparse_entries = SPARSE_READOUT["entries"]
+    _sparse_kept, _sparse_sample = SPARSE_READOUT["kept"], SPARSE_READOUT["sample"]
+    _sparse_rank = SPARSE_READOUT["rank"]
 
     def __init__(
         self,
@@ -178,9 +187,6 @@ class StemMapping:
         self.readout = readout
         self.temperature = float(temperature)
         self.expression_profile = expression_profile
-        tuning = Tuning(
-            self._balance_min_cells, self._balance_passes, self._balance_pass_tol, self._pass_dtype
-        )
         #: the readout engine: the rounds, the balancing and the rows of C_r, C and Ĉ
         self.engine = ReadoutEngine(
             torch.from_numpy(self.sc_embedding),
@@ -194,7 +200,7 @@ class StemMapping:
             rounds=rounds,
             spot_w=_values.spot_weights(spot_weights, self.st_embedding.shape[0]),
             chunk_size=self.chunk_size,
-            tuning=tuning,
+            tuning=Tuning.of(self),
             threads=self.threads,
         )
         self.balance = self.engine.balance
@@ -243,10 +249,6 @@ class StemMapping:
     def _potentials(self, r: int = 0) -> torch.Tensor:
         """Round ``r``'s column potentials (:meth:`._engine.ReadoutEngine.potentials`)."""
         return self.engine.potentials(r)
-
-    def _logits_of(self, rows: slice | torch.Tensor, r: int = 0) -> torch.Tensor:
-        """Round ``r``'s readout logits of the given cells."""
-        return self.engine.logits(rows, r)
 
     @property
     def _spot_w(self) -> np.ndarray:
@@ -354,11 +356,8 @@ class StemMapping:
         to :attr:`_topk_kept` they come from the single per-cell pass (which also gives the
         coordinates and best spots), so the outputs read C once.
         """
-        rows = self.engine.rows_of_c
-        if placement and self.rounds > 1:
-            rows = lambda a, b: self.engine.round_rows(0, a, b)  # noqa: E731
         if k > min(self._topk_kept, self.n_spots):
-            yield from chunked_topk(rows, self.n_cells, k, self.engine.chunk_size)
+            yield from self.engine.topk_rows(k, placement)
             return
         v_all, i_all = self._per_cell("place_topk" if placement else "topk")
         for a, b in self.engine.chunks():

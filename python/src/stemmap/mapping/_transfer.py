@@ -82,10 +82,7 @@ def spot_aggregate(self: MappingView, values: np.ndarray) -> np.ndarray:
             f"`values` must have one row per mapped cell ({self.n_cells}); found shape "
             f"{tuple(V.shape)}."
         )
-    acc = torch.zeros((self.n_spots, V.shape[1]), dtype=torch.float64)
-    for a, b in self.engine.chunks():
-        acc += self.engine.chat_block(a, b).double().T @ V[a:b]
-    return acc.numpy()
+    return self.engine.aggregate(V).numpy()
 
 
 @compute

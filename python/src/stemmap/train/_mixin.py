@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from .._data import SliceData, mean_nn_distance
-from .._device import choose_batches, resolve_mixed_precision, step_seconds, training_bytes
+from .._device import resolve_mixed_precision, step_seconds, training_bytes
+from .._estimate import choose_batches
 from .._kernels import spatial_adjacency
 from .._resolve import PRESET, Resolved, resolve
 from .._runtime import compute, step_threads, torch_threads
