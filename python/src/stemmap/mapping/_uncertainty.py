@@ -1,0 +1,180 @@
+"""Calibrated placement uncertainty: :func:`placement_uncertainty`, a method of the mapping.
+
+A cell's region is the disc around its pseudo-coordinate (:attr:`stemmap.StemMapping.coords`)
+that holds ``level`` of a *tempered* placement ``q ∝ C₁^(1/τ)``, widened by half the median
+spacing of the spots (a spot's footprint). The untempered C₁ is overconfident (its 90 % regions
+hold 33-76 % of the cells' true positions on the shared semi-simulations) and no single τ fits
+every data set, so τ is fitted on the data at hand, without ground truth, by hiding spots:
+
+* a sample of cells is taken (evenly spaced, at most :data:`PROBES`); each one's most
+  probable spot is hidden (its entry of C₁ set to 0, the rest renormalised and centred on its
+  mean position);
+* the hidden spot's centre stands in for the cell's true position: τ is the smallest
+  temperature at which ``level`` of these cells have it inside the disc holding ``level`` of
+  the tempered rest (no footprint added: the stand-in is a spot centre, not a cell somewhere
+  in a spot);
+* every cell's region is then read at that τ, plus the footprint.
+
+Hiding the best spot asks how far the rest of a cell's mass reaches once the answer it is
+most sure of is taken away. It is read from cells, not from spots mapped as if they were cells
+(tried: their mixed profiles are easier to place than single cells, and the τ they gave left
+the osmFISH disjoint regions at 85 % and the embryo standard ones at 96 %). Evidence
+(``preset="quick"``, seeds 0-2, ``benchmarks/results/issue27/uncertainty.md``): at 0.9 the
+regions hold 88-90 % of the cells' true positions on the disjoint splits of osmFISH and the
+embryo, 91-92 % and 95 % on their standard splits (where every mapped cell is also in a spot,
+which makes cells easier to place than the stand-ins: conservative there).
+
+C₁ is read in chunks of cells (:meth:`._engine.ReadoutEngine.round_rows`), never as the
+dense M × N matrix.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from .._runtime import compute
+from .._validate import check_positive
+from ._values import check_single_slice
+
+if TYPE_CHECKING:
+    from ._view import MappingView
+
+logger = logging.getLogger(__name__)
+
+#: most cells whose best spot is hidden to fit τ (fewer when spots are many: ENTRIES)
+PROBES = 2000
+#: most entries (probes × spots) of the probes' rows kept for the fit; and of one block of
+#: rows sorted by distance when the regions are read
+ENTRIES = 2**24
+#: the temperatures τ searched (bisection in log τ between these)
+TAU_RANGE = (0.25, 64.0)
+_STEPS = 24
+
+
+def check_level(level: object) -> float:
+    """Return ``level`` as a float; TypeError / ValueError unless it is in (0, 1)."""
+    check_positive(level, "level")
+    if not level < 1:
+        raise ValueError(
+            f"`level` must be a probability above 0 and below 1 (e.g. 0.9); found {level!r}."
+        )
+    return float(level)
+
+
+@compute
+def placement_uncertainty(self: MappingView, level: float = 0.9) -> np.ndarray:
+    """(M,) radius of each cell's ``level`` region around its coordinate, calibrated on the data.
+
+    The region of a cell is the disc around :attr:`coords` that holds ``level`` of its
+    tempered placement ``q ∝ C₁^(1/τ)`` (:attr:`placement`), plus half the median
+    nearest-neighbour spacing of the spots. τ is fitted without ground truth: for a sample of
+    cells the most probable spot is hidden, and τ is the smallest temperature at which
+    ``level`` of them find it inside the region of the rest of their mass (see
+    :mod:`stemmap.mapping._uncertainty`).
+
+    Parameters
+    ----------
+    level
+        Share of cells whose true position the regions should hold, in (0, 1). Calibrated
+        at 0.9: on the shared semi-simulations (osmFISH, embryo; standard and disjoint
+        splits; ``preset="quick"``, 3 seeds) 86-94 % of the cells' true positions were
+        inside their 90 % regions. Other levels are approximate (0.8 gave 75-87 %, 0.5 gave
+        40-68 %). Cells from a region of the tissue that no spot covers cannot be placed, and
+        their regions do not hold them (``benchmarks/results/issue27/uncertainty.md``).
+
+    Returns
+    -------
+    numpy.ndarray
+        (M,) float64 radii in the units of the spot coordinates; larger = less certain.
+        Zeros with a single spot.
+
+    Raises
+    ------
+    ValueError
+        ``level`` not in (0, 1), or the mapping spans several slices (one coordinate frame
+        is needed).
+    """
+    level = check_level(level)
+    check_single_slice(self.slices, "placement_uncertainty")
+    if self.n_spots < 2:
+        return np.zeros(self.n_cells)
+    Y = torch.from_numpy(np.asarray(self.spot_coords, dtype=np.float64))
+    spacing, _ = cKDTree(self.spot_coords).query(self.spot_coords, k=2)
+    pad = 0.5 * float(np.median(spacing[:, 1]))
+    tau = _fit_temperature(self, Y, level)
+    logger.debug("placement uncertainty: level %.3g, tau %.3g, pad %.3g", level, tau, pad)
+    out = np.empty(self.n_cells)
+    step = max(1, ENTRIES // self.n_spots)
+    for a, b in self.engine.chunks():
+        rows = self.engine.round_rows(0, a, b)
+        for s in range(0, b - a, step):  # blocks of ENTRIES in float64
+            block = rows[s : s + step].double()
+            r = _radii(_log_rows(block), block @ Y, Y, level, tau)
+            out[a + s : a + s + block.shape[0]] = r.numpy() + pad
+    return out
+
+
+def _log_rows(rows: torch.Tensor) -> torch.Tensor:
+    """Return log C₁ (float64); an entry that underflowed to 0 gets the smallest float32's log."""
+    return torch.log(rows.clamp_min(torch.finfo(torch.float32).tiny))
+
+
+def _fit_temperature(self: MappingView, Y: torch.Tensor, level: float) -> float:
+    """Return the smallest τ at which ``level`` of the probe cells hold their hidden best spot."""
+    n = min(self.n_cells, PROBES, max(100, ENTRIES // self.n_spots))
+    idx = np.unique(np.linspace(0, self.n_cells - 1, n).round().astype(np.int64))
+    rows = []
+    for a, b in self.engine.chunks():
+        sel = idx[(idx >= a) & (idx < b)]
+        if sel.size:
+            rows.append(self.engine.round_rows(0, a, b)[torch.from_numpy(sel - a)].double())
+    C = torch.cat(rows)
+    best = C.argmax(dim=1)
+    hit = torch.arange(C.shape[0])
+    logs = _log_rows(C)
+    logs[hit, best] = -torch.inf  # the best spot hidden
+    C[hit, best] = 0.0
+    C /= C.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+    centre = C @ Y
+    err = torch.linalg.vector_norm(Y[best] - centre, dim=1)
+    dist, order = _sorted_distances(centre, Y)
+
+    def covered(tau: float) -> bool:
+        r = _radii_sorted(torch.gather(logs, 1, order), dist, level, tau)
+        return bool((err <= r).double().mean() >= level)
+
+    lo, hi = np.log(TAU_RANGE[0]), np.log(TAU_RANGE[1])
+    if covered(float(np.exp(lo))):
+        return float(np.exp(lo))
+    if not covered(float(np.exp(hi))):
+        return float(np.exp(hi))
+    for _ in range(_STEPS):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if covered(float(np.exp(mid))) else (mid, hi)
+    return float(np.exp(hi))
+
+
+def _sorted_distances(centre: torch.Tensor, Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances from each centre to every spot, ascending, and the spots' order."""
+    return torch.sort(torch.cdist(centre, Y), dim=1)
+
+
+def _radii_sorted(logs: torch.Tensor, dist: torch.Tensor, level: float, tau: float) -> torch.Tensor:
+    """Radius holding ``level`` of ``softmax(logs / τ)``, spots in order of ``dist``."""
+    cs = torch.cumsum(torch.softmax(logs / tau, dim=1), dim=1)
+    k = torch.searchsorted(cs, torch.full((cs.shape[0], 1), level, dtype=cs.dtype))
+    k = k.clamp_max(dist.shape[1] - 1)
+    return torch.gather(dist, 1, k).squeeze(1)
+
+
+def _radii(
+    logs: torch.Tensor, centre: torch.Tensor, Y: torch.Tensor, level: float, tau: float
+) -> torch.Tensor:
+    """Radius of each row's ``level`` region at τ around ``centre``."""
+    dist, order = _sorted_distances(centre, Y)
+    return _radii_sorted(torch.gather(logs, 1, order), dist, level, tau)
