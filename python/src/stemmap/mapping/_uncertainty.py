@@ -81,11 +81,14 @@ def placement_uncertainty(self: MappingView, level: float = 0.9) -> np.ndarray:
     ----------
     level
         Share of cells whose true position the regions should hold, in (0, 1). Calibrated
-        at 0.9: on the shared semi-simulations (osmFISH, embryo; standard and disjoint
-        splits; ``preset="quick"``, 3 seeds) 86-94 % of the cells' true positions were
-        inside their 90 % regions. Other levels are approximate (0.8 gave 75-87 %, 0.5 gave
-        40-68 %). Cells from a region of the tissue that no spot covers cannot be placed, and
-        their regions do not hold them (``benchmarks/results/issue27/uncertainty.md``).
+        at 0.9: on the shared semi-simulations (osmFISH, embryo; ``preset="quick"``, 3
+        seeds) 88-90 % of the cells' true positions were inside their 90 % regions on the
+        disjoint splits (with or without a platform effect), 92 % and 95 % on the standard
+        splits (cells that are also in the spots are easier to place: conservative). Other
+        levels follow on the disjoint splits (0.8: 79-81 %; 0.5: 49-57 %) and are
+        conservative on the standard ones. Cells from a part of the tissue that no spot
+        covers cannot be placed, and their regions do not hold them (cross-region split:
+        29-43 %). Evidence: ``benchmarks/results/issue27/uncertainty.md``.
 
     Returns
     -------
