@@ -49,8 +49,10 @@ logger = logging.getLogger(__name__)
 #: most cells whose best spot is hidden to fit τ (fewer when spots are many: ENTRIES)
 PROBES = 2000
 #: most entries (probes × spots) of the probes' rows kept for the fit; and of one block of
-#: rows sorted by distance when the regions are read
+#: rows binned by distance when the regions are read
 ENTRIES = 2**24
+#: distance bins: radii are read to 1/BINS of the diagonal of the spots' bounding box
+BINS = 4096
 #: the temperatures τ searched (bisection in log τ between these)
 TAU_RANGE = (0.25, 64.0)
 _STEPS = 24
@@ -94,7 +96,7 @@ def placement_uncertainty(self: MappingView, level: float = 0.9) -> np.ndarray:
     -------
     numpy.ndarray
         (M,) float64 radii in the units of the spot coordinates; larger = less certain.
-        Zeros with a single spot.
+        Zeros with a single spot (or all spots at one position).
 
     Raises
     ------
@@ -104,30 +106,66 @@ def placement_uncertainty(self: MappingView, level: float = 0.9) -> np.ndarray:
     """
     level = check_level(level)
     check_single_slice(self.slices, "placement_uncertainty")
-    if self.n_spots < 2:
+    Y = np.asarray(self.spot_coords, dtype=np.float64)
+    if self.n_spots < 2 or np.ptp(Y, axis=0).max() == 0:
         return np.zeros(self.n_cells)
-    Y = torch.from_numpy(np.asarray(self.spot_coords, dtype=np.float64))
-    spacing, _ = cKDTree(self.spot_coords).query(self.spot_coords, k=2)
+    spacing, _ = cKDTree(Y).query(Y, k=2)
     pad = 0.5 * float(np.median(spacing[:, 1]))
-    tau = _fit_temperature(self, Y, level)
+    Yc = torch.from_numpy(Y - Y.mean(axis=0)).float()  # centred: float32 distances suffice
+    edges = _edges(Yc)
+    tau = _fit_temperature(self, Yc, edges, level)
     logger.debug("placement uncertainty: level %.3g, tau %.3g, pad %.3g", level, tau, pad)
     out = np.empty(self.n_cells)
     step = max(1, ENTRIES // self.n_spots)
     for a, b in self.engine.chunks():
         rows = self.engine.round_rows(0, a, b)
-        for s in range(0, b - a, step):  # blocks of ENTRIES in float64
-            block = rows[s : s + step].double()
-            r = _radii(_log_rows(block), block @ Y, Y, level, tau)
-            out[a + s : a + s + block.shape[0]] = r.numpy() + pad
+        for s in range(0, b - a, step):  # blocks of at most ENTRIES
+            block = rows[s : s + step]
+            bins = _binned(block @ Yc, Yc, edges)
+            r = _radii(_log_rows(block), bins, edges, level, tau)
+            out[a + s : a + s + block.shape[0]] = r.double().numpy() + pad
     return out
 
 
 def _log_rows(rows: torch.Tensor) -> torch.Tensor:
-    """Return log C₁ (float64); an entry that underflowed to 0 gets the smallest float32's log."""
+    """Return log C₁; an entry that underflowed to 0 gets the smallest float32's log."""
     return torch.log(rows.clamp_min(torch.finfo(torch.float32).tiny))
 
 
-def _fit_temperature(self: MappingView, Y: torch.Tensor, level: float) -> float:
+def _edges(Y: torch.Tensor) -> torch.Tensor:
+    """(BINS,) upper edges of the distance bins: 0 to the diagonal of the spots' bounding box.
+
+    A centre is a mean of spot positions, so no distance from it to a spot exceeds the
+    diagonal; a radius is read as the upper edge of its bin (at most a bin too wide).
+    """
+    extent = float(torch.linalg.vector_norm(Y.max(dim=0).values - Y.min(dim=0).values))
+    return torch.linspace(extent / BINS, extent, BINS, dtype=torch.float32)
+
+
+def _binned(centre: torch.Tensor, Y: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Bin of the distance from each centre to every spot (rows × N, int64).
+
+    Bin i holds the distances in (edges[i - 1], edges[i]]; the edges are evenly spaced, so
+    the bin is a division, not a search.
+    """
+    k = torch.ceil(torch.cdist(centre, Y) / edges[0]).sub_(1)
+    return k.clamp_(0, len(edges) - 1).long()
+
+
+def _radii(
+    logs: torch.Tensor, bins: torch.Tensor, edges: torch.Tensor, level: float, tau: float
+) -> torch.Tensor:
+    """Radius of each row's disc holding ``level`` of ``softmax(logs / τ)`` (bins: ``_binned``)."""
+    q = torch.softmax(logs / tau, dim=1)
+    mass = torch.zeros(q.shape[0], len(edges), dtype=q.dtype).scatter_add_(1, bins, q)
+    cs = torch.cumsum(mass, dim=1)
+    k = torch.searchsorted(cs, torch.full((cs.shape[0], 1), level, dtype=cs.dtype))
+    return edges[k.squeeze(1).clamp_max(len(edges) - 1)]
+
+
+def _fit_temperature(
+    self: MappingView, Y: torch.Tensor, edges: torch.Tensor, level: float
+) -> float:
     """Return the smallest τ at which ``level`` of the probe cells hold their hidden best spot."""
     n = min(self.n_cells, PROBES, max(100, ENTRIES // self.n_spots))
     idx = np.unique(np.linspace(0, self.n_cells - 1, n).round().astype(np.int64))
@@ -135,20 +173,20 @@ def _fit_temperature(self: MappingView, Y: torch.Tensor, level: float) -> float:
     for a, b in self.engine.chunks():
         sel = idx[(idx >= a) & (idx < b)]
         if sel.size:
-            rows.append(self.engine.round_rows(0, a, b)[torch.from_numpy(sel - a)].double())
+            rows.append(self.engine.round_rows(0, a, b)[torch.from_numpy(sel - a)])
     C = torch.cat(rows)
     best = C.argmax(dim=1)
     hit = torch.arange(C.shape[0])
     logs = _log_rows(C)
     logs[hit, best] = -torch.inf  # the best spot hidden
     C[hit, best] = 0.0
-    C /= C.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+    C /= C.sum(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
     centre = C @ Y
     err = torch.linalg.vector_norm(Y[best] - centre, dim=1)
-    dist, order = _sorted_distances(centre, Y)
+    bins = _binned(centre, Y, edges)
 
     def covered(tau: float) -> bool:
-        r = _radii_sorted(torch.gather(logs, 1, order), dist, level, tau)
+        r = _radii(logs, bins, edges, level, tau)
         return bool((err <= r).double().mean() >= level)
 
     lo, hi = np.log(TAU_RANGE[0]), np.log(TAU_RANGE[1])
@@ -160,24 +198,3 @@ def _fit_temperature(self: MappingView, Y: torch.Tensor, level: float) -> float:
         mid = 0.5 * (lo + hi)
         lo, hi = (lo, mid) if covered(float(np.exp(mid))) else (mid, hi)
     return float(np.exp(hi))
-
-
-def _sorted_distances(centre: torch.Tensor, Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distances from each centre to every spot, ascending, and the spots' order."""
-    return torch.sort(torch.cdist(centre, Y), dim=1)
-
-
-def _radii_sorted(logs: torch.Tensor, dist: torch.Tensor, level: float, tau: float) -> torch.Tensor:
-    """Radius holding ``level`` of ``softmax(logs / τ)``, spots in order of ``dist``."""
-    cs = torch.cumsum(torch.softmax(logs / tau, dim=1), dim=1)
-    k = torch.searchsorted(cs, torch.full((cs.shape[0], 1), level, dtype=cs.dtype))
-    k = k.clamp_max(dist.shape[1] - 1)
-    return torch.gather(dist, 1, k).squeeze(1)
-
-
-def _radii(
-    logs: torch.Tensor, centre: torch.Tensor, Y: torch.Tensor, level: float, tau: float
-) -> torch.Tensor:
-    """Radius of each row's ``level`` region at τ around ``centre``."""
-    dist, order = _sorted_distances(centre, Y)
-    return _radii_sorted(torch.gather(logs, 1, order), dist, level, tau)
