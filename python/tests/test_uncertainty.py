@@ -78,12 +78,16 @@ def test_radii_are_in_the_units_of_the_spot_coordinates():
     np.testing.assert_allclose(r_scaled, 250.0 * r, rtol=1e-5)
 
 
-def test_chunks_give_the_same_radii_and_c_is_never_dense():
+def test_chunks_and_blocks_give_the_same_radii_and_c_is_never_dense(monkeypatch):
+    from stemmap.mapping import _uncertainty
+
     Y = _grid()
     whole = _paper_mapping(Y)
     r = whole.placement_uncertainty(0.9)
     chunked = _paper_mapping(Y, chunk_size=7)
-    np.testing.assert_allclose(chunked.placement_uncertainty(0.9), r, rtol=1e-9)
+    np.testing.assert_allclose(chunked.placement_uncertainty(0.9), r, rtol=1e-6)
+    monkeypatch.setattr(_uncertainty, "BLOCK", 2 * len(Y))  # blocks of two cells
+    np.testing.assert_allclose(whole.placement_uncertainty(0.9), r, rtol=1e-6)
     assert not {"sc_to_st", "round1"} & set(whole._cache)
 
 

@@ -48,10 +48,12 @@ logger = logging.getLogger(__name__)
 
 #: most cells whose best spot is hidden to fit τ (fewer when spots are many: ENTRIES)
 PROBES = 2000
-#: most entries (probes × spots) of the probes' rows kept for the fit; and of one block of
-#: rows binned by distance when the regions are read
+#: most entries (probes × spots) of the probes' rows kept for the fit (about 20 bytes each)
 ENTRIES = 2**24
-#: distance bins: radii are read to 1/BINS of the diagonal of the spots' bounding box
+#: most entries of one block of rows binned by distance when the regions are read
+BLOCK = 2**22
+#: most distance bins: radii are read to 1/8 of the median spot spacing, or to 1/BINS of the
+#: diagonal of the spots' bounding box if that is coarser
 BINS = 4096
 #: the temperatures τ searched (bisection in log τ between these)
 TAU_RANGE = (0.25, 64.0)
@@ -112,14 +114,14 @@ def placement_uncertainty(self: MappingView, level: float = 0.9) -> np.ndarray:
     spacing, _ = cKDTree(Y).query(Y, k=2)
     pad = 0.5 * float(np.median(spacing[:, 1]))
     Yc = torch.from_numpy(Y - Y.mean(axis=0)).float()  # centred: float32 distances suffice
-    edges = _edges(Yc)
+    edges = _edges(Yc, 2 * pad)
     tau = _fit_temperature(self, Yc, edges, level)
     logger.debug("placement uncertainty: level %.3g, tau %.3g, pad %.3g", level, tau, pad)
     out = np.empty(self.n_cells)
-    step = max(1, ENTRIES // self.n_spots)
+    step = max(1, BLOCK // self.n_spots)
     for a, b in self.engine.chunks():
         rows = self.engine.round_rows(0, a, b)
-        for s in range(0, b - a, step):  # blocks of at most ENTRIES
+        for s in range(0, b - a, step):  # blocks of at most BLOCK entries
             block = rows[s : s + step]
             bins = _binned(block @ Yc, Yc, edges)
             r = _radii(_log_rows(block), bins, edges, level, tau)
@@ -132,14 +134,16 @@ def _log_rows(rows: torch.Tensor) -> torch.Tensor:
     return torch.log(rows.clamp_min(torch.finfo(torch.float32).tiny))
 
 
-def _edges(Y: torch.Tensor) -> torch.Tensor:
-    """(BINS,) upper edges of the distance bins: 0 to the diagonal of the spots' bounding box.
+def _edges(Y: torch.Tensor, spacing: float) -> torch.Tensor:
+    """Upper edges of the distance bins: 0 to the diagonal of the spots' bounding box.
 
     A centre is a mean of spot positions, so no distance from it to a spot exceeds the
-    diagonal; a radius is read as the upper edge of its bin (at most a bin too wide).
+    diagonal; a radius is read as the upper edge of its bin (at most a bin too wide). Bins
+    are an eighth of the median spot spacing wide, fewer than :data:`BINS` (then wider).
     """
     extent = float(torch.linalg.vector_norm(Y.max(dim=0).values - Y.min(dim=0).values))
-    return torch.linspace(extent / BINS, extent, BINS, dtype=torch.float32)
+    n = int(min(BINS, max(1, np.ceil(8 * extent / spacing)) if spacing > 0 else BINS))
+    return torch.linspace(extent / n, extent, n, dtype=torch.float32)
 
 
 def _binned(centre: torch.Tensor, Y: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
