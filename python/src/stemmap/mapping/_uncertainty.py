@@ -21,7 +21,7 @@ most sure of is taken away. It is read from cells, not from spots mapped as if t
 the osmFISH disjoint regions at 85 % and the embryo standard ones at 96 %). Evidence
 (``preset="quick"``, seeds 0-2, ``benchmarks/results/issue27/uncertainty.md``): at 0.9 the
 regions hold 88-90 % of the cells' true positions on the disjoint splits of osmFISH and the
-embryo, 91-92 % and 95 % on their standard splits (where every mapped cell is also in a spot,
+embryo, 92 % and 95 % on their standard splits (where every mapped cell is also in a spot,
 which makes cells easier to place than the stand-ins: conservative there).
 
 C₁ is read in chunks of cells (:meth:`._engine.ReadoutEngine.round_rows`), never as the
@@ -89,10 +89,10 @@ def placement_uncertainty(self: MappingView, level: float = 0.9) -> np.ndarray:
         seeds) 88-90 % of the cells' true positions were inside their 90 % regions on the
         disjoint splits (with or without a platform effect), 92 % and 95 % on the standard
         splits (cells that are also in the spots are easier to place: conservative). Other
-        levels follow on the disjoint splits (0.8: 79-81 %; 0.5: 49-57 %) and are
+        levels follow on the disjoint splits (0.8: 79-81 %; 0.5: 49-58 %) and are
         conservative on the standard ones. Cells from a part of the tissue that no spot
         covers cannot be placed, and their regions do not hold them (cross-region split:
-        29-43 %). Evidence: ``benchmarks/results/issue27/uncertainty.md``.
+        27-44 %). Evidence: ``benchmarks/results/issue27/uncertainty.md``.
 
     Returns
     -------
