@@ -145,3 +145,43 @@ stemPseudoSpatial <- function(sc) {
     .stem_require("SpatialExperiment", "to build a SpatialExperiment")
     .stem_as_spatial(sc)  # R/classes.R
 }
+
+#' Placement uncertainty of each cell
+#'
+#' The radius, in the units of the spot coordinates, of the disc around each cell's
+#' pseudo-coordinate that holds its true position with 90 per cent probability: read from a
+#' tempered placement C1 whose temperature [runSTEM()] fitted on the data, without
+#' ground truth (the core's `StemMapping.placement_uncertainty()`: for a sample of
+#' cells the most probable spot is hidden, and the temperature is the smallest at which
+#' 90 per cent of them find it in the region of the rest of their mass). Larger = less
+#' certain. On the shared semi-simulations 88-90 per cent of the cells' true positions were
+#' inside their regions when the cells were not in the spots (95 per cent when they were);
+#' cells from a part of the tissue that no spot covers cannot be placed, and their
+#' regions do not hold them (`benchmarks/results/issue27/uncertainty.md`). With several
+#' slices, the radius is in the frame of each cell's best slice.
+#'
+#' @param sc The object returned by [runSTEM()].
+#' @return A numeric vector, one radius per cell (named by cell; `NA` for cells the core
+#'   dropped).
+#' @seealso [plotSTEMPositions()] (`certainty = TRUE` draws uncertain cells faint).
+#' @examples
+#' \dontrun{
+#' r <- stemUncertainty(sce)
+#' summary(r)
+#' plotSTEMPositions(sce, colour_by = "celltype", certainty = TRUE)
+#' }
+#' @export
+stemUncertainty <- function(sc) {
+    res <- .stem_store(sc)
+    r <- res$uncertainty
+    if (is.null(r)) {
+        .stem_abort(c(
+            "{.arg sc} holds no placement uncertainty.",
+            x = "Its STEM results were stored by a stemmap without it.",
+            i = "Run {.fn runSTEM} again."
+        ))
+    }
+    r <- as.double(r)
+    names(r) <- rownames(.stem_result(sc, "embedding"))
+    r
+}

@@ -249,6 +249,7 @@
     out <- list(
         embedding = emb, coords = xy, best_spot = best,
         best_slice = .chr(res$best_slice)[cpos], confidence = .unpack(res$confidence)[cpos],
+        uncertainty = if (!is.null(res$uncertainty)) .unpack(res$uncertainty)[cpos],
         spot_embedding = semb, spot_slice = .spot_slices(st), spot_coords = .spot_coords(st),
         mapping = mapping, placement = placement,
         deconvolution = decon, transfer = trans, history = hist, settings = settings,

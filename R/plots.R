@@ -44,18 +44,22 @@
 #' @param sample,image_id Which image of a SpatialExperiment (default: the first
 #'   sample, its `"lowres"` image if there is one) or, for Seurat, `sample` names the
 #'   image (default the first).
+#' @param certainty Draw each cell the fainter the less certain its placement: opacity
+#'   by the radius of its 90 per cent region ([stemUncertainty()]), opaque for the smallest radii.
 #' @return A ggplot object.
 #' @examples
 #' \dontrun{
 #' plotSTEMPositions(sce, colour_by = "celltype")
 #' plotSTEMPositions(sce, spe, colour_by = "celltype", image = TRUE)
 #' plotSTEMPositions(sce, colour_by = "celltype", palette = "Dark 3")
+#' plotSTEMPositions(sce, colour_by = "celltype", certainty = TRUE)
 #' plotSTEMLoss(sce)
 #' plotSTEMLoss(sce, what = "terms")
 #' }
 #' @export
 plotSTEMPositions <- function(sc, st = NULL, colour_by = NULL, size = 1, palette = NULL,
-                              image = FALSE, sample = NULL, image_id = NULL) {
+                              image = FALSE, sample = NULL, image_id = NULL,
+                              certainty = FALSE) {
     # calls from before `st` was the second argument: plotSTEMPositions(sce, "celltype"[, 0.5])
     if (is.atomic(st) && is.null(dim(st)) && !is.null(st)) {
         if (is.null(colour_by)) {
@@ -66,8 +70,13 @@ plotSTEMPositions <- function(sc, st = NULL, colour_by = NULL, size = 1, palette
         }
         st <- NULL
     }
+    if (!is.logical(certainty) || length(certainty) != 1L || is.na(certainty)) {
+        .stem_abort("{.arg certainty} must be TRUE or FALSE; found {.val {format(certainty)}}.",
+                    kind = "type")
+    }
     xy <- .stem_coords(sc)
     df <- data.frame(x = xy[, 1], y = xy[, 2])
+    if (certainty) df$radius <- unname(stemUncertainty(sc))
     meta <- .stem_cell_meta(sc)
     if (!is.null(colour_by)) {
         if (length(colour_by) == 1L && !is.null(meta) && colour_by %in% colnames(meta)) {
@@ -104,11 +113,21 @@ plotSTEMPositions <- function(sc, st = NULL, colour_by = NULL, size = 1, palette
         p <- p + ggplot2::annotation_raster(img$raster, xmin = 0, xmax = w, ymin = -h, ymax = 0) +
             ggplot2::scale_y_continuous(labels = function(b) -b)
     }
+    # with `certainty`, opacity by the radius of the 90 % region (opaque = certain)
     p <- if (is.null(colour_by)) {
-        p + ggplot2::geom_point(size = size, colour = if (is.null(img)) "black" else "#0072B2")
+        fade <- if (certainty) ggplot2::aes(alpha = .data$radius)
+        p + ggplot2::geom_point(fade, size = size, colour = if (is.null(img)) "black" else "#0072B2")
     } else {
-        p + ggplot2::geom_point(ggplot2::aes(colour = .data$colour), size = size) +
+        aes_c <- if (certainty) {
+            ggplot2::aes(colour = .data$colour, alpha = .data$radius)
+        } else {
+            ggplot2::aes(colour = .data$colour)
+        }
+        p + ggplot2::geom_point(aes_c, size = size) +
             .stem_colour_scale(df$colour, palette) + ggplot2::labs(colour = colour_by)
+    }
+    if (certainty) {
+        p <- p + ggplot2::scale_alpha_continuous(range = c(1, 0.1), name = "radius of the\n90 % region")
     }
     coord <- if (is.null(img)) {
         ggplot2::coord_equal()

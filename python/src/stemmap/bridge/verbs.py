@@ -282,6 +282,8 @@ def run_stem(
         ``genes`` (the genes the model was trained on, SC names in its order),
         ``coords`` (M×2; with several slices, in the frame of each cell's best slice),
         ``best_spot`` (names), ``best_slice``, ``confidence``, ``sc_to_st`` and ``placement`` (C and C₁, as ``mapping``),
+        ``uncertainty`` (M; the radius of each cell's 90 % region,
+        :meth:`stemmap.StemMapping.placement_uncertainty`; in its best slice's frame),
         ``deconvolution`` ({name: {"x": packed N×T, "types"}}), ``transfer``
         ({name: packed M×F}), ``history`` ({term: packed}), ``settings``,
         ``adjacency`` (sparse M×M SC–SC kNN graph, when ``adjacency_k`` > 0); with
@@ -316,12 +318,15 @@ def _results(model: Any, m: Any, map_kw: dict, adjacency_k: int, mapping: str, k
     best_slice = np.asarray(m.best_slice, dtype=object)
     if len(m.slices) == 1:
         coords = np.asarray(m.coords, dtype=np.float64)
+        radius = m.placement_uncertainty()  # the 90 % region's radius
     else:
-        coords = np.full((m.n_cells, 2), np.nan)
+        coords, radius = np.full((m.n_cells, 2), np.nan), np.full(m.n_cells, np.nan)
         for name in m.slices:
             sel = best_slice == name
             if sel.any():
-                coords[sel] = np.asarray(model.mapping(slice=name, **map_kw).coords)[sel]
+                one = model.mapping(slice=name, **map_kw)
+                coords[sel] = np.asarray(one.coords)[sel]
+                radius[sel] = one.placement_uncertainty()[sel]
     out: dict[str, Any] = {
         "cells": list(m.sc_names),
         "spots": list(m.spot_names),
@@ -333,6 +338,7 @@ def _results(model: Any, m: Any, map_kw: dict, adjacency_k: int, mapping: str, k
         "best_spot": [str(v) for v in m.best_spot_name],
         "best_slice": [str(v) for v in best_slice],
         "confidence": pack(np.asarray(m.confidence, dtype=np.float64)),
+        "uncertainty": pack(np.asarray(radius, dtype=np.float64)),
         "history": history(getattr(model, "history", None)),
         "settings": _layout.to_builtins(m.settings),  # the model's and the mapping's
     }

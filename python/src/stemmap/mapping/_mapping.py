@@ -117,8 +117,7 @@ class StemMapping:
     read from round 1's C₁ (:attr:`placement`; round r's C_r: :meth:`round_mapping`; the
     readout engine :attr:`engine` holds them all), its best match: a later round maps a
     cell to what is left of the spots, a second choice, and averaging the two places a
-    cell between them. Then
-    :attr:`coords` is C₁ · Y, not C · Y (the same with one round); on the shared
+    cell between them. :attr:`coords` is C₁ · Y, not C · Y (the same with one round); on the shared
     semi-simulations (3 seeds) hit@50 rose by 0.004 to 0.41 over C · Y and MAE moved by
     -0.03 to +0.11 steps (``benchmarks/results/issue17/placement.md``).
     """
@@ -447,3 +446,4 @@ class StemMapping:
     sc_adjacency = _graph.sc_adjacency
     spot_kernel = _graph.spot_kernel
     to_anndata = _export.to_anndata
+    from ._uncertainty import placement_uncertainty
