@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import stemmap
-from stemmap import _estimate
+from stemmap import _device, _estimate
 
 MEASURED = Path(__file__).parents[2] / "benchmarks" / "results" / "issue28" / "measured.json"
 
@@ -47,14 +47,14 @@ def test_the_advice_fits_by_the_same_estimate():
 
 
 def test_warns_before_training_when_the_readout_will_not_fit(monkeypatch, caplog):
-    monkeypatch.setattr(_estimate, "available_memory", lambda device: 4 * 2**30)
+    monkeypatch.setattr(_device, "available_memory", lambda device: 4 * 2**30)
     with caplog.at_level(logging.WARNING, logger="stemmap"):
         _estimate.choose_batches(
             300_000, 150_000, 351, (512, 256, 128), torch.device("cpu"), None, None
         )
     assert any("after training, reading out" in r.getMessage() for r in caplog.records)
     caplog.clear()
-    monkeypatch.setattr(_estimate, "available_memory", lambda device: 64 * 2**30)
+    monkeypatch.setattr(_device, "available_memory", lambda device: 64 * 2**30)
     with caplog.at_level(logging.WARNING, logger="stemmap"):
         _estimate.choose_batches(
             300_000, 150_000, 351, (512, 256, 128), torch.device("cpu"), None, None
