@@ -185,3 +185,15 @@ def test_sparse_balancing_without_a_solution_stays_finite():
     assert info["max_column_error"] > 0.1  # reported, not hidden
     assert torch.isfinite(rnd.potentials).all()
     np.testing.assert_allclose(rnd.dense(0, 3).sum(dim=1).numpy(), 1.0, rtol=1e-5)
+
+
+def test_placement_uncertainty_reads_the_entries_under_the_sparse_readout(monkeypatch):
+    exact, sparse = _mapping(monkeypatch, False), _mapping(monkeypatch, True)
+    r_e, r_s = exact.placement_uncertainty(0.9), sparse.placement_uncertainty(0.9)
+    assert r_s.shape == (sparse.n_cells,)
+    assert np.isfinite(r_s).all()
+    # the same regions where rows are peaked (their tails hold almost nothing)
+    assert np.median(np.abs(r_s - r_e) / r_e) < 0.1
+    # and never a dense row: the sparse path reads no row over all bins
+    monkeypatch.setattr(type(sparse.engine), "round_rows", lambda *a: pytest.fail("dense row"))
+    np.testing.assert_allclose(sparse.placement_uncertainty(0.9), r_s)

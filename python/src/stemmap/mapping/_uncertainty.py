@@ -31,7 +31,7 @@ dense M × N matrix.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -118,6 +118,15 @@ def placement_uncertainty(self: MappingView, level: float = 0.9) -> np.ndarray:
     tau = _fit_temperature(self, Yc, edges, level)
     logger.debug("placement uncertainty: level %.3g, tau %.3g, pad %.3g", level, tau, pad)
     out = np.empty(self.n_cells)
+    if self.engine.sparse:  # each cell's kept and tail entries (never a row over all bins)
+        for a, b in self.engine.chunks():
+            logs, logw, cols = _entries(self, a, b)
+            p = torch.exp(logs + logw)
+            centre = (p[..., None] * Yc[cols]).sum(dim=1) / p.sum(dim=1, keepdim=True)
+            bins = _entry_bins(centre, Yc[cols], edges)
+            r = _radii(logs, bins, edges, level, tau, logw)
+            out[a:b] = r.double().numpy() + pad
+        return out
     step = max(1, BLOCK // self.n_spots)
     for a, b in self.engine.chunks():
         rows = self.engine.round_rows(0, a, b)
@@ -157,10 +166,19 @@ def _binned(centre: torch.Tensor, Y: torch.Tensor, edges: torch.Tensor) -> torch
 
 
 def _radii(
-    logs: torch.Tensor, bins: torch.Tensor, edges: torch.Tensor, level: float, tau: float
+    logs: torch.Tensor,
+    bins: torch.Tensor,
+    edges: torch.Tensor,
+    level: float,
+    tau: float,
+    logw: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Radius of each row's disc holding ``level`` of ``softmax(logs / τ)`` (bins: ``_binned``)."""
-    q = torch.softmax(logs / tau, dim=1)
+    """Radius of each row's disc holding ``level`` of ``softmax(logs / τ)`` (bins: ``_binned``).
+
+    ``logw``: log weights of the entries (the sparse readout's tail entries stand for many
+    bins each: ``w · p^(1/τ)``).
+    """
+    q = torch.softmax(logs / tau if logw is None else logs / tau + logw, dim=1)
     mass = torch.zeros(q.shape[0], len(edges), dtype=q.dtype).scatter_add_(1, bins, q)
     cs = torch.cumsum(mass, dim=1)
     k = torch.searchsorted(cs, torch.full((cs.shape[0], 1), level, dtype=cs.dtype))
@@ -171,6 +189,8 @@ def _fit_temperature(
     self: MappingView, Y: torch.Tensor, edges: torch.Tensor, level: float
 ) -> float:
     """Return the smallest τ at which ``level`` of the probe cells hold their hidden best spot."""
+    if self.engine.sparse:
+        return _fit_temperature_sparse(self, Y, edges, level)
     n = min(self.n_cells, PROBES, max(100, ENTRIES // self.n_spots))
     idx = np.unique(np.linspace(0, self.n_cells - 1, n).round().astype(np.int64))
     rows = []
@@ -189,9 +209,14 @@ def _fit_temperature(
     err = torch.linalg.vector_norm(Y[best] - centre, dim=1)
     bins = _binned(centre, Y, edges)
 
+    return _bisect_tau(lambda tau: _radii(logs, bins, edges, level, tau), err, level)
+
+
+def _bisect_tau(radii: Any, err: torch.Tensor, level: float) -> float:
+    """Return the smallest τ in :data:`TAU_RANGE` whose ``radii(τ)`` hold ``level`` of ``err``."""
+
     def covered(tau: float) -> bool:
-        r = _radii(logs, bins, edges, level, tau)
-        return bool((err <= r).double().mean() >= level)
+        return bool((err <= radii(tau)).double().mean() >= level)
 
     lo, hi = np.log(TAU_RANGE[0]), np.log(TAU_RANGE[1])
     if covered(float(np.exp(lo))):
@@ -202,3 +227,45 @@ def _fit_temperature(
         mid = 0.5 * (lo + hi)
         lo, hi = (lo, mid) if covered(float(np.exp(mid))) else (mid, hi)
     return float(np.exp(hi))
+
+
+# ------------------------------------------------------------------ the sparse readout
+def _entries(self: MappingView, a: int, b: int) -> tuple[torch.Tensor, ...]:
+    """Cells a:b's entries of C₁ (sparse readout): log p, log weight and bins.
+
+    A kept entry is one bin (weight 1); a tail entry stands for ``N / sample`` bins, its
+    value the weighted mass, so ``p`` = value / weight; an empty entry has weight 0.
+    """
+    rnd = self.engine.sparse_round(0)
+    v = rnd.values(a, b)
+    w = torch.ones_like(v)
+    w[:, rnd.kept :] = self.n_spots / max(rnd.width - rnd.kept, 1)
+    w[v <= 0] = 0.0
+    logs = _log_rows(v / w.clamp_min(1.0))
+    return logs, torch.log(w), rnd.cols[a:b].long()
+
+
+def _entry_bins(centre: torch.Tensor, Ye: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Bin of the distance from each row's centre to each of its entries' bins (``_binned``)."""
+    d = torch.linalg.vector_norm(Ye - centre[:, None, :], dim=2)
+    return torch.ceil(d / edges[0]).sub_(1).clamp_(0, len(edges) - 1).long()
+
+
+def _fit_temperature_sparse(
+    self: MappingView, Y: torch.Tensor, edges: torch.Tensor, level: float
+) -> float:
+    """:func:`_fit_temperature` on the probe cells' entries (their best kept bin hidden)."""
+    n = min(self.n_cells, PROBES)
+    idx = torch.from_numpy(np.unique(np.linspace(0, self.n_cells - 1, n).round().astype(np.int64)))
+    parts = [_entries(self, int(i), int(i) + 1) for i in idx]
+    logs, logw, cols = (torch.cat([p[j] for p in parts]) for j in range(3))
+    kept = self.engine.sparse_round(0).kept
+    hit = torch.arange(len(idx))
+    best = logs[:, :kept].argmax(dim=1)
+    truth = Y[cols[hit, best]]
+    logw[hit, best] = -torch.inf  # the best bin hidden
+    p = torch.exp(logs + logw)
+    centre = (p[..., None] * Y[cols]).sum(dim=1) / p.sum(dim=1, keepdim=True)
+    err = torch.linalg.vector_norm(truth - centre, dim=1)
+    bins = _entry_bins(centre, Y[cols], edges)
+    return _bisect_tau(lambda tau: _radii(logs, bins, edges, level, tau, logw), err, level)
