@@ -267,6 +267,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_data_args(p, list(SIZES), [0], split_choices=list(SIZES))
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
     p.add_argument("--epochs", type=int, default=400, help="stemmap default's epochs")
+    p.add_argument(
+        "--heldout-last",
+        nargs="*",
+        default=["stemmap_y"],
+        help="methods whose held-out folds run after every other method's",
+    )
     p.add_argument("--umis", type=float, default=100.0, help="counts per occupied 8 µm bin")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--fold-seed", type=int, default=0)
@@ -314,32 +320,39 @@ def main(argv: list[str] | None = None) -> int:
         rows = [ys.spatial_control_row(d, f) for d, f, _ in cases]
         skipped = []
         # phase 1: every table's full mapping (placement, compositions) first; phase 2: the
-        # held-out folds, reusing phase 1's outputs (a partial run has every table's mapping)
-        for phase in ("mapping", "heldout"):
+        # held-out folds, reusing phase 1's outputs, the slow methods (--heldout-last) after
+        # every other method's folds on every table (a partial run has the most tables)
+        slow = [m for m in args.methods if m in args.heldout_last]
+        fast = [m for m in args.methods if m not in args.heldout_last]
+        plan = [
+            ("mapping", seed_i, seed, case, m)
+            for seed_i, seed in enumerate(args.seeds)
+            for case in cases
+            for m in args.methods
+        ]
+        plan += [
+            ("heldout", seed_i, seed, case, m)
+            for seed_i, seed in enumerate(args.seeds)
+            for group in (fast, slow)
+            for m in group
+            for case in cases
+        ]
+        for phase, seed_i, seed, (data, folds, fold_data), m in plan:
+            if seed_i > 0 and ys.deterministic(m):
+                continue
+            if deadline is not None and dt.datetime.now(dt.timezone.utc) >= deadline:
+                skipped.append(f"{data['name']} / {m} / seed {seed} ({phase})")
+                continue
             run_opts = opts if phase == "mapping" else replace(opts, reuse=True)
-            for i, seed in enumerate(args.seeds):
-                for data, folds, fold_data in cases:
-                    for m in args.methods:
-                        if i > 0 and ys.deterministic(m):
-                            continue
-                        what = f"{data['name']} / {m} / seed {seed} ({phase})"
-                        if deadline is not None and dt.datetime.now(dt.timezone.utc) >= deadline:
-                            skipped.append(what)
-                            continue
-                        cache = args.cache / data["name"]
-                        fd = fold_data if phase == "heldout" else []
-                        row, _ = ys.run_one(m, data, folds, fd, seed, run_opts, cache)
-                        if phase == "mapping":
-                            row["heldout_status"] = "not run"
-                        row.update({f"bins_{k}": v for k, v in data["bins"].items()})
-                        key = (data["dataset"], data["split"], m, seed)
-                        rows = [
-                            r
-                            for r in rows
-                            if (r["dataset"], r["split"], r["method"], r["seed"]) != key
-                        ]
-                        report.record(rows, row, data["name"])
-                        report.write_csv(pd.DataFrame(rows), csv)
+            fd = fold_data if phase == "heldout" else []
+            row, _ = ys.run_one(m, data, folds, fd, seed, run_opts, args.cache / data["name"])
+            if phase == "mapping":
+                row["heldout_status"] = "not run"
+            row.update({f"bins_{k}": v for k, v in data["bins"].items()})
+            key = (data["dataset"], data["split"], m, seed)
+            rows = [r for r in rows if (r["dataset"], r["split"], r["method"], r["seed"]) != key]
+            report.record(rows, row, data["name"])
+            report.write_csv(pd.DataFrame(rows), csv)
         df = pd.DataFrame(rows)
         df.insert(0, "machine", args.machine)
         report.write_csv(df, csv)
