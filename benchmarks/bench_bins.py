@@ -330,26 +330,36 @@ def main(argv: list[str] | None = None) -> int:
             for case in cases
             for m in args.methods
         ]
+        by_size = sorted(cases, key=lambda c: c[0]["n_spots"])  # slow methods: small first
         plan += [
             ("heldout", seed_i, seed, case, m)
             for seed_i, seed in enumerate(args.seeds)
-            for group in (fast, slow)
+            for group, order in ((fast, cases), (slow, by_size))
             for m in group
-            for case in cases
+            for case in order
         ]
         for phase, seed_i, seed, (data, folds, fold_data), m in plan:
+            key = (data["dataset"], data["split"], m, seed)
+
             if seed_i > 0 and ys.deterministic(m):
                 continue
             if deadline is not None and dt.datetime.now(dt.timezone.utc) >= deadline:
                 skipped.append(f"{data['name']} / {m} / seed {seed} ({phase})")
                 continue
+            if phase == "heldout" and deadline is not None:  # folds ≈ folds × the full map
+                full = [
+                    r for r in rows if (r["dataset"], r["split"], r["method"], r["seed"]) == key
+                ]
+                need = args.folds * float(full[0].get("train_s") or 0.0) if full else 0.0
+                if dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=need) > deadline:
+                    skipped.append(f"{data['name']} / {m} / seed {seed} ({phase}: ~{need:.0f} s)")
+                    continue
             run_opts = opts if phase == "mapping" else replace(opts, reuse=True)
             fd = fold_data if phase == "heldout" else []
             row, _ = ys.run_one(m, data, folds, fd, seed, run_opts, args.cache / data["name"])
             if phase == "mapping":
                 row["heldout_status"] = "not run"
             row.update({f"bins_{k}": v for k, v in data["bins"].items()})
-            key = (data["dataset"], data["split"], m, seed)
             rows = [r for r in rows if (r["dataset"], r["split"], r["method"], r["seed"]) != key]
             report.record(rows, row, data["name"])
             report.write_csv(pd.DataFrame(rows), csv)
