@@ -369,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         if skipped:
             args.notes = [
                 *args.notes,
-                f"Not run (past {args.deadline} UTC): " + "; ".join(skipped) + ".",
+                f"Not run (would end after --deadline {args.deadline} UTC; estimated time): "
+                + "; ".join(skipped)
+                + ".",
             ]
     summ = ys.summarise(df)
     write_markdown(df, summ, [c[0] for c in cases], args)
