@@ -256,8 +256,8 @@ def write_markdown(df: pd.DataFrame, summ: pd.DataFrame, cases: list, args: Any)
                 ]
             )
         lines += [*report.table(header, rows), ""]
-    if args.notes:
-        lines += [*args.notes, ""]
+    for note in args.notes:
+        lines += [note, ""]
     report.write_report(args.out / f"{args.stem}.md", lines)
 
 
@@ -287,7 +287,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=RESULTS / "issue28")
     p.add_argument("--cache", type=Path, default=CACHE / "issue28_bins")
     args = p.parse_args(argv)
-    args.argv = sys.argv[1:] if argv is None else argv
+    raw = sys.argv[1:] if argv is None else argv
+    # the command line as the report shows it: the notes are printed in the report itself
+    args.argv = [
+        a for i, a in enumerate(raw) if a != "--note" and (i == 0 or raw[i - 1] != "--note")
+    ]
     return args
 
 
