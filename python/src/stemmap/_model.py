@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._data import PreparedData, SliceData, dropout_rate, mean_nn_distance, prepare
+from ._data import PreparedData, SliceData, dropout_rate, mean_nn_distance, prepare, prepare_spots
 from ._defaults import ATTRIBUTION, MODEL
 from ._device import resolve_device
 from ._kernels import KERNELS
@@ -267,6 +267,7 @@ class STEM(TrainingMixin):
         temperature: float | None = None,
         spot_weights: Any = None,
         rounds: int | None = None,
+        st: Any = None,
     ) -> StemMapping:
         """Read the mapping off the trained embeddings.
 
@@ -294,6 +295,11 @@ class STEM(TrainingMixin):
             ``expression_weight`` and ``rounds`` default (None) to the values of the preset
             the model was trained with, if it sets them (``preset="quick"``: 3 and 3), else to
             the table's (1.5 and 2).
+        st
+            Other spots to read out on (an AnnData with all of the model's genes and
+            coordinates in ``obsm[spatial_key]``, e.g. finer bins of the same capture): the
+            trained encoder embeds them and the mapping is onto them (all-zero spots
+            dropped). Default (None): the spots trained on. Not with ``slice``.
 
         Returns
         -------
@@ -308,13 +314,22 @@ class STEM(TrainingMixin):
             rounds=rounds,
             expression_profile=expression_profile,
             temperature=temperature,
+            st=st,
         )
+        st = r.values.get("st")
+        if st is not None and slice is not None:
+            raise ValueError("give `st` (other spots) or `slice` (a training slice), not both.")
         if not self.is_trained:
             logger.warning("the model has not been trained; the mapping reflects random weights")
         readout = r["readout"]
         settings = self.settings
         settings["resolved"] = {**settings.get("resolved", {}), **r.record()}
-        slices = self.select_slices(slice)
+        if st is None:
+            slices = self.select_slices(slice)
+        else:  # other spots, prepared as the model's were
+            kw = {k: self.config[k] for k in ("spatial_key", "layer", "normalized")}
+            gm = self.config.get("gene_match", "exact")
+            slices = [prepare_spots(st, self.data.genes, gene_match=gm, **kw)]
         z_sc = self.embed(self.data.sc_x)
         x_st = np.concatenate([s.x for s in slices])
         z_st = self.embed(x_st)

@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 
 from ._defaults import MAPPING, MODEL, PRESET_MODEL_KEYS, PRESETS, TRAIN
-from ._validate import check_choice, check_hidden, check_nonnegative, check_positive
+from ._validate import (
+    check_anndata,
+    check_choice,
+    check_hidden,
+    check_nonnegative,
+    check_positive,
+)
 from ._validate import check_train_args as _check_train
 from .mapping import EXPRESSION_PROFILES, READOUTS
 from .mapping._readout import check_expression_weight, check_rounds
@@ -70,15 +76,21 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "expression_profile": lambda v: check_choice(v, EXPRESSION_PROFILES, "expression_profile"),
     "temperature": lambda v: check_positive(v, "temperature"),
     "adjacency_k": lambda v: check_nonnegative(v, "adjacency_k"),
+    "st": lambda v: check_anndata(v, "st"),
 }
+
+#: arguments of a group without a table value, whose None keeps its meaning (``st`` of
+#: ``STEM.mapping()``: the training spots); a caller's value is checked and recorded (an
+#: AnnData by its shape) like the others; nothing is recorded for them when not given
+UNTABLED: dict[str, tuple[str, ...]] = {"mapping": ("st",)}
 
 #: the resolved groups: the table each falls back to and its keys
 #:
 #: * ``model``: the keys of ``STEM()`` that a preset may set (its other arguments have
 #:   their table values as signature defaults and check themselves);
 #: * ``train``: ``STEM.train()``;
-#: * ``mapping``: ``STEM.mapping()`` (``balance``, ``spot_weights`` and ``slice`` have no
-#:   table value: None is their meaning);
+#: * ``mapping``: ``STEM.mapping()`` (``balance``, ``spot_weights``, ``slice`` and ``st`` have
+#:   no table value: None is their meaning; ``st`` is checked and recorded here, UNTABLED);
 #: * ``graph``: the SC–SC graph's neighbours (``adjacency_k``, R and the bridge).
 GROUPS: dict[str, tuple[Mapping[str, Any], tuple[str, ...]]] = {
     "model": (MODEL, tuple(PRESET_MODEL_KEYS)),
@@ -97,6 +109,8 @@ def _builtin(v: Any) -> Any:
         return [_builtin(x) for x in v]
     if isinstance(v, np.generic):
         return v.item()
+    if hasattr(v, "n_obs") and hasattr(v, "n_vars"):  # an AnnData: its shape, not the data
+        return f"AnnData ({v.n_obs} x {v.n_vars})"
     return v
 
 
@@ -158,7 +172,8 @@ def resolve(group: str, preset: str | None = None, **given: Any) -> Resolved:
         done with them).
     """
     table, keys = GROUPS[group]
-    unknown = sorted(set(given) - set(keys))
+    untabled = UNTABLED.get(group, ())
+    unknown = sorted(set(given) - set(keys) - set(untabled))
     if unknown:
         raise TypeError(f"not arguments of the {group} group: {unknown}")
     check_preset(preset)
@@ -175,6 +190,10 @@ def resolve(group: str, preset: str | None = None, **given: Any) -> Resolved:
         if values[k] is not None:
             checked = CHECKS[k](values[k])  # some checks return the value converted
             values[k] = values[k] if checked is None else checked
+    for k in untabled:
+        if given.get(k) is not None:
+            CHECKS[k](given[k])
+            values[k], sources[k] = given[k], CALLER
     return Resolved(values, sources, preset)
 
 

@@ -24,10 +24,17 @@ them from one region of the section and maps the cells of another region (no map
 a spot, nor in the spots' region: positions cannot be scored, compositions and held-out
 genes can). :func:`platform_effect` gives the spots gene-wise detection factors, as a
 second platform would.
+
+Bins
+----
+:func:`bin_capture` captures the cells in square bins of a given side, as Visium HD does
+(about one cell per bin at an "8 µm-like" side, four at a "16 µm-like" one), with counts
+thinned binomially to a sequencing-like depth and the empty bins under the tissue kept.
 """
 
 from __future__ import annotations
 
+from ._bins import bin_capture
 from ._regions import cross_region_pseudo_spots, platform_effect
 from ._spots import add_noise, disjoint_pseudo_spots, pseudo_spots
 
@@ -37,4 +44,5 @@ __all__ = [
     "cross_region_pseudo_spots",
     "platform_effect",
     "add_noise",
+    "bin_capture",
 ]
