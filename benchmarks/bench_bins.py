@@ -55,7 +55,7 @@ from lib.data import (
     write_inputs,
 )
 from lib.environments import CACHE, RESULTS, check_stemmap
-from lib.runner import RunOptions
+from lib.runner import RunOptions, next_time
 
 logger = logging.getLogger("bins")
 
@@ -295,16 +295,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _deadline(hhmm: str | None) -> dt.datetime | None:
-    """Return the next time it is ``HH:MM`` UTC (a deadline past midnight is tomorrow's)."""
-    if hhmm is None:
-        return None
-    h, m = map(int, hhmm.split(":"))
-    now = dt.datetime.now(dt.timezone.utc)
-    at = now.replace(hour=h, minute=m, second=0, microsecond=0)
-    return at if at > now else at + dt.timedelta(days=1)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run every method on every table (first seed first), score, rank, write the tables."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -313,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     args.cores = os.cpu_count()
     logger.info("machine: %s; %s", args.machine, check_stemmap())
     opts = RunOptions(args.epochs, "cpu", args.timeout, args.reuse)
-    deadline = _deadline(args.deadline)
+    deadline = next_time(args.deadline)
     cases = [prepare(path, size, args) for size in args.splits for path in args.datasets]
     for data, _, _ in cases:
         logger.info("%s: %s", data["name"], data["bins"])

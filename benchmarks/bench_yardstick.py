@@ -70,7 +70,7 @@ from lib.data import (
 )
 from lib.environments import CACHE, RESULTS, check_stemmap
 from lib.methods import METHODS, label
-from lib.runner import RunOptions, load_average, run_method
+from lib.runner import RunOptions, load_average, next_time, run_method
 from lib.scoring import corr_baseline, gene_corr, predict, score, spatial_control
 
 logger = logging.getLogger("yardstick")
@@ -693,14 +693,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _past(deadline: str | None) -> bool:
-    if deadline is None:
-        return False
-    h, m = map(int, deadline.split(":"))
-    now = dt.datetime.now(dt.timezone.utc)
-    return (now.hour, now.minute) >= (h, m)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the methods on every table (first seed first), score, rank, write the tables."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -709,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.machine = report.machine_description("cpu")
     args.cores = os.cpu_count()
+    deadline = next_time(args.deadline)
     logger.info("machine: %s; %s", args.machine, check_stemmap())
     os.environ.setdefault("STEMMAP_BENCH_C2L_REF_CACHE", str(args.cache / "c2l_reference"))
     if args.c2l_study:
@@ -753,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
                         seed not in c2l_seeds or data["split"] not in c2l_splits
                     ):
                         continue
-                    if _past(args.deadline):
+                    if deadline is not None and dt.datetime.now(dt.timezone.utc) >= deadline:
                         skipped.append(f"{data['name']} / {m} / seed {seed}")
                         continue
                     cache = args.cache / data["name"]

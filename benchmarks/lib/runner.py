@@ -8,6 +8,7 @@ back here, aligned to the data's cells and cached for ``--reuse``.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -349,3 +350,13 @@ def batch_plan(
         spot_batch_size=spot_batch_size,
     )
     return plan["cell_batch_size"], plan["spot_batch_size"]
+
+
+def next_time(hhmm: str | None) -> dt.datetime | None:
+    """Return the next time it is ``HH:MM`` UTC (a ``--deadline`` past midnight is tomorrow's)."""
+    if hhmm is None:
+        return None
+    h, m = map(int, hhmm.split(":"))
+    now = dt.datetime.now(dt.timezone.utc)
+    at = now.replace(hour=h, minute=m, second=0, microsecond=0)
+    return at if at > now else at + dt.timedelta(days=1)
