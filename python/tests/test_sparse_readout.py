@@ -197,3 +197,15 @@ def test_placement_uncertainty_reads_the_entries_under_the_sparse_readout(monkey
     # and never a dense row: the sparse path reads no row over all bins
     monkeypatch.setattr(type(sparse.engine), "round_rows", lambda *a: pytest.fail("dense row"))
     np.testing.assert_allclose(sparse.placement_uncertainty(0.9), r_s)
+
+
+@pytest.mark.parametrize("placement", [False, True])
+def test_kept_topk_equals_the_topk_of_the_kept_rows(monkeypatch, placement):
+    m = _mapping(monkeypatch, True, temperature=5.0)
+    rounds = [m.engine.sparse_round(r) for r in range(m.rounds)]
+    assert len(rounds) == 2
+    v, i = _sparse.kept_topk(rounds, 0, 300, 8, placement)
+    dv, di = torch.topk(_sparse.kept_rows(rounds, 0, 300, placement), 8, dim=1)
+    np.testing.assert_allclose(v.numpy(), dv.numpy(), rtol=1e-5)
+    dense = _sparse.kept_rows(rounds, 0, 300, placement)
+    np.testing.assert_allclose(dense.gather(1, i).numpy(), v.numpy(), rtol=1e-5)

@@ -262,7 +262,7 @@ class ReadoutEngine:
         if self.sparse:
             rounds = [self.sparse_round(r) for r in range(self.rounds)]
             for a, b in self.chunks():
-                v, i = torch.topk(_sparse.kept_rows(rounds, a, b, placement), k, dim=1)
+                v, i = _sparse.kept_topk(rounds, a, b, k, placement)
                 yield a, b, v, i
             return
         rows = self.rows_of_c

@@ -341,6 +341,32 @@ def kept_rows(rounds: list[SparseRound], a: int, b: int, placement: bool) -> tor
     return out
 
 
+def kept_topk(
+    rounds: list[SparseRound], a: int, b: int, k: int, placement: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the ``k`` largest kept entries of C₁ (``placement``) or of C for cells a:b.
+
+    From the rounds' kept entries alone (a bin kept by several rounds is one entry, their
+    mean): no row over all bins. As ``torch.topk`` of :func:`kept_rows` (to float rounding).
+    """
+    use = rounds[:1] if placement else rounds
+    parts = [r.kept_values(a, b) for r in use]
+    v = torch.cat([p[0] for p in parts], dim=1).double() / len(use)
+    c = torch.cat([p[1] for p in parts], dim=1)
+    if k > v.shape[1]:
+        return torch.topk(kept_rows(rounds, a, b, placement), k, dim=1)
+    if len(use) > 1:  # sum each bin's entries: sorted by bin, a run's total at its end
+        c, order = torch.sort(c, dim=1)
+        csum = v.gather(1, order).cumsum(dim=1)
+        last = torch.ones_like(c, dtype=torch.bool)
+        last[:, :-1] = c[:, 1:] != c[:, :-1]
+        ends = torch.cummax(torch.where(last, csum, torch.zeros_like(csum)), dim=1).values
+        before = torch.cat([torch.zeros_like(ends[:, :1]), ends[:, :-1]], dim=1)
+        v = torch.where(last, csum - before, torch.full_like(csum, -math.inf))
+    top, pos = torch.topk(v, k, dim=1)
+    return top.float(), c.gather(1, pos)
+
+
 def read_outputs(
     rounds: list[SparseRound], Y: np.ndarray | None, kept: int, chunks: list[tuple[int, int]]
 ) -> dict[str, Any]:
@@ -365,7 +391,7 @@ def read_outputs(
             w = first.values(a, b)
             coords.append((w[..., None] * Yt[first.cols[a:b].long()]).sum(dim=1).double().numpy())
         if len(rounds) > 1:
-            cv, ci = torch.topk(kept_rows(rounds, a, b, placement=False), kept, dim=1)
+            cv, ci = kept_topk(rounds, a, b, kept, placement=False)
             tv.append(cv)
             ti.append(ci.int())
     col = sum(r.column_sums() for r in rounds) / len(rounds)
