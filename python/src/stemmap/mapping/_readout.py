@@ -234,12 +234,18 @@ def residual_expression(resid: np.ndarray) -> np.ndarray:
     return np.log1p(r / tot * 1e4).astype(np.float32)
 
 
-def residual_proportions(resid: np.ndarray) -> np.ndarray:
-    """Spots' residual ``resid`` rescaled to proportions (float32; a ``"hellinger"`` round's)."""
-    r = np.asarray(resid, dtype=np.float64)
-    tot = r.sum(axis=1, keepdims=True)
-    tot[tot <= 0] = 1.0
-    return (r / tot).astype(np.float32)
+def residual_proportions(resid: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Spots' residual ``resid`` rescaled to proportions (float32; a ``"hellinger"`` round's).
+
+    Float64 in chunks of rows (each row alone), as :func:`standardize_rows`.
+    """
+    out = np.empty(np.shape(resid), dtype=np.float32)
+    for a in range(0, out.shape[0], chunk):
+        r = np.asarray(resid[a : a + chunk], dtype=np.float64)
+        tot = r.sum(axis=1, keepdims=True)
+        tot[tot <= 0] = 1.0
+        out[a : a + chunk] = r / tot
+    return out
 
 
 def hellinger_profiles(x: np.ndarray, chunk: int = 65536) -> np.ndarray:
@@ -265,10 +271,18 @@ def hellinger_of_proportions(out: np.ndarray) -> np.ndarray:
     return out
 
 
-def standardize_rows(x: np.ndarray) -> np.ndarray:
-    """Rows centred and scaled to unit norm (float32), so that inner products are Pearson r."""
-    x = np.asarray(x, dtype=np.float64)
-    x = x - x.mean(axis=1, keepdims=True)
-    nrm = np.linalg.norm(x, axis=1, keepdims=True)
-    nrm[nrm == 0] = 1.0
-    return np.ascontiguousarray(x / nrm, dtype=np.float32)
+def standardize_rows(x: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Rows centred and scaled to unit norm (float32), so that inner products are Pearson r.
+
+    Float64 arithmetic in chunks of rows (each row alone: the same values as one block; at
+    5·10⁵ bins a float64 copy of all rows took 1.5 GB per temporary).
+    """
+    x = np.asarray(x)
+    out = np.empty(x.shape, dtype=np.float32)
+    for a in range(0, x.shape[0], chunk):
+        y = np.asarray(x[a : a + chunk], dtype=np.float64)
+        y = y - y.mean(axis=1, keepdims=True)
+        nrm = np.linalg.norm(y, axis=1, keepdims=True)
+        nrm[nrm == 0] = 1.0
+        out[a : a + chunk] = y / nrm
+    return out

@@ -254,9 +254,9 @@ class SparseRound:
         """(N,) float64 column sums of C (kept and tail entries)."""
         return self._kernel_column_sums(self._row_norm()) * self.v
 
-    def transposed_product(self, V: np.ndarray) -> np.ndarray:
-        """(N × k) Cᵀ V of an (M × k) array (all entries; float64)."""
-        out = np.zeros((self.n_spots, V.shape[1]), dtype=np.float64)
+    def transposed_product(self, V: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+        """(N × k) Cᵀ V of an (M × k) array (all entries; ``dtype``)."""
+        out = np.zeros((self.n_spots, V.shape[1]), dtype=dtype)
         step = max(1, 2**22 // self.width)
         for a in range(0, self.n_cells, step):
             b = min(a + step, self.n_cells)
@@ -268,13 +268,15 @@ class SparseRound:
                 ),
                 shape=(b - a, self.n_spots),
             )
-            out += m.T @ np.asarray(V[a:b], dtype=np.float64)
+            out += m.T @ np.asarray(V[a:b], dtype=dtype)
         return out
 
     def explained(self, sc_props: np.ndarray) -> np.ndarray:
-        """(N × G) Ĉ P_SC: each bin's expected expression proportions (all entries)."""
+        """(N × G) Ĉ P_SC: each bin's expected expression proportions (all entries; float32)."""
         col = self.column_sums().numpy()
-        return self.transposed_product(sc_props) / np.maximum(col, 1e-300)[:, None]
+        out = self.transposed_product(sc_props, np.float32)  # N × G: float32 halves it
+        out /= np.maximum(col, 1e-30).astype(np.float32)[:, None]
+        return out
 
 
 def build_round(
