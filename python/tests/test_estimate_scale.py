@@ -73,14 +73,22 @@ def test_estimate_within_25_percent_of_the_measured_table():
             plan = stemmap.estimate_resources(r["cells"], r["spots"], r["genes"], device="cpu")
         finally:
             torch.set_num_threads(threads)
+        # the sparse rows ran with the expression term on 64 profile axes (not the default)
+        rank = r.get("sparse_rank", 0)
         est = _estimate.readout_resources(
-            r["cells"], r["spots"], r["genes"], (512, 256, 128), 2, r["threads"]
+            r["cells"], r["spots"], r["genes"], (512, 256, 128), 2, r["threads"], rank
         )
-        # memory does not depend on the machine's load: within 25 %
-        assert est["bytes"] == pytest.approx(r["peak_rss_gb"] * 2**30, rel=0.25), r["size"]
+        # memory does not depend on the machine's load: within 25 % (a row measured before a
+        # memory fix is checked for time only: "checks")
+        checks = r.get("checks", ["time", "memory"])
+        if "memory" in checks:
+            assert est["bytes"] == pytest.approx(r["peak_rss_gb"] * 2**30, rel=0.25), r["size"]
+        if "time" not in checks:  # ran beside other work: its memory only
+            continue
         if max(r["load"]) <= 2.5:  # a quiet row (2 cores): the estimate within 25 %
             assert est["seconds"] == pytest.approx(r["outputs_s"], rel=0.25), r["size"]
-            assert plan["end_to_end_seconds"] == pytest.approx(r["end_to_end_s"], rel=0.25)
+            e2e = plan["total_seconds"] + est["seconds"]
+            assert e2e == pytest.approx(r["end_to_end_s"], rel=0.25), r["size"]
             continue
         # time does: these rows ran under a load of 5-9 on 2 cores, the estimate is for a quiet
         # machine (calibrated on results/scaling_outputs.md), so it must lie below each
@@ -88,7 +96,6 @@ def test_estimate_within_25_percent_of_the_measured_table():
         assert min(r["load"]) >= 4, f"{r['size']}: neither quiet nor loaded"
         assert r["outputs_s"] / 8 <= est["seconds"] <= r["outputs_s"], r["size"]
         assert r["end_to_end_s"] / 8 <= plan["end_to_end_seconds"] <= r["end_to_end_s"], r["size"]
-        assert est["bytes"] / 2**30 == pytest.approx(r["peak_rss_gb"], rel=0.25), r["size"]
     for r in json.loads(MEASURED.read_text()):  # runs stopped early: the peak so far
         if r.get("status", "").startswith("partial"):
             est = _estimate.readout_resources(r["cells"], r["spots"], r["genes"], (512, 256, 128))

@@ -33,13 +33,17 @@ READOUT_BALANCE_PASSES = 3
 READOUT_BASE_BYTES = 1.0 * 2**30
 
 
-#: the sparse readout (:data:`SPARSE_READOUT`) on CPU, per thread: seconds per cell × bin
-#: entry × logits dimension of its one pass per round (a float32 product, no exp), per cell ×
-#: bin entry of the pass's top-k, and per cell × bin entry of the outputs' dense chunks (the
-#: top-k of C, the residual round's and the deconvolution's reads)
-SPARSE_ENTRY_SECONDS = 3.2e-11
+#: the sparse readout (:data:`SPARSE_READOUT`) on CPU, fitted to the quiet 300k × 147k and
+#: 100k × 517k runs (benchmarks/results/issue28/scaling.md): per thread, seconds per cell ×
+#: bin entry × logits width of a round's pass (the product) and per entry of its top-k (the
+#: sample fit costs about two passes over its cells); one thread: per cell × gene and bin ×
+#: gene of the setup (profiles, main axes, sides), per cell × entry × gene and bin × gene ×
+#: chunk of a residual round's Ĉ P_SC, per cell × entry of the outputs
+SPARSE_ENTRY_SECONDS = 5.4e-11
 SPARSE_TOPK_SECONDS = 2.5e-9
-SPARSE_DENSE_SECONDS = 1.0e-9
+SPARSE_SETUP_SECONDS = (8.2e-8, 2.62e-7)
+SPARSE_EXPLAINED_SECONDS = (6.6e-10, 3.67e-8)
+SPARSE_OUTPUT_SECONDS = 1.0e-7
 
 
 def sparse_readout(m: int, n: int) -> bool:
@@ -55,8 +59,11 @@ def readout_resources(
     hidden: tuple[int, ...],
     rounds: int = MAPPING["rounds"],
     threads: int | None = None,
+    rank: int = SPARSE_READOUT["rank"],
 ) -> dict[str, Any]:
     """Rough seconds and peak bytes of the default outputs of a mapping (CPU).
+
+    ``rank``: the sparse readout's profile axes (``SPARSE_READOUT["rank"]``; 0: every gene).
 
     The default outputs (coordinates, best spots, top-k, deconvolution). Exact readout: every
     round's rows of C are read twice (the one output pass, the deconvolution); at scale (the
@@ -77,10 +84,15 @@ def readout_resources(
     if sparse:
         passes = rounds
         fit = min(m, kernel // (4 * n))  # the sample fit's cells, one product each round
-        rank = SPARSE_READOUT["rank"]  # the expression term on the spots' main axes
         width = hidden[-1] + (min(rank, n_genes) if rank else n_genes)
-        secs = rounds * (m + fit) * n * (width * SPARSE_ENTRY_SECONDS + SPARSE_TOPK_SECONDS)
-        secs = (secs + (2 * rounds + 1) * m * n * SPARSE_DENSE_SECONDS) / threads
+        entry = width * SPARSE_ENTRY_SECONDS + SPARSE_TOPK_SECONDS
+        secs = rounds * (m + 2 * fit) * n * entry / threads
+        w = SPARSE_READOUT["kept"] + SPARSE_READOUT["sample"]
+        secs += SPARSE_SETUP_SECONDS[0] * m * n_genes + SPARSE_SETUP_SECONDS[1] * n * n_genes
+        steps = -(-m * w // 2**22)  # the chunks of cells of a residual round's Ĉ P_SC
+        c, d = SPARSE_EXPLAINED_SECONDS
+        secs += (rounds - 1) * (c * m * w * n_genes + d * n * n_genes * steps)
+        secs += SPARSE_OUTPUT_SECONDS * m * w
     else:
         passes = 2 * rounds + (READOUT_BALANCE_PASSES if sampled else 1)
         secs = passes * m * n * dim * READOUT_ENTRY_SECONDS / threads
