@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._data import PreparedData, SliceData, dropout_rate, mean_nn_distance, prepare, prepare_spots
+from ._data import PreparedData, SliceData, dropout_rate, mean_nn_distance, prepare
 from ._defaults import ATTRIBUTION, MODEL
 from ._device import resolve_device
 from ._kernels import KERNELS
 from ._module import STEMModule
+from ._new_spots import prepare_spots
 from ._resolve import DEFAULT, resolve
 from ._runtime import compute
 from ._validate import (
