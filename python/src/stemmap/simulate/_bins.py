@@ -10,6 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._validate import check_anndata, check_positive, check_seed, get_coords, get_matrix
+from ._spots import cell_labels
 
 logger = logging.getLogger(__name__)
 
@@ -188,20 +189,7 @@ def bin_capture(
     xy = get_coords(adata, spatial_key, "adata")[:, :2].astype(np.float64)
     if not np.all(np.isfinite(xy)):
         raise ValueError(f"`adata.obsm[{spatial_key!r}]` has missing or infinite coordinates.")
-    labels = None
-    if label_key is not None:
-        if label_key not in adata.obs.columns:
-            raise KeyError(
-                f"`label_key={label_key!r}` not found in `adata.obs`; available columns: "
-                f"{list(adata.obs.columns) or 'none'}. Pass `label_key=None` to skip the true "
-                "compositions."
-            )
-        labels = pd.Categorical(adata.obs[label_key])
-        if labels.isna().any():
-            raise ValueError(
-                f"`adata.obs[{label_key!r}]` has {int(labels.isna().sum())} missing label(s); "
-                "expected a label for every cell."
-            )
+    labels = cell_labels(adata, label_key, "compositions")
     if origin is None:
         lo = xy.min(axis=0)
     else:

@@ -130,20 +130,7 @@ def pseudo_spots(
 
     X = get_matrix(adata, layer, "adata")
     xy = get_coords(adata, spatial_key, "adata")
-    labels = None
-    if label_key is not None:
-        if label_key not in adata.obs.columns:
-            raise KeyError(
-                f"`label_key={label_key!r}` not found in `adata.obs`; available columns: "
-                f"{list(adata.obs.columns) or 'none'}. Pass `label_key=None` to skip the true "
-                "proportions."
-            )
-        labels = pd.Categorical(adata.obs[label_key])
-        if labels.isna().any():
-            raise ValueError(
-                f"`adata.obs[{label_key!r}]` has {int(labels.isna().sum())} missing label(s); "
-                "expected a label for every cell."
-            )
+    labels = cell_labels(adata, label_key, "proportions")
 
     lo = xy.min(axis=0)
     hi = xy.max(axis=0)
@@ -414,3 +401,25 @@ def add_noise(
     out.uns["noise"] = {"R": float(R), "seed": int(seed), "layer": layer, "rounded": round_counts}
     logger.info("add_noise: R=%.3g on %d cells x %d genes", R, adata.n_obs, adata.n_vars)
     return out
+
+
+def cell_labels(adata: Any, label_key: str | None, truth: str) -> pd.Categorical | None:
+    """``adata.obs[label_key]`` as categories (None without a key); errors name ``label_key``.
+
+    ``truth``: what the labels give (for the message: "proportions", "compositions").
+    """
+    if label_key is None:
+        return None
+    if label_key not in adata.obs.columns:
+        raise KeyError(
+            f"`label_key={label_key!r}` not found in `adata.obs`; available columns: "
+            f"{list(adata.obs.columns) or 'none'}. Pass `label_key=None` to skip the true "
+            f"{truth}."
+        )
+    labels = pd.Categorical(adata.obs[label_key])
+    if labels.isna().any():
+        raise ValueError(
+            f"`adata.obs[{label_key!r}]` has {int(labels.isna().sum())} missing label(s); "
+            "expected a label for every cell."
+        )
+    return labels
