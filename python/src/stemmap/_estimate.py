@@ -44,6 +44,7 @@ SPARSE_TOPK_SECONDS = 2.5e-9
 SPARSE_SETUP_SECONDS = (8.2e-8, 2.62e-7)
 SPARSE_EXPLAINED_SECONDS = (6.6e-10, 3.67e-8)
 SPARSE_OUTPUT_SECONDS = 1.0e-7
+SPARSE_BIN_GENE_BYTES = 16
 
 
 def sparse_readout(m: int, n: int) -> bool:
@@ -99,6 +100,9 @@ def readout_resources(
     # the sides and proportions, the inputs with the model's copy, the profiles' float64 temporaries
     side = 4 * (m + n) * (dim + 4 * n_genes) + 8 * 3 * (m + (n if rounds > 1 else 0)) * n_genes
     entries = 8 * rounds * m * (SPARSE_READOUT["kept"] + SPARSE_READOUT["sample"]) if sparse else 0
+    # bins' N × G temporaries of the sparse path: fitted to the 300k × 147k and 100k × 517k
+    # runs (10.6 and 18.1 GiB measured; the mechanism not yet traced)
+    entries += SPARSE_BIN_GENE_BYTES * n * n_genes if sparse else 0
     # five chunks: the deconvolution holds C_r, the rounds' mean and a float64 copy
     peak = READOUT_BASE_BYTES + side + entries + max(kernel, 5 * 4 * chunk * n)
     return {
