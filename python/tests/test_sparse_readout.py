@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from stemmap.mapping import StemMapping, _sparse
+from stemmap.mapping import StemMapping, _pass, _sparse
 
 
 def _problem(m: int = 1500, side: int = 30, seed: int = 0):
@@ -39,7 +39,11 @@ def _mapping(monkeypatch, sparse: bool, temperature: float = 1.0, **kw) -> StemM
     )  # fmt: skip
 
 
-def test_sparse_readout_matches_the_exact_one_where_rows_are_peaked(monkeypatch):
+@pytest.mark.parametrize("select", ["float32", "bfloat16"])
+def test_sparse_readout_matches_the_exact_one_where_rows_are_peaked(monkeypatch, select):
+    # bfloat16: the candidates chosen in bfloat16, every value float32 (emulated where the
+    # CPU has no native bfloat16: slower, the same numbers)
+    monkeypatch.setattr(StemMapping, "_sparse_select", select)
     exact, sparse = _mapping(monkeypatch, False), _mapping(monkeypatch, True)
     assert sparse.engine.sparse
     assert not exact.engine.sparse
@@ -126,8 +130,13 @@ def test_tail_estimate_is_unbiased():
     # a row's tail sum over all its other bins, estimated from its drawn bins
     gen = torch.Generator().manual_seed(1)
     L = torch.randn(4000, 500, generator=gen)
-    logk, cols = _sparse.read_entries(
-        lambda a, b: L[a:b].clone(), torch.zeros(500, dtype=torch.float64), 4000, 1000, 10, 50, 0
+    logk, cols = _pass.read_entries(
+        lambda a, b: L[a:b].clone(),
+        torch.zeros(500, dtype=torch.float64),
+        4000,
+        1000,
+        (10, 50, 0),
+        0,
     )
     est = (logk.exp() * torch.exp(L.max(dim=1).values)[:, None])[:, 10:].sum(dim=1)
     top = torch.topk(L, 10, dim=1).values
@@ -135,6 +144,57 @@ def test_tail_estimate_is_unbiased():
     ratio = (est / true).numpy()
     assert abs(ratio.mean() - 1) < 0.01
     assert 0.05 < ratio.std() < 0.3  # an estimate, not the sum itself
+
+
+def _sides(m: int = 600, n: int = 3000, w: int = 48, seed: int = 2):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(m, w, generator=gen), 0.6 * torch.randn(n, w, generator=gen)
+
+
+def test_bfloat16_candidates_keep_float32_values():
+    cells, side = _sides()
+    g = torch.linspace(-1, 1, side.shape[0], dtype=torch.float64)
+    L = cells @ side.T + g.float()
+    ent = (40, 20, 24)
+    logk, cols = _pass.read_entries(
+        *_pass.pass_functions(cells, side, torch.bfloat16)[:1], g, 600, 128, ent, 0,
+        _pass.pass_functions(cells, side, torch.bfloat16)[1],
+    )  # fmt: skip
+    exact, ecols = _pass.read_entries(lambda a, b: L[a:b].clone(), g * 0, 600, 128, ent, 0)
+    # every kept value is the float32 logit of its bin (to float rounding), decreasing
+    got = logk[:, :40] + L.max(dim=1).values[:, None]
+    want = L.gather(1, cols[:, :40].long())
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-5)
+    assert bool((logk[:, 1:40] <= logk[:, :39]).all())
+    # the kept bins are the 40 largest float32 logits, up to near-ties at the cut
+    same = [len(set(a) & set(b)) for a, b in zip(cols[:, :40].tolist(), ecols[:, :40].tolist())]
+    assert np.mean(same) > 39.9
+    # a drawn bin weighs 0 exactly when it is kept (index, not value: a bin may be missed)
+    drawn, kept = cols[:, 40:].long(), cols[:, :40].long()
+    in_kept = (drawn[:, :, None] == kept[:, None, :]).any(dim=2)
+    assert bool((torch.isinf(logk[:, 40:]) == in_kept).all())
+    # the same draws as the float32 pass (one generator per pass)
+    assert torch.equal(cols[:, 40:], ecols[:, 40:])
+
+
+def test_logits_at_is_the_product_at_the_entries():
+    cells, side = _sides(m=50, n=400)
+    cols = torch.randint(400, (50, 30), generator=torch.Generator().manual_seed(3))
+    cols[:, 1] = cols[:, 0]  # repeats and unsorted bins
+    want = (cells.double() @ side.double().T).gather(1, cols)
+    torch.testing.assert_close(_pass.logits_at(cells, side, cols).double(), want, atol=1e-5, rtol=0)
+
+
+def test_tail_estimate_is_unbiased_with_bfloat16_candidates():
+    cells, side = _sides(m=4000, n=500, w=16)
+    L = cells @ side.T
+    rows, values = _pass.pass_functions(cells, side, torch.bfloat16)
+    logk, _ = _pass.read_entries(
+        rows, torch.zeros(500, dtype=torch.float64), 4000, 1000, (10, 50, 8), 0, values
+    )
+    est = (logk.exp() * torch.exp(L.max(dim=1).values)[:, None])[:, 10:].sum(dim=1)
+    true = L.exp().sum(dim=1) - torch.topk(L, 10, dim=1).values.exp().sum(dim=1)
+    assert abs((est / true).numpy().mean() - 1) < 0.01
 
 
 @pytest.mark.parametrize(("kept", "sample"), [(32, 16)])
@@ -146,16 +206,38 @@ def test_sparse_mode_needs_many_more_bins_than_entries(monkeypatch, kept, sample
     assert not m.engine.sparse  # 81 bins: the exact readout
 
 
+def test_bins_in_no_cells_entries_give_finite_outputs(monkeypatch):
+    # 60 cells × 1600 bins, 8 + 4 entries each: most bins are in no cell's entries (the
+    # deconvolution divided 0 by 0 there: NaN)
+    zsc, zst, xy, scx, stx, lab, _ = _problem(m=60, side=40)
+    monkeypatch.setattr(StemMapping, "_sparse_entries", 0)
+    monkeypatch.setattr(StemMapping, "_sparse_kept", 8)
+    monkeypatch.setattr(StemMapping, "_sparse_sample", 4)
+    names = [f"c{i}" for i in range(60)], [f"s{j}" for j in range(1600)]
+    m = StemMapping(zsc, zst, xy, *names, ["a"] * 1600, sc_expr=scx, st_expr=stx)
+    dec = m.deconvolve(lab).to_numpy()
+    assert m.engine.sparse
+    assert m.balance_info["unreached"] > 800
+    assert np.isfinite(dec).all()
+    np.testing.assert_allclose(dec.sum(axis=1), 1.0, rtol=1e-6)
+    # a bin no round reaches: no evidence, the cells' overall composition
+    hit = np.zeros(1600, bool)
+    for r in range(m.engine.rounds):
+        hit[m.engine.sparse_round(r).cols.long().flatten().numpy()] = True
+    overall = pd.get_dummies(lab).mean().to_numpy()
+    np.testing.assert_allclose(dec[~hit], np.tile(overall, ((~hit).sum(), 1)), atol=1e-9)
+
+
 def test_profile_axes_keep_the_expression_term_on_its_main_axes(monkeypatch):
     # all axes: the product over the axes is the product over the genes
     gen = torch.Generator().manual_seed(0)
     esc, est = torch.randn(50, 30, generator=gen), torch.randn(80, 30, generator=gen)
-    V = _sparse.profile_axes(est, 30)
+    V = _pass.profile_axes(est, 30)
     np.testing.assert_allclose((V.T @ V).numpy(), np.eye(30), atol=1e-5)
     np.testing.assert_allclose(((esc @ V) @ (est @ V).T).numpy(), (esc @ est.T).numpy(), atol=1e-4)
     # a few axes of profiles that vary along a few directions lose little
     low = torch.randn(80, 3, generator=gen) @ torch.randn(3, 30, generator=gen)
-    V3 = _sparse.profile_axes(low, 3)
+    V3 = _pass.profile_axes(low, 3)
     np.testing.assert_allclose(
         ((esc @ V3) @ (low @ V3).T).numpy(), (esc @ low.T).numpy(), atol=1e-3
     )
@@ -209,3 +291,19 @@ def test_kept_topk_equals_the_topk_of_the_kept_rows(monkeypatch, placement):
     np.testing.assert_allclose(v.numpy(), dv.numpy(), rtol=1e-5)
     dense = _sparse.kept_rows(rounds, 0, 300, placement)
     np.testing.assert_allclose(dense.gather(1, i).numpy(), v.numpy(), rtol=1e-5)
+
+
+def test_spread_ratio_in_chunks_equals_one_product(monkeypatch):
+    # at 5·10⁵ bins the 2048 sampled rows × all bins took 4 GB (and 8 GB as float64) at once
+    from stemmap.mapping import _readout
+
+    gen = torch.Generator().manual_seed(4)
+    zsc, zst = torch.randn(300, 8, generator=gen), torch.randn(700, 8, generator=gen)
+    esc, est = torch.randn(300, 20, generator=gen), torch.randn(700, 20, generator=gen)
+    whole = _readout.spread_ratio(zsc, zst, esc, est)
+    monkeypatch.setattr(_readout, "SPREAD_ENTRIES", 700 * 7)  # 7 rows a chunk
+    calls = []
+    real = torch.Tensor.double
+    monkeypatch.setattr(torch.Tensor, "double", lambda t: calls.append(t.shape) or real(t))
+    assert _readout.spread_ratio(zsc, zst, esc, est) == pytest.approx(whole, rel=1e-9)
+    assert max(s[0] for s in calls) == 7

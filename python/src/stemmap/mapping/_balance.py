@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._device import native_bf16
+
 logger = logging.getLogger(__name__)
 
 #: ``logits_of(rows)``: readout logits of the cells ``rows`` (an index tensor) over all spots
@@ -27,9 +29,11 @@ Collect = Callable[[int | None, torch.Tensor | None], None]
 class Tuning:
     """How the balancing scales (see :class:`stemmap.StemMapping`'s class attributes).
 
-    ``sparse``: (entries, kept, sample, rank): above ``entries`` cells × spots the readout is
-    sparse (:mod:`._sparse`: each cell's ``kept`` largest entries and ``sample`` tail bins;
-    the expression term on the spots' ``rank`` main profile axes, 0: all genes).
+    ``sparse``: (entries, kept, sample, rank, margin): above ``entries`` cells × spots the
+    readout is sparse (:mod:`._sparse`: each cell's ``kept`` largest entries and ``sample``
+    tail bins; the expression term on the spots' ``rank`` main profile axes, 0: all genes;
+    ``margin`` extra candidates where the pass chooses them in ``select``, a lower precision
+    than float32, else float32 throughout).
     """
 
     def __init__(
@@ -38,13 +42,19 @@ class Tuning:
         passes: int,
         pass_tol: float,
         pass_dtype: torch.dtype,
-        sparse: tuple[int, int, int, int] = (2**62, 256, 128, 0),
+        sparse: tuple[int, int, int, int, int] = (2**62, 256, 128, 0, 64),
+        select: torch.dtype = torch.float32,
     ) -> None:
         self.min_cells, self.passes = int(min_cells), int(passes)
         self.pass_tol, self.pass_dtype = float(pass_tol), pass_dtype
-        self.sparse_entries, self.sparse_kept, self.sparse_sample, self.sparse_rank = (
-            int(x) for x in sparse
-        )
+        (
+            self.sparse_entries,
+            self.sparse_kept,
+            self.sparse_sample,
+            self.sparse_rank,
+            self.sparse_margin,
+        ) = (int(x) for x in sparse)
+        self.sparse_select = select
 
     @classmethod
     def of(cls, mapping: Any) -> Tuning:
@@ -55,8 +65,21 @@ class Tuning:
             m._balance_passes,
             m._balance_pass_tol,
             m._pass_dtype,
-            (m._sparse_entries, m._sparse_kept, m._sparse_sample, m._sparse_rank),
+            (m._sparse_entries, m._sparse_kept, m._sparse_sample, m._sparse_rank, m._sparse_margin),
+            select_dtype(m._sparse_select),
         )
+
+
+def select_dtype(select: str) -> torch.dtype:
+    """Return the sparse pass's candidate precision (``"auto"``, ``"bfloat16"``, ``"float32"``).
+
+    ``"auto"``: bfloat16 where the CPU multiplies it natively (:func:`.native_bf16`), else
+    float32.
+    """
+    if select == "auto":
+        native = native_bf16(torch.device("cpu"))
+        return torch.bfloat16 if native else torch.float32
+    return {"bfloat16": torch.bfloat16, "float32": torch.float32}[select]
 
 
 def fit_potentials(

@@ -28,7 +28,7 @@ import torch
 from .._device import native_bf16
 from .._runtime import compute
 from .._topk import chunked_topk
-from . import _balance, _readout, _rounds, _sparse, _values
+from . import _balance, _pass, _readout, _rounds, _sparse, _values
 from ._balance import Tuning
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class ReadoutEngine:
                 keep=rounds > 1 and self.balance,
             )
             if self.sparse and 0 < t.sparse_rank < est.shape[1]:
-                self._basis = _sparse.profile_axes(est, t.sparse_rank)
+                self._basis = _pass.profile_axes(est, t.sparse_rank)
                 esc, est = esc @ self._basis, est @ self._basis
             ratio = _readout.spread_ratio(zsc, zst, esc, est)
             self.expression_scale = _values.check_scale(expression_weight * ratio)
@@ -241,13 +241,15 @@ class ReadoutEngine:
         """Round ``r``'s sparse C (:mod:`._sparse`): one pass, then balanced on its entries."""
         if self._sparse[r] is None:
             t = self.tuning
+            rows, values = _pass.pass_functions(self._cells, self._spot_side(r), t.sparse_select)
             rnd = _sparse.build_round(
-                lambda a, b: self.logits(slice(a, b), r),
+                rows,
                 (lambda: self._fit(r)) if self.balance else None,
                 (self.n_cells, self.n_spots, self.chunk_size),
-                (t.sparse_kept, t.sparse_sample),
+                (t.sparse_kept, t.sparse_sample, t.sparse_margin),
                 torch.from_numpy(self.n_cells * self.spot_w),
                 r,
+                values,
             )
             self._sparse[r] = rnd
             if r == 0:
@@ -360,12 +362,15 @@ class ReadoutEngine:
     def aggregate(self, V: torch.Tensor) -> torch.Tensor:
         """(N × k) Ĉ V of an (M × k) float64 tensor (Ĉ: the rounds' mean; chunks of cells).
 
-        Sparse and balanced: from the entries (each round's Cᵀ V over its column sums).
+        Sparse and balanced: from the entries (each round's Cᵀ V over its column sums; a bin
+        in no cell's entries of a round, ``balance_info["unreached"]``, has no column there:
+        its Ĉ column is uniform over the cells, V's mean).
         """
         if self.sparse and self.balance:
-            acc = np.zeros((self.n_spots, V.shape[1]))
+            acc, mean = np.zeros((self.n_spots, V.shape[1])), V.numpy().mean(axis=0)
             for r, s in enumerate(self._round_sums()):
-                acc += self.sparse_round(r).transposed_product(V.numpy()) / s.numpy()[:, None]
+                s, part = s.numpy(), self.sparse_round(r).transposed_product(V.numpy())
+                acc += np.where(s[:, None] > 0, part / np.maximum(s, 1e-300)[:, None], mean)
             return torch.from_numpy(acc * self.share)
         acc = torch.zeros((self.n_spots, V.shape[1]), dtype=torch.float64)
         for a, b in self.chunks():

@@ -134,11 +134,12 @@ class StemMapping:
     _balance_pass_tol = 0.1
     #: each cell's largest entries of C kept from the per-cell pass (for top-k outputs)
     _topk_kept = 16
-    #: the sparse readout (``mapping._sparse``) above this many cells × spots: each cell's
-    #: largest entries and a sample of its tail, one pass per round (10⁵ × 10⁵ bins)
+    #: the sparse readout (``mapping._sparse``) above this many cells × spots (10⁵ × 10⁵
+    #: bins); candidates chosen in bfloat16 where native ("auto"), or "float32"
     _sparse_entries = SPARSE_READOUT["entries"]
     _sparse_kept, _sparse_sample = SPARSE_READOUT["kept"], SPARSE_READOUT["sample"]
-    _sparse_rank = SPARSE_READOUT["rank"]
+    _sparse_rank, _sparse_margin = SPARSE_READOUT["rank"], SPARSE_READOUT["margin"]
+    _sparse_select = "auto"
 
     def __init__(
         self,

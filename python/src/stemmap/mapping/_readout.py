@@ -133,9 +133,23 @@ def spread_ratio(
 ) -> float:
     """sd(Z_SC Z_STᵀ) / sd(R): mean row standard deviations on evenly spaced cells."""
     idx = torch.from_numpy(np.unique(np.linspace(0, zsc.shape[0] - 1, n_rows).astype(int)))
-    sb = (zsc[idx] @ zst.T).double().std(dim=1).mean().item()
-    sr = (esc[idx] @ est.T).double().std(dim=1).mean().item()
+    sb = _mean_row_sd(zsc[idx], zst)
+    sr = _mean_row_sd(esc[idx], est)
     return sb / sr if sr > 0 else 0.0
+
+
+#: rows of a product a :func:`spread_ratio` chunk holds (2²⁶ entries: 256 MB of float32;
+#: at 5·10⁵ bins the 2048 rows at once took 4 GB, and 8 GB more as float64)
+SPREAD_ENTRIES = 2**26
+
+
+def _mean_row_sd(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over the rows of ``a @ b.T`` of their standard deviations (float64), in chunks."""
+    step = max(1, SPREAD_ENTRIES // max(b.shape[0], 1))
+    if step >= a.shape[0]:  # one product, as before the chunks (small problems bitwise)
+        return (a @ b.T).double().std(dim=1).mean().item()
+    sds = [(a[i : i + step] @ b.T).double().std(dim=1) for i in range(0, a.shape[0], step)]
+    return torch.cat(sds).mean().item()
 
 
 def cell_side(zsc: torch.Tensor, esc: torch.Tensor | None) -> torch.Tensor:

@@ -17,7 +17,7 @@ every row of length ``kept + sample``: seconds, where a pass over all bins costs
 every output reads the entries: coordinates, column sums, Ĉ and the residual rounds' Ĉ P_SC
 read all of them (linear in C, the tail's estimate is unbiased); best bins, confidences and
 top-k read the kept entries only (a tail entry stands for many bins and is no single bin's
-value). A dense chunk of rows (:meth:`SparseRound.dense`) puts the tail at its sampled bins.
+value). A dense chunk of rows (:meth:`SparseRound.dense`) puts the tail at its sampled bins. The pass itself is :mod:`._pass`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import scipy.sparse as sp
 import torch
 
 from ._balance import non_finite
+from ._pass import RowsFn, ValuesFn, read_entries
 
 logger = logging.getLogger(__name__)
 
@@ -47,82 +48,6 @@ MAX_PASSES = 2
 #: and most iterations (one is two sweeps over the entries: ~1 s at 3·10⁵ cells)
 BALANCE_TOL = 1e-2
 BALANCE_ITERATIONS = 100
-
-#: ``logits_of(a, b)``: the (b - a) × N readout logits of cells a:b (float32, may be modified)
-RowsFn = Callable[[int, int], torch.Tensor]
-
-
-def profile_axes(est: torch.Tensor, rank: int) -> torch.Tensor:
-    """(G × rank) main axes of the spots' expression profiles (float32, orthonormal columns).
-
-    The expression term's product ``E_SC E_STᵀ`` over G genes becomes ``(E_SC V)(E_ST V)ᵀ``
-    over the ``rank`` axes that hold most of the spots' profile variance: the pass's logits
-    product shrinks from h + G to h + ``rank`` columns (G: hundreds to thousands of genes).
-    The eigenvectors of the G × G Gram matrix (float64, deterministic).
-    """
-    gram = torch.zeros((est.shape[1], est.shape[1]), dtype=torch.float64)
-    for a in range(0, est.shape[0], 65536):
-        x = est[a : a + 65536].double()
-        gram += x.T @ x
-    _, vecs = torch.linalg.eigh(gram)  # ascending eigenvalues
-    return vecs[:, -rank:].flip(1).float().contiguous()
-
-
-def read_entries(
-    logits_of: RowsFn,
-    g0: torch.Tensor,
-    n_cells: int,
-    chunk: int,
-    kept: int,
-    sample: int,
-    seed: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass over the cells: each row's kept and tail entries of the balanced logits.
-
-    Parameters
-    ----------
-    logits_of
-        Readout logits of a chunk of cells.
-    g0
-        (N,) potentials the pass reads under (from a sample fit; zeros without balancing).
-    n_cells, chunk
-        M and cells per chunk.
-    kept, sample
-        Largest entries kept per cell, and bins drawn for each cell's tail.
-    seed
-        Seed of the tail's bins (a fixed generator: the same inputs give the same entries).
-
-    Returns
-    -------
-    tuple
-        (M × (kept + sample)) float32 log-kernel ``L + g0 + log w - max`` (``-inf``: no
-        entry) and int32 bin indices; the first ``kept`` columns are the kept entries in
-        decreasing order.
-    """
-    n = len(g0)
-    width = kept + sample
-    logk = torch.empty((n_cells, width), dtype=torch.float32)
-    cols = torch.empty((n_cells, width), dtype=torch.int32)
-    gen = torch.Generator().manual_seed(int(seed))
-    gf = g0.float()
-    for a in range(0, n_cells, chunk):
-        b = min(a + chunk, n_cells)
-        L = logits_of(a, b)
-        L += gf
-        v, i = torch.topk(L, kept, dim=1)
-        if not bool(torch.isfinite(v[:, 0]).all()):
-            raise non_finite("the readout logits", None)
-        logk[a:b, :kept] = v
-        cols[a:b, :kept] = i.int()
-        if sample:  # each cell its own uniform draws of bins (with replacement)
-            s = torch.randint(n, (b - a, sample), generator=gen)
-            t = L.gather(1, s)
-            tail = t < v[:, -1:]  # a drawn bin among the kept ones is not in the tail
-            logk[a:b, kept:] = torch.where(tail, t + math.log(n / sample), -math.inf)
-            cols[a:b, kept:] = s.int()
-        logk[a:b] -= v[:, :1]
-        del L
-    return logk, cols
 
 
 class SparseRound:
@@ -283,14 +208,15 @@ def build_round(
     logits_of: RowsFn,
     fit: Callable[[], torch.Tensor] | None,
     sizes: tuple[int, int, int],
-    entries: tuple[int, int],
+    entries: tuple[int, int, int],
     target: torch.Tensor,
     r: int,
+    values_of: ValuesFn | None = None,
 ) -> SparseRound:
     """Round ``r``'s sparse C: potentials ``fit()`` on a sample, one pass, balanced on the entries.
 
     ``fit`` None: no balancing (zero potentials). ``sizes``: (cells, spots, cells per chunk);
-    ``entries``: (kept, sample); ``target``: (N,) column sums. ``info["seconds"]``: the sample
+    ``entries``: (kept, sample, margin) and ``values_of`` as :func:`read_entries`; ``target``: (N,) column sums. ``info["seconds"]``: the sample
     fit, the pass and the balancing.
     """
     m, n, chunk = sizes
@@ -305,7 +231,7 @@ def build_round(
             g, rnd = rnd.potentials, None
         passes += 1
         t1 = time.perf_counter()
-        logk, cols = read_entries(logits_of, g, m, chunk, entries[0], entries[1], seed=r)
+        logk, cols = read_entries(logits_of, g, m, chunk, entries, r, values_of)
         rnd = SparseRound(logk, cols, entries[0], g)
         t2 = time.perf_counter()
         secs[1] += t2 - t1
