@@ -261,3 +261,33 @@ test_that("at bin scale R stores top-k sparse mappings, never a dense cells x bi
     dn <- runSTEM(b$sc, b$st, coords = b$coords, mapping = "dense", epochs = 2, verbose = FALSE)
     expect_false(cells_by_spots(dn, m, n)[[1]]$sparse)
 })
+
+test_that("the packed counts cross to Python before the core runs (R's copies dropped)", {
+    skip_if_no_core_model()
+    # R's packed copy of the counts (raw vectors, 12 bytes per nonzero) was held in R lists
+    # through the whole core run: 1.5 GB at 300k cells x 150k bins (issue #28). The core
+    # now gets Python objects made before it starts; the R lists are garbage by then.
+    real <- stemmap:::.stem_call
+    seen <- list()
+    fake <- function(bridge, fun, ...) {
+        if (!identical(fun, "run_stem")) return(real(bridge, fun, ...))
+        seen <<- list(...)
+        "not run"
+    }
+    utils::assignInNamespace(".stem_call", fake, "stemmap")
+    withr::defer(utils::assignInNamespace(".stem_call", real, "stemmap"))
+    b <- make_stem_data()
+    got <- stemmap:::.run_python(stemmap:::.worker_stem, sc = methods::as(b$sc, "dgCMatrix"),
+                                 cells = colnames(b$sc),
+                                 st = list(list(x = b$st, coords = b$coords, name = "st",
+                                                spots = colnames(b$st))),
+                                 params = list(), labels = list(), transfer = list(),
+                                 mapping = "topk", k = 3L)
+    expect_identical(got, "not run")
+    expect_true(inherits(seen$sc, "python.builtin.object"))
+    expect_true(inherits(seen$st, "python.builtin.object"))
+    # what the core reads is unchanged: the counts, as sent before
+    back <- reticulate::py_to_r(seen$sc)
+    expect_equal(as.matrix(stemmap:::.unpack(back$x)), b$sc, ignore_attr = TRUE)
+    expect_identical(unlist(back$cells), colnames(b$sc))
+})
