@@ -257,8 +257,11 @@ def write_report(out: Path, a: argparse.Namespace, info: dict, py: dict, r: dict
     def get(d: dict, k: str, fmt=f) -> str:
         return fmt(d[k]) if d.get(k) is not None else "—"
 
-    smoke = " SMOKE SIZE (checks that the script works), NOT the issue's 300k x 150k target." * (
-        info["cells"] < 100000
+    smoke = (
+        " SMOKE SIZE (checks that the script works), NOT the issue's 300k x 150k target;"
+        " its times on a shared, busy machine are not measurements."
+        if info["cells"] < 100000
+        else ""
     )
     lines = report.heading(
         f"R's overhead over the Python core: {info['cells']} cells x {info['spots']} spots",
