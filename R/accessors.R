@@ -109,13 +109,14 @@ stemDeconvolution <- function(sc, label = NULL) {
 stemAnnotateSpots <- function(st, sc) {
     res <- .stem_store(sc)
     spots <- rownames(res$spot_embedding)
-    n <- ncol(st)
-    if (is.null(n)) n <- NA
+    # the spots of `st` that were read: all its columns, or (Seurat) those of the assay read
+    own <- .stem_spots_read(st, res$params[["st.assay"]])
+    n <- if (is.null(own$n)) NA else own$n
     if (!identical(as.integer(n), length(spots)) ||
-        (!is.null(colnames(st)) && !identical(colnames(st), spots))) {
+        (!is.null(own$names) && !identical(as.character(own$names), as.character(spots)))) {
         .stem_abort(c(
             "{.arg st} does not match the spots {.arg sc} was mapped onto.",
-            x = "Mapped {length(spots)} spots; {.arg st} has {n}."
+            x = "Mapped {length(spots)} spots; {.arg st} has {n}{own$where}."
         ))
     }
     cols <- list()
@@ -125,6 +126,20 @@ stemAnnotateSpots <- function(st, sc) {
         for (j in seq_len(ncol(d))) cols[[nm[j]]] <- unname(d[, j])
     }
     .stem_annotate(st, res, cols)  # one method per class (R/classes.R)
+}
+
+# The cells (spots) of assay `assay` of a Seurat object: SeuratObject 5, the assay's own
+# (a subset of the object's); SeuratObject 4, the object's (one set of cells per object).
+.seurat_assay_cells <- function(obj, assay) {
+    if (.seurat_v5()) colnames(obj[[assay]]) else colnames(obj)
+}
+
+# Spot values `cols` (one vector per name, in the order of `spots`) as a data.frame over
+# all columns `all` of the object (NA for columns not among `spots`: bins of another size).
+.stem_spot_columns <- function(cols, spots, all) {
+    pos <- match(all, spots)
+    out <- lapply(cols, function(v) v[pos])
+    as.data.frame(out, row.names = all, check.names = FALSE, optional = TRUE)
 }
 
 .stem_coords <- function(sc) {

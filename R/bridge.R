@@ -222,17 +222,28 @@ methods::setMethod(".pack", "ANY", function(x) {
     if (rule %in% names(counts) && counts[[rule]] == 0) return(list(no_shared_genes = counts))
     sc_rows <- as.integer(unlist(rows$value$sc))
     if (length(sc_rows) < nrow(sc)) sc <- sc[sc_rows, , drop = FALSE]  # else: no copy
-    sc_in <- list(x = .pack(sc), genes = as.list(rownames(sc)), cells = as.list(cells))
-    st_in <- Map(function(s, r) {
+    # each packed matrix becomes a Python object at once and R's packed copy (raw vectors of
+    # 12 bytes per nonzero, as large as the counts) is garbage from then on; gc() returns it
+    # before the core runs (issue #28: else 1.5 GB stay held through a 300k x 150k run)
+    sc_in <- .stem_to_py(list(x = .pack(sc), genes = as.list(rownames(sc)),
+                              cells = as.list(cells)))
+    sc <- NULL  # (a subset's copy)
+    st_in <- reticulate::r_to_py(unname(Map(function(s, r) {
         r <- as.integer(unlist(r))
         x <- if (length(r) < nrow(s$x)) s$x[r, , drop = FALSE] else s$x
-        list(x = .pack(x), genes = as.list(rownames(x)), spots = as.list(s$spots),
-             coords = .pack(unname(as.matrix(s$coords))), name = s$name)
-    }, st, rows$value$st)
-    .stem_call(bridge, "run_stem", sc = sc_in, st = unname(st_in), params = params,
+        .stem_to_py(list(x = .pack(x), genes = as.list(rownames(x)), spots = as.list(s$spots),
+                         coords = .pack(unname(as.matrix(s$coords))), name = s$name))
+    }, st, rows$value$st)))
+    st <- NULL
+    invisible(gc(verbose = FALSE))
+    .stem_call(bridge, "run_stem", sc = sc_in, st = st_in, params = params,
                labels = labels, transfer = transfer, mapping = mapping,
                mapping_k = as.integer(k))
 }
+
+# A plain R list (packed arrays, names) as the Python object the bridge would make of it
+# (reticulate's conversion; no numpy object is made here either).
+.stem_to_py <- function(x) reticulate::r_to_py(x)
 
 # Internal bridge test used by the test suite: sends a matrix with dimnames through
 # numpy/pandas and back.

@@ -250,6 +250,23 @@ methods::setMethod(".stem_saved", "SummarizedExperiment", function(sc) {
     SeuratObject::Misc(sc, "STEM")  # the table's Misc slot (R/storage.R)
 })
 
+# The spots of `st` a run read, list(names, n, where): the columns of `st`; for a Seurat
+# object the cells of the assay the spots were read from (`assay`, the stored `st.assay`):
+# with SeuratObject 5 each assay holds its own cells (Visium HD: one assay per bin size, so
+# the object's columns are the bins of every size), with SeuratObject 4 every assay holds
+# the object's cells.
+methods::setGeneric(".stem_spots_read", function(st, assay = NULL) standardGeneric(".stem_spots_read"))
+methods::setMethod(".stem_spots_read", "ANY", function(st, assay = NULL) {
+    list(names = colnames(st), n = ncol(st), where = "")
+})
+.stem_set_method(".stem_spots_read", "Seurat", function(st, assay = NULL) {
+    if (is.null(assay) || !assay %in% SeuratObject::Assays(st)) {
+        assay <- SeuratObject::DefaultAssay(st)
+    }
+    cells <- .seurat_assay_cells(st, assay)
+    list(names = cells, n = length(cells), where = sprintf(" in assay \"%s\"", assay))
+})
+
 # `st` with the spot-side results: `cols` (deconvolution columns) as colData / meta.data,
 # the spot embedding `res$spot_embedding` as a reducedDim / DimReduc "STEM".
 methods::setGeneric(".stem_annotate", function(st, res, cols) standardGeneric(".stem_annotate"))
@@ -276,11 +293,15 @@ methods::setMethod(".stem_annotate", "SingleCellExperiment", function(st, res, c
     if (is.null(assay) || !assay %in% SeuratObject::Assays(st)) {
         assay <- SeuratObject::DefaultAssay(st)
     }
+    # SeuratObject 5: the spot embedding holds the cells of that assay only (a DimReduc
+    # may cover a subset of the object's cells), the meta.data columns are NA for the bins
+    # of other assays (R/accessors.R)
+    rownames(emb) <- .seurat_assay_cells(st, assay)
     st[["stem"]] <- SeuratObject::CreateDimReducObject(embeddings = emb, key = "STEM_",
                                                        assay = assay)
     if (length(cols)) {
-        st <- SeuratObject::AddMetaData(st, as.data.frame(cols, row.names = colnames(st),
-                                                          check.names = FALSE))
+        st <- SeuratObject::AddMetaData(st, .stem_spot_columns(cols, rownames(emb),
+                                                               colnames(st)))
     }
     st
 })

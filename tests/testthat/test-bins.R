@@ -133,8 +133,55 @@ test_that("SeuratObject 5: one assay per bin size, each with its own spots and i
     expect_equal(unname(got8$slices[[1]]$coords), unname(xy8 + 0))
     skip_if_no_core_model()
     sc <- SeuratObject::CreateSeuratObject(counts = methods::as(d$sc, "dgCMatrix"))
-    out <- runSTEM(sc, st, st.assay = "Spatial.016um", epochs = 2, verbose = FALSE)
+    sc$celltype <- d$celltype
+    out <- runSTEM(sc, st, st.assay = "Spatial.016um", labels = "celltype", epochs = 2,
+                   verbose = FALSE)
     expect_true(in_frame(SeuratObject::Embeddings(out, "STEM_spatial"), xy_016))
+    # the spot-side results go on the bins of the assay read (before: refused, since the
+    # object's columns are the bins of both sizes, 100, not the 20 mapped)
+    st2 <- stemAnnotateSpots(st, out)
+    emb <- SeuratObject::Embeddings(st2, "stem")
+    expect_identical(rownames(emb), colnames(c16))
+    expect_equal(unname(emb), unname(SeuratObject::Misc(out, "STEM")$spot_embedding))
+    expect_identical(SeuratObject::DefaultAssay(st2[["stem"]]), "Spatial.016um")
+    md <- st2[[]]
+    decon <- stemDeconvolution(out)
+    expect_equal(md[colnames(c16), "STEM_celltype_left"], unname(decon[, "left"]))
+    expect_true(all(is.na(md[colnames(c8), "STEM_celltype_left"])))  # the 8 um bins
+    expect_identical(ncol(st2), ncol(st))
+    # the 8 um assay's bins are not the spots mapped: refused, naming the assay compared
+    out8 <- out
+    out8@misc$STEM$params$st.assay <- "Spatial.008um"
+    expect_error(stemAnnotateSpots(st, out8),
+                 regexp = "does not match.*Mapped 20 spots.*has 80 in assay.*Spatial.008um",
+                 class = "stemmap_error")
+})
+
+test_that("stemAnnotateSpots() writes a bin-size assay's spots back (SeuratObject 4)", {
+    testthat::skip_if_not_installed("SeuratObject")
+    skip_if_no_core_model()
+    st <- make_two_assays()
+    sc <- SeuratObject::CreateSeuratObject(counts = methods::as(d$sc, "dgCMatrix"))
+    sc$celltype <- d$celltype
+    out <- runSTEM(sc, st, st.assay = "Spatial.016um", labels = "celltype", epochs = 2,
+                   verbose = FALSE)
+    st2 <- stemAnnotateSpots(st, out)
+    expect_identical(rownames(SeuratObject::Embeddings(st2, "stem")), colnames(st))
+    expect_identical(SeuratObject::DefaultAssay(st2[["stem"]]), "Spatial.016um")
+    expect_equal(unname(st2$STEM_celltype_left), unname(stemDeconvolution(out)[, "left"]))
+    # another object's spots: refused, naming the assay its spots were compared in
+    other <- st[, 1:10]
+    expect_error(stemAnnotateSpots(other, out),
+                 regexp = "does not match.*Mapped 20 spots.*has 10 in assay.*Spatial.016um",
+                 class = "stemmap_error")
+})
+
+test_that("spot columns cover every column of the object, NA for bins not mapped", {
+    got <- stemmap:::.stem_spot_columns(list(`STEM_a b` = c(0.25, 0.75)), c("s2", "s3"),
+                                        c("s1", "s2", "s3", "t1"))
+    expect_identical(rownames(got), c("s1", "s2", "s3", "t1"))
+    expect_identical(colnames(got), "STEM_a b")
+    expect_equal(got[["STEM_a b"]], c(NA, 0.25, 0.75, NA))
 })
 
 test_that("SpatialExperiment, several samples in pixels: results in the same units, per sample", {
@@ -213,4 +260,34 @@ test_that("at bin scale R stores top-k sparse mappings, never a dense cells x bi
     # only a caller who asks for it gets the dense matrix
     dn <- runSTEM(b$sc, b$st, coords = b$coords, mapping = "dense", epochs = 2, verbose = FALSE)
     expect_false(cells_by_spots(dn, m, n)[[1]]$sparse)
+})
+
+test_that("the packed counts cross to Python before the core runs (R's copies dropped)", {
+    skip_if_no_core_model()
+    # R's packed copy of the counts (raw vectors, 12 bytes per nonzero) was held in R lists
+    # through the whole core run: 1.5 GB at 300k cells x 150k bins (issue #28). The core
+    # now gets Python objects made before it starts; the R lists are garbage by then.
+    real <- stemmap:::.stem_call
+    seen <- list()
+    fake <- function(bridge, fun, ...) {
+        if (!identical(fun, "run_stem")) return(real(bridge, fun, ...))
+        seen <<- list(...)
+        "not run"
+    }
+    utils::assignInNamespace(".stem_call", fake, "stemmap")
+    withr::defer(utils::assignInNamespace(".stem_call", real, "stemmap"))
+    b <- make_stem_data()
+    got <- stemmap:::.run_python(stemmap:::.worker_stem, sc = methods::as(b$sc, "dgCMatrix"),
+                                 cells = colnames(b$sc),
+                                 st = list(list(x = b$st, coords = b$coords, name = "st",
+                                                spots = colnames(b$st))),
+                                 params = list(), labels = list(), transfer = list(),
+                                 mapping = "topk", k = 3L)
+    expect_identical(got, "not run")
+    expect_true(inherits(seen$sc, "python.builtin.object"))
+    expect_true(inherits(seen$st, "python.builtin.object"))
+    # what the core reads is unchanged: the counts, as sent before
+    back <- reticulate::py_to_r(seen$sc)
+    expect_equal(as.matrix(stemmap:::.unpack(back$x)), b$sc, ignore_attr = TRUE)
+    expect_identical(unlist(back$cells), colnames(b$sc))
 })
