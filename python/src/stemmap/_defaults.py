@@ -186,12 +186,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 #: model is untrained (``STEM(sigma_scale=None)``, ``STEM(hidden=None)``)
 #: the sparse readout at bin scale (``mapping/_sparse.py``): above ``entries`` cells × spots,
 #: each cell keeps its ``kept`` largest entries of C and ``sample`` drawn bins of its tail,
-#: one pass over the cells per round; ``rank`` > 0 would take the expression term on the
-#: spots' ``rank`` main profile axes (2.2x faster passes at 351 genes, but on a trained
-#: 12,000 x 4,799 synthetic map 64 axes raised the MAE from 0.0374 to 0.0530: 0 = every
-#: gene, as exact) (``benchmarks/results/issue28/scaling.md``). Where the CPU multiplies
-#: bfloat16 natively the pass chooses ``kept + margin`` candidates in bfloat16 and keeps the
-#: ``kept`` largest of their float32 values
+#: one pass over the cells per round. Where the CPU multiplies bfloat16 natively the pass
+#: chooses ``kept + margin`` candidates in bfloat16 and keeps the ``kept`` largest of their
+#: float32 values (twice as fast, the same maps: benchmarks/results/issue28/scaling.md).
+#: ``rank`` > 0 would take the expression term on the spots' ``rank`` main profile axes
+#: (on a trained 12,000 x 4,799 synthetic map 64 axes raised the MAE from 0.0374 to 0.0530:
+#: 0 = every gene, as exact)
 SPARSE_READOUT: MappingProxyType[str, int] = MappingProxyType(
     {"entries": 2**32, "kept": 256, "sample": 128, "rank": 0, "margin": 64}
 )

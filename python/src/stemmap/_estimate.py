@@ -33,18 +33,21 @@ READOUT_BALANCE_PASSES = 3
 READOUT_BASE_BYTES = 1.0 * 2**30
 
 
-#: the sparse readout (:data:`SPARSE_READOUT`) on CPU, fitted to the quiet 300k × 147k and
-#: 100k × 517k runs (benchmarks/results/issue28/scaling.md): per thread, seconds per cell ×
-#: bin entry × logits width of a round's pass (the product) and per entry of its top-k (the
-#: sample fit costs about two passes over its cells); one thread: per cell × gene and bin ×
-#: gene of the setup (profiles, main axes, sides), per cell × entry × gene and bin × gene ×
-#: chunk of a residual round's Ĉ P_SC, per cell × entry of the outputs
+#: the sparse readout (:data:`SPARSE_READOUT`) on CPU, fitted to quiet runs
+#: (benchmarks/results/issue28/scaling.md): per thread, seconds per cell × bin entry × logits
+#: width of a round's pass in float32 (the product; the sample fit's too) and in bfloat16
+#: (the pass's product where the CPU has native bfloat16: :func:`._device.native_bf16`), per
+#: cell × bin of its top-k, per cell × chosen entry × width of the float32 values at the
+#: chosen entries (bfloat16 pass); one thread: per cell × gene and bin × gene of the setup
+#: (profiles, sides), per cell × entry × gene and bin × gene × chunk of a residual round's
+#: Ĉ P_SC, per cell × entry of the outputs
 SPARSE_ENTRY_SECONDS = 5.4e-11
+SPARSE_BF16_ENTRY_SECONDS = 1.25e-11
 SPARSE_TOPK_SECONDS = 2.5e-9
+SPARSE_VALUE_SECONDS = 1.0e-9
 SPARSE_SETUP_SECONDS = (8.2e-8, 2.62e-7)
 SPARSE_EXPLAINED_SECONDS = (6.6e-10, 3.67e-8)
 SPARSE_OUTPUT_SECONDS = 1.0e-7
-SPARSE_BIN_GENE_BYTES = 16
 
 
 def sparse_readout(m: int, n: int) -> bool:
@@ -61,10 +64,13 @@ def readout_resources(
     rounds: int = MAPPING["rounds"],
     threads: int | None = None,
     rank: int = SPARSE_READOUT["rank"],
+    bf16: bool | None = None,
 ) -> dict[str, Any]:
     """Rough seconds and peak bytes of the default outputs of a mapping (CPU).
 
     ``rank``: the sparse readout's profile axes (``SPARSE_READOUT["rank"]``; 0: every gene).
+    ``bf16``: whether the sparse pass chooses its candidates in bfloat16 (None: where this
+    CPU multiplies it natively, as ``StemMapping`` decides).
 
     The default outputs (coordinates, best spots, top-k, deconvolution). Exact readout: every
     round's rows of C are read twice (the one output pass, the deconvolution); at scale (the
@@ -86,9 +92,14 @@ def readout_resources(
         passes = rounds
         fit = min(m, kernel // (4 * n))  # the sample fit's cells, one product each round
         width = hidden[-1] + (min(rank, n_genes) if rank else n_genes)
+        bf16 = _device.native_bf16(torch.device("cpu")) if bf16 is None else bf16
         entry = width * SPARSE_ENTRY_SECONDS + SPARSE_TOPK_SECONDS
-        secs = rounds * (m + 2 * fit) * n * entry / threads
+        low = width * SPARSE_BF16_ENTRY_SECONDS + SPARSE_TOPK_SECONDS if bf16 else entry
+        secs = rounds * (m * low + 2 * fit * entry) * n / threads
         w = SPARSE_READOUT["kept"] + SPARSE_READOUT["sample"]
+        if bf16:  # the float32 values at the chosen candidates and draws
+            chosen = w + SPARSE_READOUT["margin"]
+            secs += rounds * m * chosen * width * SPARSE_VALUE_SECONDS / threads
         secs += SPARSE_SETUP_SECONDS[0] * m * n_genes + SPARSE_SETUP_SECONDS[1] * n * n_genes
         steps = -(-m * w // 2**22)  # the chunks of cells of a residual round's Ĉ P_SC
         c, d = SPARSE_EXPLAINED_SECONDS
@@ -100,9 +111,8 @@ def readout_resources(
     # the sides and proportions, the inputs with the model's copy, the profiles' float64 temporaries
     side = 4 * (m + n) * (dim + 4 * n_genes) + 8 * 3 * (m + (n if rounds > 1 else 0)) * n_genes
     entries = 8 * rounds * m * (SPARSE_READOUT["kept"] + SPARSE_READOUT["sample"]) if sparse else 0
-    # bins' N × G temporaries of the sparse path: fitted to the 300k × 147k and 100k × 517k
-    # runs (10.6 and 18.1 GiB measured; the mechanism not yet traced)
-    entries += SPARSE_BIN_GENE_BYTES * n * n_genes if sparse else 0
+    # the bfloat16 copies of the two sides (a round's pass)
+    entries += 2 * (m + n) * dim if sparse else 0
     # five chunks: the deconvolution holds C_r, the rounds' mean and a float64 copy
     peak = READOUT_BASE_BYTES + side + entries + max(kernel, 5 * 4 * chunk * n)
     return {
