@@ -119,6 +119,32 @@ class PreparedData:
         )
 
 
+def spot_slice(
+    X: Any,
+    obs_names: Any,
+    coords: np.ndarray,
+    names: tuple[str, str, str],
+    normalized: bool,
+    genes: str,
+) -> SliceData:
+    """One slice's spots on the genes of ``X``: empty spots dropped, at least 2, log1p-normalised.
+
+    ``names``: the slice's name, the argument's name and where X was read (for messages);
+    ``genes``: which genes, for the message (``"shared"``, ``"model's"``).
+    """
+    slice_name, nm, where = names
+    keep = np.asarray(X.sum(axis=1)).ravel() > 0
+    X, spot_names, dropped = _drop_empty(X, list(map(str, obs_names)), "spots", nm)
+    if len(spot_names) < 2:
+        raise ValueError(f"`{nm}` has fewer than 2 non-empty spots on the {genes} genes.")
+    x = dense_float32(X)
+    if normalized:
+        check_normalized(x, where)
+    else:
+        _normalize_log1p_inplace(x)
+    return SliceData(slice_name, x, coords[keep], spot_names, dropped=dropped)
+
+
 def _drop_empty(
     X: Any, names: list[str], what: str, where: str
 ) -> tuple[Any, list[str], list[str]]:
@@ -379,17 +405,7 @@ def prepare(
         if not normalized:
             warn_if_not_counts(X, where)
         X = _subset_genes(X, [str(g) for g in s.var_names], st_gene_list)
-        spot_names = list(map(str, s.obs_names))
-        totals = np.asarray(X.sum(axis=1)).ravel()
-        keep = totals > 0
-        X, spot_names, dropped = _drop_empty(X, spot_names, "spots", nm)
-        coords = coords[keep]
-        if len(spot_names) < 2:
-            raise ValueError(f"`{nm}` has fewer than 2 non-empty spots on the shared genes.")
-        x = dense_float32(X)
-        if normalized:
-            check_normalized(x, where)
-        else:
-            _normalize_log1p_inplace(x)
-        slices.append(SliceData(slice_name, x, coords, spot_names, dropped=dropped))
+        slices.append(
+            spot_slice(X, s.obs_names, coords, (slice_name, nm, where), normalized, "shared")
+        )
     return PreparedData(gene_list, sc_x, sc_cells, slices, sc_dropped, gene_match, gm.n_renamed)

@@ -6,6 +6,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ._validate import StemInputWarning, check_choice
 
@@ -19,6 +20,19 @@ GENE_MATCH = ("exact", "case", "ensembl")
 #: suggested (a warning, or in the error when no gene is shared).
 FEW_GENES = 20
 _ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]*[0-9]{6,})\.[0-9]+$", re.IGNORECASE)
+
+
+def check_model_genes(name: str, genes: Sequence[str], found: Any, note: str = "") -> None:
+    """ValueError when ``found`` (a container of names) lacks some of a trained model's genes.
+
+    ``note``: appended to the count inside the parentheses (e.g. the gene matching used).
+    """
+    missing = [g for g in genes if g not in found]
+    if missing:
+        raise ValueError(
+            f"`{name}` lacks {len(missing)} of the {len(genes)} genes the model was trained on "
+            f"(e.g. {missing[:3]}{note}); a trained model embeds only data with all of its genes."
+        )
 
 
 def gene_key(name: str, gene_match: str = "exact") -> str:

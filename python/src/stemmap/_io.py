@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ._filecheck import check_arrays, check_manifest
+from ._genes import check_model_genes
 from ._validate import StemModelFileError, check_path
 from ._version import __version__
 
@@ -303,14 +304,7 @@ def load_model(
         )
     else:
         for obj, nm in ((sc, "sc"), *((s, "st") for s in (st if isinstance(st, list) else [st]))):
-            have = set(map(str, getattr(obj, "var_names", [])))
-            missing = [g for g in genes if g not in have]
-            if missing:
-                raise ValueError(
-                    f"`{nm}` lacks {len(missing)} of the {len(genes)} genes the model was "
-                    f"trained on (e.g. {missing[:3]}); a trained model can only embed data "
-                    "with all of its genes."
-                )
+            check_model_genes(nm, genes, set(map(str, getattr(obj, "var_names", []))))
         self.data = prepare(
             sc,
             st,

@@ -10,17 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from ._data import SliceData, _drop_empty
+from ._data import SliceData, spot_slice
 from ._expression import (
-    _normalize_log1p_inplace,
     _subset_genes,
-    check_normalized,
-    dense_float32,
     warn_if_not_counts,
 )
-from ._genes import match_genes
+from ._genes import check_model_genes, match_genes
 from ._validate import check_anndata, check_unique, get_coords, get_matrix
 
 
@@ -67,26 +62,11 @@ def prepare_spots(
     st_genes = [str(g) for g in st.var_names]
     gm = match_genes(genes, [st_genes], gene_match)
     found = dict(zip(gm.sc, gm.st[0]))
-    missing = [g for g in genes if g not in found]
-    if missing:
-        raise ValueError(
-            f"`{name}` lacks {len(missing)} of the {len(genes)} genes the model was trained on "
-            f"(e.g. {missing[:3]}, gene_match={gene_match!r}); a trained model embeds only "
-            "spots with all of its genes."
-        )
+    check_model_genes(name, genes, found, f", gene_match={gene_match!r}")
     coords = get_coords(st, spatial_key, name)
     X = get_matrix(st, layer, name)
     where = f"{name}.X" if layer is None else f"{name}.layers[{layer!r}]"
     if not normalized:
         warn_if_not_counts(X, where)
     X = _subset_genes(X, st_genes, [found[g] for g in genes])
-    keep = np.asarray(X.sum(axis=1)).ravel() > 0
-    X, spot_names, dropped = _drop_empty(X, list(map(str, st.obs_names)), "spots", name)
-    if len(spot_names) < 2:
-        raise ValueError(f"`{name}` has fewer than 2 non-empty spots on the model's genes.")
-    x = dense_float32(X)
-    if normalized:
-        check_normalized(x, where)
-    else:
-        _normalize_log1p_inplace(x)
-    return SliceData(name, x, coords[keep], spot_names, dropped=dropped)
+    return spot_slice(X, st.obs_names, coords, (name, name, where), normalized, "model's")
